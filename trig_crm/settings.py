@@ -1,0 +1,212 @@
+"""Settings for the Trig CRM service, read from the environment alone.
+
+`DJANGO_ENV=local` (the default) gives working defaults for every setting, the
+offline Salesforce org included. `DJANGO_ENV=production` refuses to start until
+the real secrets are set.
+"""
+
+from pathlib import Path
+
+import environ
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+
+# ---------------------------------------------------------------- Environment
+
+DJANGO_ENV = env.str("DJANGO_ENV", default="local")
+IS_LOCAL = DJANGO_ENV == "local"
+if DJANGO_ENV not in {"local", "production"}:
+    raise environ.ImproperlyConfigured("DJANGO_ENV must be 'local' or 'production'")
+
+# Everything the service writes at run time locally: database, broker folders,
+# the offline org's certificates.
+VAR_DIR = Path(env.str("TRIG_VAR_DIR", default=str(BASE_DIR / "var")))
+
+DEBUG = env.bool("DEBUG", default=IS_LOCAL)
+
+# Local development gets fixed, obviously fake secrets; production must set them.
+_LOCAL_SECRET = "local-only-secret-key-never-use-in-production-0123456789"
+_LOCAL_TOKEN_KEY = "bG9jYWwtb25seS10b2tlbi1rZXktMzItYnl0ZXMhISE="
+SECRET_KEY = env.str("SECRET_KEY", default=_LOCAL_SECRET) if IS_LOCAL else env.str("SECRET_KEY")
+
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "testserver"])
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+# Base URL of this service, for links built outside a request (the OAuth
+# callback when a script connects an org).
+SITE_URL = env.str("SITE_URL", default="http://127.0.0.1:8000")
+
+# ---------------------------------------------------------------- Applications
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "allauth",
+    "allauth.account",
+    "django_celery_beat",
+    "trig_crm",
+    "people",
+    "integrations",
+    "jobs",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "allauth.account.middleware.AccountMiddleware",
+]
+
+ROOT_URLCONF = "trig_crm.urls"
+WSGI_APPLICATION = "trig_crm.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# ---------------------------------------------------------------- Database
+
+# SQLite shared by the web server, the worker and beat needs WAL and IMMEDIATE
+# transactions, or concurrent writers fail with "database is locked".
+# https://docs.djangoproject.com/en/5.2/ref/databases/#sqlite-notes
+DATABASES = {
+    "default": env.db(
+        "DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'trig_crm.sqlite3'}"
+    )
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            "transaction_mode": "IMMEDIATE",
+            "timeout": 20,
+        }
+    )
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# ---------------------------------------------------------------- Accounts
+
+AUTHENTICATION_BACKENDS = [
+    "django.contrib.auth.backends.ModelBackend",
+    "allauth.account.auth_backends.AuthenticationBackend",
+]
+ACCOUNT_LOGIN_METHODS = {"email"}
+ACCOUNT_SIGNUP_FIELDS = ["email*", "password1*", "password2*"]
+ACCOUNT_EMAIL_VERIFICATION = env.str("ACCOUNT_EMAIL_VERIFICATION", default="none")
+LOGIN_REDIRECT_URL = "integrations:crm-settings"
+LOGIN_URL = "account_login"
+
+EMAIL_BACKEND = env.str(
+    "EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend"
+)
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="trig@localhost")
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+
+# ---------------------------------------------------------------- Locale and static
+
+LANGUAGE_CODE = "en-gb"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "static"
+
+# ---------------------------------------------------------------- Celery
+
+# `filesystem://` needs no server: good for one machine. Production sets
+# CELERY_BROKER_URL to Redis (redis://...) or RabbitMQ (amqp://...).
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    _broker_dir = VAR_DIR / "broker"
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(_broker_dir / "queue"),
+        "data_folder_out": str(_broker_dir / "queue"),
+        "control_folder": str(_broker_dir / "control"),
+        "processed_folder": str(_broker_dir / "processed"),
+        "store_processed": False,
+    }
+CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
+CELERY_TASK_EAGER_PROPAGATES = True
+CELERY_TASK_ACKS_LATE = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_DEFAULT_QUEUE = "default"
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+CELERY_BEAT_SCHEDULE = {
+    "salesforce-sync-due-connections": {
+        "task": "integrations.sync_due_connections",
+        "schedule": env.float("SALESFORCE_SCHEDULE_TICK_SECONDS", default=60.0),
+    },
+}
+CELERY_TIMEZONE = TIME_ZONE
+
+# ---------------------------------------------------------------- Salesforce
+
+# Trig's Connected App. Locally the offline org accepts these fixed values.
+if IS_LOCAL:
+    SALESFORCE_CLIENT_ID = env.str("SALESFORCE_CLIENT_ID", default="trig-offline-client")
+    SALESFORCE_CLIENT_SECRET = env.str(
+        "SALESFORCE_CLIENT_SECRET", default="trig-offline-secret"
+    )
+else:
+    SALESFORCE_CLIENT_ID = env.str("SALESFORCE_CLIENT_ID")
+    SALESFORCE_CLIENT_SECRET = env.str("SALESFORCE_CLIENT_SECRET")
+
+# Pinned so that what we test is what we call; versions 21-30 are retired.
+# https://help.salesforce.com/s/articleView?id=000381744&type=1
+SALESFORCE_API_VERSION = env.str("SALESFORCE_API_VERSION", default="62.0")
+
+# Login hosts accepted besides Salesforce's own domains: the offline org.
+SALESFORCE_EXTRA_LOGIN_HOSTS = env.list(
+    "SALESFORCE_EXTRA_LOGIN_HOSTS", default=["127.0.0.1:8443"] if IS_LOCAL else []
+)
+# A CA bundle to trust for Salesforce calls, in place of the system's: the
+# offline org's own CA. Empty means the system's trust store.
+SALESFORCE_CA_BUNDLE = env.str(
+    "SALESFORCE_CA_BUNDLE",
+    default=str(VAR_DIR / "offline_org" / "ca.pem") if IS_LOCAL else "",
+)
+SALESFORCE_TIMEOUT_SECONDS = env.float("SALESFORCE_TIMEOUT_SECONDS", default=60.0)
+SALESFORCE_FULL_SYNC_HOURS = env.int("SALESFORCE_FULL_SYNC_HOURS", default=24)
+
+# Fernet keys for tokens at rest, comma-separated, newest first; older keys
+# still decrypt, which lets a key be rotated without reconnecting every org.
+TOKEN_ENCRYPTION_KEYS = (
+    env.list("TOKEN_ENCRYPTION_KEYS", default=[_LOCAL_TOKEN_KEY])
+    if IS_LOCAL
+    else env.list("TOKEN_ENCRYPTION_KEYS")
+)
+
+# ---------------------------------------------------------------- Logging
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+}
