@@ -12,7 +12,11 @@ def workspace_create(*, name: str, slug: str = "") -> Workspace:
 
 @transaction.atomic
 def workspace_add_member(
-    *, workspace: Workspace, email: str, password: str, role: str = Membership.Role.OWNER
+    *,
+    workspace: Workspace,
+    email: str,
+    password: str,
+    role: str = Membership.Role.OWNER,
 ) -> Membership:
     """Create (or reuse) a sign-in for `email` and make it a member."""
     from allauth.account.models import EmailAddress

@@ -29,9 +29,13 @@ DEBUG = env.bool("DEBUG", default=IS_LOCAL)
 # Local development gets fixed, obviously fake secrets; production must set them.
 _LOCAL_SECRET = "local-only-secret-key-never-use-in-production-0123456789"
 _LOCAL_TOKEN_KEY = "bG9jYWwtb25seS10b2tlbi1rZXktMzItYnl0ZXMhISE="
-SECRET_KEY = env.str("SECRET_KEY", default=_LOCAL_SECRET) if IS_LOCAL else env.str("SECRET_KEY")
+SECRET_KEY = (
+    env.str("SECRET_KEY", default=_LOCAL_SECRET) if IS_LOCAL else env.str("SECRET_KEY")
+)
 
-ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "testserver"])
+ALLOWED_HOSTS = env.list(
+    "ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "testserver"]
+)
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
 # Base URL of this service, for links built outside a request (the OAuth
@@ -168,7 +172,9 @@ CELERY_TIMEZONE = TIME_ZONE
 
 # Trig's Connected App. Locally the offline org accepts these fixed values.
 if IS_LOCAL:
-    SALESFORCE_CLIENT_ID = env.str("SALESFORCE_CLIENT_ID", default="trig-offline-client")
+    SALESFORCE_CLIENT_ID = env.str(
+        "SALESFORCE_CLIENT_ID", default="trig-offline-client"
+    )
     SALESFORCE_CLIENT_SECRET = env.str(
         "SALESFORCE_CLIENT_SECRET", default="trig-offline-secret"
     )
@@ -191,7 +197,15 @@ SALESFORCE_CA_BUNDLE = env.str(
     default=str(VAR_DIR / "offline_org" / "ca.pem") if IS_LOCAL else "",
 )
 SALESFORCE_TIMEOUT_SECONDS = env.float("SALESFORCE_TIMEOUT_SECONDS", default=60.0)
+SALESFORCE_HTTP_RETRIES = env.int("SALESFORCE_HTTP_RETRIES", default=3)
+SALESFORCE_HTTP_BACKOFF_SECONDS = env.float(
+    "SALESFORCE_HTTP_BACKOFF_SECONDS", default=1.0
+)
 SALESFORCE_FULL_SYNC_HOURS = env.int("SALESFORCE_FULL_SYNC_HOURS", default=24)
+# A sync claim older than this is taken to belong to a worker that died.
+SALESFORCE_SYNC_CLAIM_TIMEOUT_SECONDS = env.int(
+    "SALESFORCE_SYNC_CLAIM_TIMEOUT_SECONDS", default=3 * 60 * 60
+)
 
 # Fernet keys for tokens at rest, comma-separated, newest first; older keys
 # still decrypt, which lets a key be rotated without reconnecting every org.
@@ -206,7 +220,9 @@ TOKEN_ENCRYPTION_KEYS = (
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}
+    },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
 }

@@ -1,0 +1,166 @@
+"""The only door to Salesforce.
+
+It refreshes the access token when Salesforce says it expired, counts the API
+calls it makes, and turns Salesforce's errors into two kinds of ours:
+`SalesforceTransientError` (try again later) and `SalesforceRejectedError`
+(Salesforce refused the request; record it, do not retry). It reads and it
+describes; it has no way to create or delete a record.
+"""
+
+import logging
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+import requests
+from django.conf import settings
+from simple_salesforce import Salesforce
+from simple_salesforce.exceptions import SalesforceError, SalesforceExpiredSession
+
+from integrations.models import SalesforceConnection
+from integrations.salesforce.http import salesforce_session
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class SalesforceClientError(Exception):
+    def __init__(self, message: str, *, status: int | None = None, code: str = ""):
+        self.status = status
+        self.code = code
+        super().__init__(message)
+
+
+class SalesforceTransientError(SalesforceClientError):
+    """A failure that may pass: an outage, a timeout, a lock."""
+
+
+class SalesforceRejectedError(SalesforceClientError):
+    """Salesforce refused the request; sending it again will not help."""
+
+
+class ReconnectRequired(SalesforceClientError):
+    """The OAuth grant is gone; the customer must connect the org again."""
+
+
+# Error codes that name a passing condition rather than a bad request.
+# https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/errorcodes.htm
+TRANSIENT_CODES = frozenset(
+    {
+        "UNABLE_TO_LOCK_ROW",
+        "SERVER_UNAVAILABLE",
+        "QUERY_TIMEOUT",
+        "REQUEST_RUNNING_TOO_LONG",
+    }
+)
+
+
+def _error_from(exc: SalesforceError) -> SalesforceClientError:
+    """Turn simple-salesforce's exception into one of ours, keeping the message."""
+    status = getattr(exc, "status", None)
+    content = getattr(exc, "content", None)
+    code, message = "", ""
+    # Salesforce's error bodies are a JSON list of {message, errorCode}; the
+    # transport layer (414, 431, outages) answers with HTML instead.
+    if isinstance(content, list) and content and isinstance(content[0], dict):
+        code = str(content[0].get("errorCode", ""))
+        message = str(content[0].get("message", ""))
+    if not message:
+        message = f"HTTP {status} from Salesforce"
+        if isinstance(content, str) and content.strip().startswith("<"):
+            message += " (an HTML page instead of a JSON error)"
+    text = f"{code}: {message}" if code else message
+
+    if code in TRANSIENT_CODES or (status is not None and status >= 500):
+        return SalesforceTransientError(text, status=status, code=code)
+    return SalesforceRejectedError(text, status=status, code=code)
+
+
+class SalesforceClient:
+    """Reads one connection's org through simple-salesforce."""
+
+    def __init__(
+        self,
+        *,
+        connection: SalesforceConnection,
+        on_token_expired: Callable[[SalesforceConnection], SalesforceConnection],
+        batch_size: int | None = None,
+    ) -> None:
+        self.connection = connection
+        self.calls = 0
+        self._on_token_expired = on_token_expired
+        self._batch_size = batch_size
+        self._session = salesforce_session()
+        self._sf = self._build()
+
+    def _build(self) -> Salesforce:
+        sf = Salesforce(
+            instance_url=self.connection.instance_url,
+            session_id=self.connection.access_token,
+            version=settings.SALESFORCE_API_VERSION,
+            session=self._session,
+        )
+        # https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/headers_queryoptions.htm
+        if self._batch_size:
+            sf.headers["Sforce-Query-Options"] = f"batchSize={self._batch_size}"
+        return sf
+
+    def _call(self, request: Callable[[Salesforce], T]) -> T:
+        """Send one API call, refreshing the token and replaying it once on 401."""
+        for attempt in (1, 2):
+            try:
+                result = request(self._sf)
+            except SalesforceExpiredSession:
+                self.calls += 1
+                if attempt == 2:
+                    raise ReconnectRequired(
+                        "Salesforce refused a freshly refreshed session.", status=401
+                    ) from None
+                self.connection = self._on_token_expired(self.connection)
+                self._sf = self._build()
+                continue
+            except SalesforceError as exc:
+                self.calls += 1
+                raise _error_from(exc) from exc
+            except requests.RequestException as exc:
+                raise SalesforceTransientError(
+                    f"Salesforce did not answer: {exc}"
+                ) from exc
+            self.calls += 1
+            return result
+        raise AssertionError("unreachable")
+
+    @property
+    def api_usage(self) -> tuple[int, int] | None:
+        """Return (used, max) of the org's daily API requests, as last reported."""
+        usage = self._sf.api_usage.get("api-usage")
+        if usage is None:
+            return None
+        return usage.used, usage.total
+
+    def describe(self, *, object_name: str) -> dict[str, Any]:
+        return self._call(lambda sf: getattr(sf, object_name).describe())
+
+    def query_pages(self, *, soql: str) -> Iterator[list[dict[str, Any]]]:
+        """Yield the records of a query page by page, following nextRecordsUrl.
+
+        The end is `done: true`, never a short page: Salesforce may return
+        fewer records than the batch size asked for.
+        https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/resources_query.htm
+        """
+        page = self._call(lambda sf: sf.query(soql))
+        while True:
+            records = page.get("records") or []
+            for record in records:
+                record.pop("attributes", None)
+            yield records
+            if page.get("done", True):
+                return
+            next_url = page.get("nextRecordsUrl")
+            if not next_url:
+                raise SalesforceRejectedError(
+                    "Salesforce said the query was not done but gave no next page."
+                )
+            page = self._call(
+                lambda sf, url=next_url: sf.query_more(url, identifier_is_url=True)
+            )

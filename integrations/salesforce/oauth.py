@@ -1,0 +1,237 @@
+"""Salesforce's OAuth 2.0 web-server flow with PKCE, and token refresh.
+
+https://help.salesforce.com/s/articleView?id=sf.remoteaccess_oauth_web_server_flow.htm
+"""
+
+import base64
+import hashlib
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from urllib.parse import urlencode, urlsplit
+
+import requests
+from django.conf import settings
+
+from integrations.salesforce.http import salesforce_session
+
+SCOPES = "api refresh_token"
+
+PRODUCTION_HOST = "login.salesforce.com"
+SANDBOX_HOST = "test.salesforce.com"
+
+# https://help.salesforce.com/s/articleView?id=sf.domain_name_url_formats.htm
+_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+_MY_DOMAIN = re.compile(rf"^{_LABEL}\.my\.salesforce\.com$")
+_SANDBOX_MY_DOMAIN = re.compile(rf"^{_LABEL}\.sandbox\.my\.salesforce\.com$")
+_LIGHTNING = re.compile(rf"^({_LABEL})(\.sandbox)?\.lightning\.force\.com$")
+
+
+class LoginHostError(ValueError):
+    """A login host we will not send a customer to."""
+
+
+class OAuthError(Exception):
+    """Salesforce refused an OAuth request."""
+
+    def __init__(self, error: str, description: str = "") -> None:
+        self.error = error
+        self.description = description
+        super().__init__(f"{error}: {description}" if description else error)
+
+    @property
+    def is_grant_gone(self) -> bool:
+        # `invalid_grant` on a refresh means the grant itself is gone: the
+        # user was deactivated, the app revoked, or a newer approval evicted it.
+        return self.error == "invalid_grant"
+
+
+@dataclass(frozen=True)
+class TokenResponse:
+    access_token: str
+    refresh_token: str | None
+    instance_url: str
+    identity_url: str
+    issued_at: datetime | None
+
+    @property
+    def org_id(self) -> str:
+        return self.identity_url.rstrip("/").split("/")[-2]
+
+    @property
+    def user_id(self) -> str:
+        return self.identity_url.rstrip("/").split("/")[-1]
+
+
+@dataclass(frozen=True)
+class Identity:
+    username: str
+    display_name: str
+
+
+def login_host_normalize(*, raw: str, environment: str) -> str:
+    """Return the login host for what a customer typed, or refuse it.
+
+    Empty means the generic host of the environment. A Lightning browser URL
+    is turned into its My Domain form, which is the API host.
+    """
+    text = raw.strip().lower()
+    if not text:
+        return SANDBOX_HOST if environment == "sandbox" else PRODUCTION_HOST
+    if "://" not in text:
+        text = f"https://{text}"
+    try:
+        parts = urlsplit(text)
+        host = parts.hostname or ""
+        port = parts.port
+    except ValueError as exc:
+        raise LoginHostError(f"{raw!r} is not a URL.") from exc
+    netloc = f"{host}:{port}" if port else host
+
+    if netloc in {h.lower() for h in settings.SALESFORCE_EXTRA_LOGIN_HOSTS}:
+        return netloc
+    if port not in (None, 443) or parts.username or parts.password:
+        raise LoginHostError(f"{raw!r} is not a Salesforce login address.")
+
+    lightning = _LIGHTNING.match(host)
+    if lightning:
+        suffix = ".sandbox.my.salesforce.com" if lightning[2] else ".my.salesforce.com"
+        host = lightning[1] + suffix
+
+    is_sandbox_host = host == SANDBOX_HOST or bool(_SANDBOX_MY_DOMAIN.match(host))
+    is_production_host = host == PRODUCTION_HOST or (
+        bool(_MY_DOMAIN.match(host)) and not is_sandbox_host
+    )
+    if environment == "sandbox" and is_sandbox_host:
+        return host
+    if environment == "production" and is_production_host:
+        return host
+    if is_sandbox_host or is_production_host:
+        raise LoginHostError(
+            f"{host} is a {'sandbox' if is_sandbox_host else 'production'} "
+            f"address, but {environment} was chosen."
+        )
+    raise LoginHostError(
+        f"{raw!r} is not a Salesforce login address. Use login.salesforce.com, "
+        "test.salesforce.com or your My Domain (NAME.my.salesforce.com)."
+    )
+
+
+def pkce_pair() -> tuple[str, str]:
+    """Return a PKCE code verifier and its S256 challenge."""
+    verifier = secrets.token_urlsafe(64)
+    digest = hashlib.sha256(verifier.encode("ascii")).digest()
+    challenge = base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+    return verifier, challenge
+
+
+def authorize_url(
+    *, login_host: str, state: str, code_challenge: str, redirect_uri: str
+) -> str:
+    query = urlencode(
+        {
+            "response_type": "code",
+            "client_id": settings.SALESFORCE_CLIENT_ID,
+            "redirect_uri": redirect_uri,
+            "scope": SCOPES,
+            "state": state,
+            "code_challenge": code_challenge,
+            "code_challenge_method": "S256",
+            # Always ask, so a customer can pick which org's user to connect.
+            "prompt": "login consent",
+        }
+    )
+    return f"https://{login_host}/services/oauth2/authorize?{query}"
+
+
+def _token_request(*, login_host: str, data: dict[str, str]) -> dict:
+    url = f"https://{login_host}/services/oauth2/token"
+    payload = {
+        "client_id": settings.SALESFORCE_CLIENT_ID,
+        "client_secret": settings.SALESFORCE_CLIENT_SECRET,
+        **data,
+    }
+    try:
+        response = salesforce_session().post(
+            url, data=payload, headers={"Accept": "application/json"}
+        )
+    except requests.RequestException as exc:
+        raise OAuthError("unreachable", f"{login_host} did not answer: {exc}") from exc
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        raise OAuthError(
+            "bad_response", f"HTTP {response.status_code} without a JSON body"
+        )
+    if response.status_code != 200 or "access_token" not in body:
+        raise OAuthError(
+            str(body.get("error", "unknown_error")),
+            str(body.get("error_description", "")),
+        )
+    return body
+
+
+def _token_response(body: dict) -> TokenResponse:
+    issued_at = None
+    if str(body.get("issued_at", "")).isdigit():
+        issued_at = datetime.fromtimestamp(int(body["issued_at"]) / 1000, tz=UTC)
+    for key in ("instance_url", "id"):
+        if not isinstance(body.get(key), str) or not body[key]:
+            raise OAuthError("bad_response", f"the token response has no {key}")
+    if urlsplit(body["instance_url"]).scheme != "https":
+        raise OAuthError("bad_response", "instance_url is not an HTTPS URL")
+    return TokenResponse(
+        access_token=body["access_token"],
+        refresh_token=body.get("refresh_token") or None,
+        instance_url=body["instance_url"].rstrip("/"),
+        identity_url=body["id"],
+        issued_at=issued_at,
+    )
+
+
+def code_exchange(
+    *, login_host: str, code: str, code_verifier: str, redirect_uri: str
+) -> TokenResponse:
+    body = _token_request(
+        login_host=login_host,
+        data={
+            "grant_type": "authorization_code",
+            "code": code,
+            "code_verifier": code_verifier,
+            "redirect_uri": redirect_uri,
+        },
+    )
+    return _token_response(body)
+
+
+def token_refresh(*, login_host: str, refresh_token: str) -> TokenResponse:
+    # Refresh at the host that issued the grant: a My Domain org may refuse
+    # the generic login host.
+    body = _token_request(
+        login_host=login_host,
+        data={"grant_type": "refresh_token", "refresh_token": refresh_token},
+    )
+    return _token_response(body)
+
+
+def token_revoke(*, login_host: str, token: str) -> None:
+    url = f"https://{login_host}/services/oauth2/revoke"
+    salesforce_session().post(url, data={"token": token})
+
+
+def identity_fetch(*, identity_url: str, access_token: str) -> Identity:
+    response = salesforce_session().get(
+        identity_url, headers={"Authorization": f"Bearer {access_token}"}
+    )
+    if response.status_code != 200:
+        raise OAuthError(
+            "identity", f"HTTP {response.status_code} from the identity URL"
+        )
+    body = response.json()
+    return Identity(
+        username=str(body.get("username", "")),
+        display_name=str(body.get("display_name", "")),
+    )

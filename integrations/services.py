@@ -1,0 +1,257 @@
+import logging
+import secrets
+from datetime import timedelta
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from django.utils import timezone
+
+from integrations.models import PendingAuthorization, SalesforceConnection
+from integrations.salesforce import oauth
+from integrations.salesforce.client import ReconnectRequired, SalesforceClient
+from integrations.salesforce.http import host_of
+from trig_crm.models import Workspace
+
+logger = logging.getLogger(__name__)
+
+AUTHORIZATION_TTL = timedelta(minutes=15)
+
+
+class ConnectError(Exception):
+    """Connecting an org failed; the message is for the customer."""
+
+
+def authorization_start(
+    *,
+    user: AbstractBaseUser,
+    workspace: Workspace,
+    environment: str,
+    login_host: str,
+    redirect_uri: str,
+) -> str:
+    """Record a pending authorization and return the org's authorize URL.
+
+    Raises `oauth.LoginHostError` for a host outside Salesforce's domains.
+    """
+    if environment not in SalesforceConnection.Environment.values:
+        raise ConnectError("Choose production or sandbox.")
+    host = oauth.login_host_normalize(raw=login_host, environment=environment)
+    verifier, challenge = oauth.pkce_pair()
+    state = secrets.token_urlsafe(32)
+
+    PendingAuthorization.objects.filter(
+        created_at__lt=timezone.now() - AUTHORIZATION_TTL
+    ).delete()
+    PendingAuthorization.objects.create(
+        state=state,
+        workspace=workspace,
+        user=user,
+        environment=environment,
+        login_host=host,
+        redirect_uri=redirect_uri,
+        code_verifier=verifier,
+    )
+    return oauth.authorize_url(
+        login_host=host,
+        state=state,
+        code_challenge=challenge,
+        redirect_uri=redirect_uri,
+    )
+
+
+def _is_salesforce_url(url: str) -> bool:
+    host = host_of(url)
+    allowed = {h.lower() for h in settings.SALESFORCE_EXTRA_LOGIN_HOSTS}
+    return host in allowed or host.split(":")[0].endswith(
+        (".salesforce.com", ".force.com")
+    )
+
+
+def authorization_complete(
+    *,
+    user: AbstractBaseUser,
+    state: str,
+    code: str,
+    error: str = "",
+    error_description: str = "",
+) -> SalesforceConnection:
+    """Turn the callback of an authorization into a connection.
+
+    The pending authorization is used up whatever happens, so a callback can
+    never be replayed. Nothing is stored unless the whole exchange succeeds.
+    """
+    with transaction.atomic():
+        pending = (
+            PendingAuthorization.objects.select_for_update()
+            .filter(state=state, user=user)
+            .first()
+            if state and user.is_authenticated
+            else None
+        )
+        if pending is None:
+            raise ConnectError(
+                "This connection attempt is unknown, expired or was started by "
+                "someone else. Start again from the CRM settings page."
+            )
+        pending.delete()
+
+    if pending.created_at < timezone.now() - AUTHORIZATION_TTL:
+        raise ConnectError("The connection attempt took too long. Please try again.")
+    if error:
+        if error == "access_denied":
+            raise ConnectError(
+                "Access was denied in Salesforce, so nothing was connected."
+            )
+        raise ConnectError(
+            f"Salesforce refused the connection: {error_description or error}"
+        )
+    if not code:
+        raise ConnectError("Salesforce sent no authorization code.")
+    if not pending.code_verifier:
+        raise ConnectError(
+            "The connection attempt lost its PKCE verifier. Please try again."
+        )
+
+    try:
+        token = oauth.code_exchange(
+            login_host=pending.login_host,
+            code=code,
+            code_verifier=pending.code_verifier,
+            redirect_uri=pending.redirect_uri,
+        )
+        if not _is_salesforce_url(token.identity_url) or not _is_salesforce_url(
+            token.instance_url
+        ):
+            raise ConnectError(
+                "Salesforce answered with an address outside Salesforce."
+            )
+        identity = oauth.identity_fetch(
+            identity_url=token.identity_url, access_token=token.access_token
+        )
+    except oauth.OAuthError as exc:
+        raise ConnectError(f"Salesforce refused the connection: {exc}") from exc
+    if not token.refresh_token:
+        raise ConnectError(
+            "Salesforce granted no refresh token. The Connected App must allow "
+            "the 'refresh_token' scope."
+        )
+
+    connection, created = SalesforceConnection.objects.update_or_create(
+        workspace=pending.workspace,
+        org_id=token.org_id,
+        defaults={
+            "environment": pending.environment,
+            "login_host": pending.login_host,
+            "instance_url": token.instance_url,
+            "user_id": token.user_id,
+            "username": identity.username,
+            "user_display_name": identity.display_name,
+            "access_token": token.access_token,
+            "refresh_token": token.refresh_token,
+            "token_issued_at": token.issued_at or timezone.now(),
+            "status": SalesforceConnection.Status.CONNECTED,
+            "status_reason": "",
+            "connected_by": user,
+            "connected_at": timezone.now(),
+        },
+    )
+    logger.info(
+        "Salesforce org connected connection_id=%s org_id=%s created=%s",
+        connection.pk,
+        connection.org_id,
+        created,
+    )
+    return connection
+
+
+def connection_mark_reconnect_required(
+    *, connection: SalesforceConnection, reason: str
+) -> None:
+    SalesforceConnection.objects.filter(pk=connection.pk).update(
+        status=SalesforceConnection.Status.RECONNECT_REQUIRED, status_reason=reason
+    )
+    connection.status = SalesforceConnection.Status.RECONNECT_REQUIRED
+    connection.status_reason = reason
+    logger.warning("Salesforce grant gone connection_id=%s", connection.pk)
+
+
+def connection_refresh_token(
+    *, connection: SalesforceConnection
+) -> SalesforceConnection:
+    """Get a new access token, one refresh per connection at a time.
+
+    Identical refreshes sent at the same moment can fail, so the connection
+    row is locked; a worker that waited finds the token already renewed and
+    uses it.
+    """
+    stale_token = connection.access_token
+    with transaction.atomic():
+        locked = SalesforceConnection.objects.select_for_update().get(pk=connection.pk)
+        if locked.status != SalesforceConnection.Status.CONNECTED:
+            raise ReconnectRequired(locked.status_reason or "The org is not connected.")
+        if locked.access_token != stale_token:
+            return locked
+        try:
+            token = oauth.token_refresh(
+                login_host=locked.login_host, refresh_token=locked.refresh_token
+            )
+        except oauth.OAuthError as exc:
+            if not exc.is_grant_gone:
+                raise
+            grant_error = exc
+        else:
+            locked.access_token = token.access_token
+            # Some Connected App policies rotate the refresh token on every use.
+            if token.refresh_token:
+                locked.refresh_token = token.refresh_token
+            locked.instance_url = token.instance_url
+            locked.token_issued_at = token.issued_at or timezone.now()
+            locked.save(
+                update_fields=[
+                    "access_token",
+                    "refresh_token",
+                    "instance_url",
+                    "token_issued_at",
+                ]
+            )
+            return locked
+
+    reason = (
+        "Salesforce no longer accepts Trig's access to this org: the connected "
+        "user may have been deactivated or lost permission, or approved Trig "
+        "too many times elsewhere. Reconnect the org. "
+        f"(Salesforce said: {grant_error.description or grant_error.error})"
+    )
+    connection_mark_reconnect_required(connection=connection, reason=reason)
+    raise ReconnectRequired(reason) from grant_error
+
+
+def connection_client(
+    *, connection: SalesforceConnection, batch_size: int | None = None
+) -> SalesforceClient:
+    if connection.status != SalesforceConnection.Status.CONNECTED:
+        raise ReconnectRequired(connection.status_reason or "The org is not connected.")
+    return SalesforceClient(
+        connection=connection,
+        on_token_expired=lambda c: connection_refresh_token(connection=c),
+        batch_size=batch_size,
+    )
+
+
+def connection_disconnect(*, connection: SalesforceConnection) -> None:
+    """Revoke Trig's grant and forget the tokens; imported data stays."""
+    if connection.refresh_token:
+        try:
+            oauth.token_revoke(
+                login_host=connection.login_host, token=connection.refresh_token
+            )
+        except Exception:  # noqa: BLE001 - revoking is best effort
+            logger.warning("Revoking failed connection_id=%s", connection.pk)
+    connection.access_token = ""
+    connection.refresh_token = ""
+    connection.status = SalesforceConnection.Status.DISCONNECTED
+    connection.status_reason = "Disconnected by the customer."
+    connection.save(
+        update_fields=["access_token", "refresh_token", "status", "status_reason"]
+    )

@@ -1,0 +1,124 @@
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_POST
+
+from integrations import selectors, services
+from integrations.forms import ConnectSalesforceForm
+from integrations.models import SyncRun
+from integrations.salesforce.oauth import LoginHostError
+from integrations.sync.schedule import sync_enqueue
+from trig_crm.selectors import workspace_for_user
+
+
+def _workspace_or_404(request: HttpRequest):
+    workspace = workspace_for_user(user=request.user)
+    if workspace is None:
+        raise Http404("You are not a member of any workspace.")
+    return workspace
+
+
+@login_required
+def crm_settings(request: HttpRequest) -> HttpResponse:
+    workspace = _workspace_or_404(request)
+    connections = selectors.connection_list(workspace=workspace)
+    return render(
+        request,
+        "integrations/crm_settings.html",
+        {"workspace": workspace, "connections": connections},
+    )
+
+
+@login_required
+def salesforce_connect(request: HttpRequest) -> HttpResponse:
+    workspace = _workspace_or_404(request)
+    form = ConnectSalesforceForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            url = services.authorization_start(
+                user=request.user,
+                workspace=workspace,
+                environment=form.cleaned_data["environment"],
+                login_host=form.cleaned_data["my_domain"],
+                redirect_uri=request.build_absolute_uri(
+                    reverse("integrations:salesforce-callback")
+                ),
+            )
+        except (LoginHostError, services.ConnectError) as exc:
+            form.add_error("my_domain", str(exc))
+        else:
+            return redirect(url)
+    return render(
+        request, "integrations/connect.html", {"workspace": workspace, "form": form}
+    )
+
+
+@login_required
+def salesforce_callback(request: HttpRequest) -> HttpResponse:
+    try:
+        connection = services.authorization_complete(
+            user=request.user,
+            state=request.GET.get("state", ""),
+            code=request.GET.get("code", ""),
+            error=request.GET.get("error", ""),
+            error_description=request.GET.get("error_description", ""),
+        )
+    except services.ConnectError as exc:
+        return render(
+            request,
+            "integrations/connect_failed.html",
+            {"reason": str(exc)},
+            status=400,
+        )
+    messages.success(request, "Salesforce is connected.")
+    return redirect("integrations:connection-detail", pk=connection.pk)
+
+
+@login_required
+def connection_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    workspace = _workspace_or_404(request)
+    connection = selectors.connection_get(workspace=workspace, pk=pk)
+    if connection is None:
+        raise Http404("No such connection.")
+    return render(
+        request,
+        "integrations/connection_detail.html",
+        {
+            "workspace": workspace,
+            "connection": connection,
+            "runs": selectors.sync_run_recent(connection=connection),
+        },
+    )
+
+
+@login_required
+@require_POST
+def connection_sync_now(request: HttpRequest, pk: int) -> HttpResponse:
+    workspace = _workspace_or_404(request)
+    connection = selectors.connection_get(workspace=workspace, pk=pk)
+    if connection is None:
+        raise Http404("No such connection.")
+    if not connection.is_usable:
+        messages.error(request, "Reconnect the org before syncing it.")
+    else:
+        sync_enqueue(
+            connection=connection,
+            kind=SyncRun.Kind.FULL,
+            trigger=SyncRun.Trigger.MANUAL,
+        )
+        messages.success(request, "A sync has been requested.")
+    return redirect("integrations:connection-detail", pk=pk)
+
+
+@login_required
+@require_POST
+def connection_disconnect(request: HttpRequest, pk: int) -> HttpResponse:
+    workspace = _workspace_or_404(request)
+    connection = selectors.connection_get(workspace=workspace, pk=pk)
+    if connection is None:
+        raise Http404("No such connection.")
+    services.connection_disconnect(connection=connection)
+    messages.success(request, "Salesforce is disconnected. Imported data is kept.")
+    return redirect("integrations:crm-settings")

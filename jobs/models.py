@@ -1,0 +1,1 @@
+# Events, Jobs and the Actions that write fields back to Salesforce live here.

@@ -1,0 +1,137 @@
+from django.db import models
+
+
+class Owner(models.Model):
+    """A Salesforce User who owns records: the account or contact owner."""
+
+    workspace = models.ForeignKey(
+        "trig_crm.Workspace", on_delete=models.CASCADE, related_name="owners"
+    )
+    connection = models.ForeignKey(
+        "integrations.SalesforceConnection",
+        on_delete=models.CASCADE,
+        related_name="owners",
+    )
+    salesforce_id = models.CharField(max_length=18)
+    name = models.CharField(max_length=255, blank=True)
+    email = models.EmailField(max_length=254, blank=True)
+    synced_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["connection", "salesforce_id"], name="owner_unique_sf_id"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.name or self.salesforce_id
+
+
+class Organisation(models.Model):
+    """A company, matched across every source by its website's domain."""
+
+    workspace = models.ForeignKey(
+        "trig_crm.Workspace", on_delete=models.CASCADE, related_name="organisations"
+    )
+    name = models.CharField(max_length=255, blank=True)
+    # Null when no source gave a website: such an organisation matches nothing.
+    domain = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["workspace", "domain"], name="organisation_unique_domain"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.name or self.domain or f"Organisation {self.pk}"
+
+
+class CrmAccount(models.Model):
+    """A Salesforce Account as one connection holds it, linked to its Organisation."""
+
+    workspace = models.ForeignKey(
+        "trig_crm.Workspace", on_delete=models.CASCADE, related_name="crm_accounts"
+    )
+    connection = models.ForeignKey(
+        "integrations.SalesforceConnection",
+        on_delete=models.CASCADE,
+        related_name="crm_accounts",
+    )
+    salesforce_id = models.CharField(max_length=18)
+    organisation = models.ForeignKey(
+        Organisation, on_delete=models.PROTECT, related_name="crm_accounts"
+    )
+    name = models.CharField(max_length=255, blank=True)
+    website = models.CharField(max_length=255, blank=True)
+    industry = models.CharField(max_length=255, blank=True)
+    owner = models.ForeignKey(
+        Owner,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="crm_accounts",
+    )
+    synced_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["connection", "salesforce_id"], name="crm_account_unique_sf_id"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.name or self.salesforce_id
+
+
+class Person(models.Model):
+    """Someone Trig can reach: a Salesforce Contact."""
+
+    workspace = models.ForeignKey(
+        "trig_crm.Workspace", on_delete=models.CASCADE, related_name="people"
+    )
+    connection = models.ForeignKey(
+        "integrations.SalesforceConnection",
+        on_delete=models.CASCADE,
+        related_name="people",
+    )
+    salesforce_id = models.CharField(max_length=18)
+    first_name = models.CharField(max_length=100, blank=True)
+    last_name = models.CharField(max_length=200, blank=True)
+    email = models.EmailField(max_length=254, blank=True)
+    phone = models.CharField(max_length=50, blank=True)
+    country = models.CharField(max_length=100, blank=True)
+    title = models.CharField(max_length=200, blank=True)
+    # Opt-outs are always respected: nothing may e-mail a person who has one.
+    has_opted_out_of_email = models.BooleanField(default=False)
+    owner = models.ForeignKey(
+        Owner, null=True, blank=True, on_delete=models.SET_NULL, related_name="people"
+    )
+    # The Account Id as Salesforce gave it, kept so the link to the
+    # organisation can be made when that Account arrives later.
+    salesforce_account_id = models.CharField(max_length=18, blank=True)
+    organisation = models.ForeignKey(
+        Organisation,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="people",
+    )
+    synced_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name_plural = "people"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["connection", "salesforce_id"], name="person_unique_sf_id"
+            )
+        ]
+        indexes = [models.Index(fields=["workspace", "email"])]
+
+    def __str__(self) -> str:
+        full_name = f"{self.first_name} {self.last_name}".strip()
+        return full_name or self.email or self.salesforce_id

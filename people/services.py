@@ -1,0 +1,431 @@
+"""Writes to people, organisations and owners; every upsert is batched.
+
+An upsert batch takes rows already named after our attributes (the sync maps
+Salesforce fields to them), cleans each value, and writes only what changed:
+a batch whose records are all unchanged makes no write at all.
+"""
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
+from django.db import DatabaseError, models, transaction
+from django.db.models import OuterRef, Subquery
+from django.utils import timezone
+
+from integrations.models import SalesforceConnection
+from people.domains import InvalidWebsite, domain_from_website
+from people.models import CrmAccount, Organisation, Owner, Person
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Problem:
+    salesforce_id: str
+    attribute: str
+    problem: str
+
+
+@dataclass
+class BatchResult:
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    failed: int = 0
+    problems: list[Problem] = field(default_factory=list)
+    # Salesforce Ids whose rows were created or changed in this batch.
+    written_ids: set[str] = field(default_factory=set)
+
+
+def _clean_value(
+    *,
+    model: type[models.Model],
+    attribute: str,
+    value: Any,
+    salesforce_id: str,
+    problems: list[Problem],
+) -> Any:
+    """Return `value` fitted to the column, noting anything that was lost."""
+    model_field = model._meta.get_field(attribute)
+    if isinstance(model_field, models.BooleanField):
+        return bool(value)
+    if not isinstance(model_field, models.CharField):
+        return value
+
+    text = "" if value is None else str(value)
+    # PostgreSQL refuses NUL in text; no CRM value means anything by it.
+    text = text.replace("\x00", "")
+    if isinstance(model_field, models.EmailField) and text:
+        try:
+            validate_email(text)
+        except ValidationError:
+            problems.append(
+                Problem(
+                    salesforce_id, attribute, "not a valid e-mail address; left empty"
+                )
+            )
+            return ""
+    limit = model_field.max_length
+    if limit and len(text) > limit:
+        problems.append(
+            Problem(
+                salesforce_id,
+                attribute,
+                f"{len(text)} characters, longer than {limit}; cut to {limit}",
+            )
+        )
+        text = text[:limit]
+    return text
+
+
+def _clean_row(
+    *,
+    model: type[models.Model],
+    row: dict[str, Any],
+    attributes: Iterable[str],
+    problems: list[Problem],
+) -> dict[str, Any]:
+    salesforce_id = row["salesforce_id"]
+    return {
+        name: _clean_value(
+            model=model,
+            attribute=name,
+            value=row.get(name),
+            salesforce_id=salesforce_id,
+            problems=problems,
+        )
+        for name in attributes
+    }
+
+
+def _write(
+    *,
+    model: type[models.Model],
+    to_create: list[models.Model],
+    to_update: list[models.Model],
+    update_fields: list[str],
+    result: BatchResult,
+) -> None:
+    """Write a batch in two statements; if the database refuses it, row by row.
+
+    Falling back keeps one bad row from costing the whole batch.
+    """
+    try:
+        with transaction.atomic():
+            if to_create:
+                model.objects.bulk_create(to_create, batch_size=500)
+            if to_update:
+                model.objects.bulk_update(to_update, update_fields, batch_size=500)
+    except DatabaseError:
+        logger.warning(
+            "Batch write refused, writing row by row model=%s", model.__name__
+        )
+        for obj in to_create + to_update:
+            is_new = obj in to_create
+            try:
+                with transaction.atomic():
+                    if is_new:
+                        obj.pk = None
+                        obj.save(force_insert=True)
+                    else:
+                        obj.save(update_fields=update_fields)
+            except DatabaseError as exc:
+                result.failed += 1
+                if is_new:
+                    result.created -= 1
+                else:
+                    result.updated -= 1
+                result.written_ids.discard(obj.salesforce_id)
+                result.problems.append(
+                    Problem(obj.salesforce_id, "", f"not stored: {exc}".strip()[:500])
+                )
+
+
+def _upsert(
+    *,
+    model: type[models.Model],
+    connection: SalesforceConnection,
+    rows: dict[str, dict[str, Any]],
+    result: BatchResult,
+) -> None:
+    """Create or update rows keyed by (connection, salesforce_id)."""
+    attributes = sorted({name for values in rows.values() for name in values})
+    existing = {
+        obj.salesforce_id: obj
+        for obj in model.objects.filter(connection=connection, salesforce_id__in=rows)
+    }
+    now = timezone.now()
+    to_create, to_update = [], []
+    for salesforce_id, values in rows.items():
+        obj = existing.get(salesforce_id)
+        if obj is None:
+            to_create.append(
+                model(
+                    workspace_id=connection.workspace_id,
+                    connection=connection,
+                    salesforce_id=salesforce_id,
+                    synced_at=now,
+                    **values,
+                )
+            )
+            result.created += 1
+            result.written_ids.add(salesforce_id)
+            continue
+
+        changed = [name for name in attributes if getattr(obj, name) != values[name]]
+        if not changed:
+            result.unchanged += 1
+            continue
+        for name in changed:
+            setattr(obj, name, values[name])
+        obj.synced_at = now
+        to_update.append(obj)
+        result.updated += 1
+        result.written_ids.add(salesforce_id)
+
+    _write(
+        model=model,
+        to_create=to_create,
+        to_update=to_update,
+        update_fields=[*attributes, "synced_at"],
+        result=result,
+    )
+
+
+def _present(row: dict[str, Any], attributes: list[str]) -> list[str]:
+    # An attribute missing from the row was not read (the field is hidden
+    # from the connected user): its stored value must stay as it is.
+    return [name for name in attributes if name in row]
+
+
+def _by_salesforce_id(rows: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    # A page should not hold an Id twice; if one does, the last copy wins.
+    return {row["salesforce_id"]: row for row in rows}
+
+
+def _owner_pks(*, connection: SalesforceConnection, salesforce_ids: set[str]) -> dict:
+    return dict(
+        Owner.objects.filter(
+            connection=connection, salesforce_id__in=salesforce_ids
+        ).values_list("salesforce_id", "pk")
+    )
+
+
+def owner_upsert_batch(
+    *, connection: SalesforceConnection, rows: list[dict[str, Any]]
+) -> BatchResult:
+    result = BatchResult()
+    cleaned = {
+        sf_id: _clean_row(
+            model=Owner,
+            row=row,
+            attributes=_present(row, ["name", "email"]),
+            problems=result.problems,
+        )
+        for sf_id, row in _by_salesforce_id(rows).items()
+    }
+    _upsert(model=Owner, connection=connection, rows=cleaned, result=result)
+    return result
+
+
+def _organisations_for_domains(
+    *, workspace_id: int, names_by_domain: dict[str, str]
+) -> dict[str, int]:
+    """Return organisation pks by domain, creating those not yet known."""
+    known = dict(
+        Organisation.objects.filter(
+            workspace_id=workspace_id, domain__in=names_by_domain
+        ).values_list("domain", "pk")
+    )
+    missing = [
+        Organisation(workspace_id=workspace_id, domain=domain, name=name)
+        for domain, name in names_by_domain.items()
+        if domain not in known
+    ]
+    if missing:
+        # Another source may create the same domain at the same moment.
+        Organisation.objects.bulk_create(missing, ignore_conflicts=True)
+        known = dict(
+            Organisation.objects.filter(
+                workspace_id=workspace_id, domain__in=names_by_domain
+            ).values_list("domain", "pk")
+        )
+    return known
+
+
+def organisation_upsert_batch(
+    *, connection: SalesforceConnection, rows: list[dict[str, Any]]
+) -> BatchResult:
+    """Upsert Accounts and link each to the Organisation of its website's domain.
+
+    Accounts sharing a domain, from this org or any other source, share one
+    Organisation. An Account without a usable website gets one of its own.
+    """
+    result = BatchResult()
+    by_id = _by_salesforce_id(rows)
+    owners = _owner_pks(
+        connection=connection,
+        salesforce_ids={
+            r["owner_salesforce_id"]
+            for r in by_id.values()
+            if r.get("owner_salesforce_id")
+        },
+    )
+    existing = {
+        account.salesforce_id: account
+        for account in CrmAccount.objects.filter(
+            connection=connection, salesforce_id__in=by_id
+        ).select_related("organisation")
+    }
+
+    cleaned: dict[str, dict[str, Any]] = {}
+    domains: dict[str, str | None] = {}
+    for sf_id, row in by_id.items():
+        values = _clean_row(
+            model=CrmAccount,
+            row=row,
+            attributes=_present(row, ["name", "website", "industry"]),
+            problems=result.problems,
+        )
+        if "owner_salesforce_id" in row:
+            values["owner_id"] = owners.get(row["owner_salesforce_id"] or "")
+        if "website" not in row:
+            # The website is hidden from the connected user: keep the link.
+            domains[sf_id] = None
+            cleaned[sf_id] = values
+            continue
+        try:
+            domains[sf_id] = domain_from_website(row.get("website"))
+        except InvalidWebsite:
+            domains[sf_id] = None
+            result.problems.append(
+                Problem(sf_id, "website", "not a website address; matched by nothing")
+            )
+        cleaned[sf_id] = values
+
+    names_by_domain: dict[str, str] = {}
+    for sf_id, domain in domains.items():
+        if domain:
+            names_by_domain.setdefault(domain, cleaned[sf_id]["name"])
+    org_by_domain = _organisations_for_domains(
+        workspace_id=connection.workspace_id, names_by_domain=names_by_domain
+    )
+
+    # An Account without a domain keeps the organisation it has, unless that
+    # one was matched by a website the Account no longer gives.
+    def needs_own_organisation(sf_id: str) -> bool:
+        if domains[sf_id]:
+            return False
+        if sf_id not in existing:
+            return True
+        lost_website = "website" in by_id[sf_id]
+        return lost_website and existing[sf_id].organisation.domain is not None
+
+    lonely = [sf_id for sf_id in cleaned if needs_own_organisation(sf_id)]
+    fresh = Organisation.objects.bulk_create(
+        [
+            Organisation(workspace_id=connection.workspace_id, name=cleaned[s]["name"])
+            for s in lonely
+        ]
+    )
+    fresh_by_id = {sf_id: org.pk for sf_id, org in zip(lonely, fresh, strict=True)}
+
+    for sf_id, values in cleaned.items():
+        domain = domains[sf_id]
+        if domain:
+            values["organisation_id"] = org_by_domain[domain]
+        elif sf_id in fresh_by_id:
+            values["organisation_id"] = fresh_by_id[sf_id]
+        else:
+            values["organisation_id"] = existing[sf_id].organisation_id
+
+    _upsert(model=CrmAccount, connection=connection, rows=cleaned, result=result)
+    if result.written_ids:
+        person_relink_organisations(
+            connection=connection, account_ids=result.written_ids
+        )
+    return result
+
+
+def person_relink_organisations(
+    *, connection: SalesforceConnection, account_ids: Iterable[str]
+) -> int:
+    """Point people at the organisation of their Account, where it changed."""
+    organisation_of_account = Subquery(
+        CrmAccount.objects.filter(
+            connection=connection, salesforce_id=OuterRef("salesforce_account_id")
+        ).values("organisation_id")[:1]
+    )
+    linked = (
+        Person.objects.filter(
+            connection=connection, salesforce_account_id__in=list(account_ids)
+        )
+        .annotate(target=organisation_of_account)
+        .values_list("pk", "organisation_id", "target")
+    )
+    stale_pks = [pk for pk, current, target in linked if current != target]
+    if not stale_pks:
+        return 0
+    return Person.objects.filter(pk__in=stale_pks).update(
+        organisation_id=organisation_of_account
+    )
+
+
+PERSON_ATTRIBUTES = [
+    "first_name",
+    "last_name",
+    "email",
+    "phone",
+    "country",
+    "title",
+    "has_opted_out_of_email",
+    "salesforce_account_id",
+]
+
+
+def person_upsert_batch(
+    *, connection: SalesforceConnection, rows: list[dict[str, Any]]
+) -> BatchResult:
+    """Upsert Contacts as people, linked to their owner and organisation."""
+    result = BatchResult()
+    by_id = _by_salesforce_id(rows)
+    owners = _owner_pks(
+        connection=connection,
+        salesforce_ids={
+            r["owner_salesforce_id"]
+            for r in by_id.values()
+            if r.get("owner_salesforce_id")
+        },
+    )
+    organisations = dict(
+        CrmAccount.objects.filter(
+            connection=connection,
+            salesforce_id__in={r.get("salesforce_account_id") for r in by_id.values()}
+            - {None, ""},
+        ).values_list("salesforce_id", "organisation_id")
+    )
+
+    cleaned: dict[str, dict[str, Any]] = {}
+    for sf_id, row in by_id.items():
+        values = _clean_row(
+            model=Person,
+            row=row,
+            attributes=_present(row, PERSON_ATTRIBUTES),
+            problems=result.problems,
+        )
+        if "last_name" in values and not values["last_name"]:
+            result.problems.append(Problem(sf_id, "last_name", "empty"))
+        if "owner_salesforce_id" in row:
+            values["owner_id"] = owners.get(row["owner_salesforce_id"] or "")
+        if "salesforce_account_id" in values:
+            values["organisation_id"] = organisations.get(
+                values["salesforce_account_id"]
+            )
+        cleaned[sf_id] = values
+
+    _upsert(model=Person, connection=connection, rows=cleaned, result=result)
+    return result
