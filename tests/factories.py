@@ -16,11 +16,10 @@ class WorkspaceFactory(factory.django.DjangoModelFactory):
 class UserFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = get_user_model()
-        skip_postgeneration_save = True
 
     username = factory.Sequence(lambda n: f"user{n}")
     email = factory.Sequence(lambda n: f"user{n}@customer.example")
-    password = factory.PostGenerationMethodCall("set_password", "a-long-password")
+    password = factory.django.Password("a-long-password")
 
 
 class MembershipFactory(factory.django.DjangoModelFactory):

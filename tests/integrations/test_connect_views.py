@@ -1,0 +1,113 @@
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from django.urls import reverse
+
+from integrations.models import PendingAuthorization, SalesforceConnection
+from tests.factories import MembershipFactory, SalesforceConnectionFactory
+
+pytestmark = pytest.mark.django_db
+
+CONNECT_URL = reverse("integrations:salesforce-connect")
+CALLBACK_URL = reverse("integrations:salesforce-callback")
+
+
+@pytest.fixture
+def member(client):
+    membership = MembershipFactory()
+    client.force_login(membership.user)
+    return membership
+
+
+def test_it_asks_a_visitor_to_sign_in_first(client):
+    response = client.get(reverse("integrations:crm-settings"))
+
+    assert response.status_code == 302
+    assert "/accounts/login/" in response["Location"]
+
+
+def test_it_sends_the_customer_to_the_org_with_state_pkce_and_scopes(client, member):
+    response = client.post(
+        CONNECT_URL,
+        {"environment": "production", "my_domain": "https://acme.lightning.force.com"},
+    )
+
+    assert response.status_code == 302
+    url = urlsplit(response["Location"])
+    query = {key: values[0] for key, values in parse_qs(url.query).items()}
+    assert url.netloc == "acme.my.salesforce.com"
+    assert url.path == "/services/oauth2/authorize"
+    assert query["scope"] == "api refresh_token"
+    assert query["code_challenge_method"] == "S256"
+    assert len(query["code_challenge"]) == 43
+    assert query["redirect_uri"] == f"http://testserver{CALLBACK_URL}"
+    pending = PendingAuthorization.objects.get()
+    assert pending.state == query["state"]
+    assert pending.user == member.user and pending.workspace == member.workspace
+
+
+def test_it_uses_test_salesforce_com_for_a_sandbox(client, member):
+    response = client.post(CONNECT_URL, {"environment": "sandbox", "my_domain": ""})
+
+    assert urlsplit(response["Location"]).netloc == "test.salesforce.com"
+
+
+def test_it_refuses_a_login_host_outside_salesforce_and_stores_nothing(client, member):
+    response = client.post(
+        CONNECT_URL, {"environment": "production", "my_domain": "https://evil.example"}
+    )
+
+    assert response.status_code == 200
+    assert "is not a Salesforce login address" in response.content.decode()
+    assert not PendingAuthorization.objects.exists()
+
+
+def test_it_refuses_a_state_it_did_not_issue(client, member):
+    response = client.get(CALLBACK_URL, {"state": "forged", "code": "abc"})
+
+    assert response.status_code == 400
+    assert (
+        "unknown, expired or was started by someone else" in response.content.decode()
+    )
+    assert not SalesforceConnection.objects.exists()
+
+
+def test_it_refuses_a_state_issued_to_another_user(client, member):
+    client.post(CONNECT_URL, {"environment": "production", "my_domain": ""})
+    state = PendingAuthorization.objects.get().state
+    client.force_login(MembershipFactory().user)
+
+    response = client.get(CALLBACK_URL, {"state": state, "code": "abc"})
+
+    assert response.status_code == 400
+    assert not SalesforceConnection.objects.exists()
+
+
+def test_it_says_so_when_the_customer_denies_access(client, member):
+    client.post(CONNECT_URL, {"environment": "production", "my_domain": ""})
+    state = PendingAuthorization.objects.get().state
+
+    response = client.get(
+        CALLBACK_URL,
+        {
+            "state": state,
+            "error": "access_denied",
+            "error_description": "end-user denied authorization",
+        },
+    )
+
+    assert response.status_code == 400
+    assert "Access was denied in Salesforce" in response.content.decode()
+    assert not SalesforceConnection.objects.exists()
+    assert not PendingAuthorization.objects.exists()
+
+
+def test_it_shows_a_customer_only_their_own_workspace_connections(client, member):
+    own = SalesforceConnectionFactory(workspace=member.workspace)
+    other = SalesforceConnectionFactory()
+
+    listing = client.get(reverse("integrations:crm-settings")).content.decode()
+    foreign = client.get(reverse("integrations:connection-detail", args=[other.pk]))
+
+    assert own.org_id in listing and other.org_id not in listing
+    assert foreign.status_code == 404

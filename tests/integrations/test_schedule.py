@@ -1,0 +1,62 @@
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from integrations.models import SalesforceConnection
+from integrations.sync.run import sync_claim, sync_release
+from integrations.sync.schedule import sync_enqueue_due
+from tests.factories import SalesforceConnectionFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def test_it_queues_a_new_connection_on_the_next_tick_and_only_once(
+    django_capture_on_commit_callbacks,
+):
+    connection = SalesforceConnectionFactory()
+
+    with django_capture_on_commit_callbacks() as first:
+        first_tick = sync_enqueue_due()
+    with django_capture_on_commit_callbacks() as second:
+        second_tick = sync_enqueue_due()
+
+    assert first_tick == [connection.pk] and len(first) == 1
+    assert second_tick == [] and second == []
+
+
+def test_it_queues_again_once_the_day_has_passed():
+    connection = SalesforceConnectionFactory(
+        next_full_sync_at=timezone.now() - timedelta(seconds=1)
+    )
+    SalesforceConnectionFactory(next_full_sync_at=timezone.now() + timedelta(hours=3))
+
+    assert sync_enqueue_due() == [connection.pk]
+
+
+def test_it_does_not_queue_a_connection_that_needs_reconnecting():
+    SalesforceConnectionFactory(status=SalesforceConnection.Status.RECONNECT_REQUIRED)
+
+    assert sync_enqueue_due() == []
+
+
+def test_it_lets_one_run_hold_a_connection_at_a_time():
+    connection = SalesforceConnectionFactory()
+
+    first = sync_claim(connection=connection)
+    second = sync_claim(connection=connection)
+    sync_release(connection=connection, claimed_at=first)
+    third = sync_claim(connection=connection)
+
+    assert first is not None
+    assert second is None
+    assert third is not None
+
+
+def test_it_takes_over_the_claim_of_a_worker_that_died(settings):
+    connection = SalesforceConnectionFactory(
+        sync_claimed_at=timezone.now()
+        - timedelta(seconds=settings.SALESFORCE_SYNC_CLAIM_TIMEOUT_SECONDS + 1)
+    )
+
+    assert sync_claim(connection=connection) is not None
