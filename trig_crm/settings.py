@@ -23,6 +23,8 @@ if DJANGO_ENV not in {"local", "production"}:
 # Everything the service writes at run time locally: database, broker folders,
 # the offline org's certificates.
 VAR_DIR = Path(env.str("TRIG_VAR_DIR", default=str(BASE_DIR / "var")))
+if IS_LOCAL:
+    VAR_DIR.mkdir(parents=True, exist_ok=True)
 
 DEBUG = env.bool("DEBUG", default=IS_LOCAL)
 

@@ -1,0 +1,31 @@
+import pytest
+
+from integrations.offline_org import offline_org_connect
+from integrations.salesforce.emulator import OfflineOrg
+from integrations.salesforce.emulator.testing import mocked
+from tests.conftest import OFFLINE_HOST
+from tests.factories import MembershipFactory
+
+
+@pytest.fixture
+def org():
+    return OfflineOrg()
+
+
+@pytest.fixture
+def org_http(org):
+    """The offline org, answering every request made to its host."""
+    with mocked(org, base_url=f"https://{OFFLINE_HOST}") as mock:
+        yield mock
+
+
+@pytest.fixture
+def member(db):
+    return MembershipFactory()
+
+
+@pytest.fixture
+def connection(org_http, member):
+    return offline_org_connect(
+        workspace=member.workspace, user=member.user, login_host=OFFLINE_HOST
+    )

@@ -1,0 +1,226 @@
+import json
+import re
+from pathlib import Path
+
+import pytest
+import responses
+from django.db import connection as db_connection
+from django.test.utils import CaptureQueriesContext
+
+from integrations.models import SalesforceConnection, SyncRun
+from integrations.sync.run import connection_sync
+from people.models import CrmAccount, Organisation, Owner, Person
+from tests.conftest import OFFLINE_HOST
+
+pytestmark = pytest.mark.django_db
+
+SAMPLE_DIR = (
+    Path(__file__).resolve().parents[2]
+    / "integrations/salesforce/emulator/data/sample-org"
+)
+
+
+def _sample_count(sobject: str) -> int:
+    """Count an object's records in the shipped sObject-tree files."""
+    count = 0
+    for path in SAMPLE_DIR.glob("*/*.json"):
+        body = json.loads(path.read_text())
+        if not isinstance(body, dict):
+            continue
+        for record in body.get("records", []):
+            if record.get("attributes", {}).get("type", "").lower() == sobject.lower():
+                count += 1
+    return count
+
+
+def _api_requests(mock) -> list[str]:
+    return [
+        call.request.url for call in mock.calls if "/services/data/" in call.request.url
+    ]
+
+
+def test_it_imports_every_contact_account_and_owner_of_the_sample_org(
+    org, org_http, connection
+):
+    run = connection_sync(connection=connection)
+
+    contacts, accounts = _sample_count("Contact"), _sample_count("Account")
+    assert contacts > 300 and accounts > 80
+    assert run.status == SyncRun.Status.SUCCESS
+    assert Person.objects.count() == contacts
+    assert CrmAccount.objects.count() == accounts
+    assert Owner.objects.count() == org.store.count("User")
+    assert run.records_fetched == contacts + accounts + org.store.count("User")
+    assert run.records_created == run.records_fetched
+    assert run.api_calls == len(_api_requests(org_http))
+    connection.refresh_from_db()
+    assert connection.last_full_sync_at == run.started_at
+    assert connection.api_usage_used is not None and connection.api_usage_max > 0
+
+
+def test_it_maps_each_default_field(org, org_http, connection):
+    connection_sync(connection=connection)
+
+    record = next(
+        c for c in org.store.records("Contact") if c.get("AccountId") and c.get("Email")
+    )
+    person = Person.objects.get(salesforce_id=record["Id"])
+    account = org.store.get(record["AccountId"])
+    assert person.first_name == (record.get("FirstName") or "")
+    assert person.last_name == record["LastName"]
+    assert person.email == record["Email"]
+    assert person.phone == (record.get("Phone") or "")
+    assert person.title == (record.get("Title") or "")
+    assert person.country == (record.get("MailingCountry") or "")
+    assert person.has_opted_out_of_email == bool(record.get("HasOptedOutOfEmail"))
+    assert person.owner.salesforce_id == record["OwnerId"]
+    assert person.organisation.crm_accounts.get().salesforce_id == account["Id"]
+    owner = org.store.get(record["OwnerId"])
+    assert (person.owner.name, person.owner.email) == (owner["Name"], owner["Email"])
+
+
+def test_it_reads_every_page_of_a_query(org, org_http, connection):
+    for n in range(600):
+        org.store.insert(
+            "Contact", {"LastName": f"Paged {n}", "Email": f"p{n}@example.com"}
+        )
+    contacts = org.store.count("Contact")
+
+    run = connection_sync(connection=connection, batch_size=200)
+
+    more = [url for url in _api_requests(org_http) if re.search(r"/query/[^?]", url)]
+    assert Person.objects.count() == contacts
+    # The first page comes with the query; every further page of 200 is one
+    # call to nextRecordsUrl. Accounts and Users fit one page.
+    assert len(more) == (contacts - 1) // 200 == 4
+    assert run.status == SyncRun.Status.SUCCESS
+
+
+def test_a_second_sync_with_nothing_changed_writes_nothing(org, org_http, connection):
+    first = connection_sync(connection=connection)
+
+    with CaptureQueriesContext(db_connection) as queries:
+        second = connection_sync(connection=connection)
+
+    people_writes = [
+        q["sql"]
+        for q in queries.captured_queries
+        if re.match(r"\s*(INSERT|UPDATE|DELETE)", q["sql"], re.I)
+        and "people_" in q["sql"]
+    ]
+    assert people_writes == []
+    assert second.records_created == second.records_updated == 0
+    assert second.records_unchanged == first.records_created
+
+
+def test_it_imports_a_changed_record_on_the_next_sync(org, org_http, connection):
+    connection_sync(connection=connection)
+    record = org.store.records("Contact")[0]
+    org.store.update(record["Id"], {"Title": "Chief Trust Officer"})
+
+    run = connection_sync(connection=connection, kind=SyncRun.Kind.RECENT)
+
+    assert Person.objects.get(salesforce_id=record["Id"]).title == "Chief Trust Officer"
+    assert run.records_updated == 1
+
+
+def test_it_imports_bad_records_with_what_is_valid_and_names_the_problems(
+    org, org_http, connection
+):
+    bad_email, no_last_name, too_long = org.store.records("Contact")[:3]
+    org.store.update(bad_email["Id"], {"Email": "ada at example"})
+    org.store.update(no_last_name["Id"], {"LastName": None})
+    org.store.update(too_long["Id"], {"Title": "T" * 300})
+
+    run = connection_sync(connection=connection)
+
+    assert run.status == SyncRun.Status.SUCCESS
+    assert Person.objects.count() == org.store.count("Contact")
+    assert Person.objects.get(salesforce_id=bad_email["Id"]).email == ""
+    assert Person.objects.get(salesforce_id=no_last_name["Id"]).last_name == ""
+    assert len(Person.objects.get(salesforce_id=too_long["Id"]).title) == 200
+    named = {(p["id"], p["field"]) for p in run.problems}
+    assert {
+        (bad_email["Id"], "Email"),
+        (no_last_name["Id"], "LastName"),
+        (too_long["Id"], "Title"),
+    } <= named
+    assert run.problem_count >= 3
+
+
+def test_it_skips_a_field_hidden_from_the_connected_user_and_keeps_its_values(
+    org, org_http, connection
+):
+    connection_sync(connection=connection)
+    titled = Person.objects.exclude(title="").first()
+    org.hide_field("Contact", "Title")
+
+    run = connection_sync(connection=connection)
+
+    assert run.status == SyncRun.Status.SUCCESS
+    assert Person.objects.get(pk=titled.pk).title == titled.title
+    assert {"object": "Contact", "id": "", "field": "Title"}.items() <= next(
+        p for p in run.problems if p["field"] == "Title"
+    ).items()
+
+
+def test_it_refreshes_an_expired_session_and_replays_the_call(
+    org, org_http, connection
+):
+    stale_token = connection.access_token
+    org.expire_access_tokens()
+
+    run = connection_sync(connection=connection)
+
+    connection.refresh_from_db()
+    assert run.status == SyncRun.Status.SUCCESS
+    assert connection.access_token != stale_token
+    assert Person.objects.count() == org.store.count("Contact")
+
+
+def test_a_grant_gone_asks_for_a_reconnect_and_keeps_the_data(
+    org, org_http, connection
+):
+    connection_sync(connection=connection)
+    org.expire_access_tokens()
+    org.revoke_grants()
+
+    run = connection_sync(connection=connection)
+
+    connection.refresh_from_db()
+    assert run.status == SyncRun.Status.FAILED
+    assert connection.status == SalesforceConnection.Status.RECONNECT_REQUIRED
+    assert "Reconnect the org" in connection.status_reason
+    assert Person.objects.count() == org.store.count("Contact")
+
+
+def test_a_query_error_fails_the_run_with_salesforces_message(org, connection):
+    message = "unexpected token: 'FROM'"
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        mock.add(
+            responses.GET,
+            re.compile(
+                rf"https://{re.escape(OFFLINE_HOST)}/services/data/v[\d.]+/query/?\?q=SELECT.*Contact"
+            ),
+            json=[{"message": message, "errorCode": "MALFORMED_QUERY"}],
+            status=400,
+        )
+        from integrations.salesforce.emulator.testing import mount
+
+        mount(org, base_url=f"https://{OFFLINE_HOST}", mock=mock)
+
+        run = connection_sync(connection=connection)
+
+    assert run.status == SyncRun.Status.FAILED
+    assert run.error_message == f"MALFORMED_QUERY: {message}"
+    assert Organisation.objects.exists()
+
+
+def test_two_syncs_of_one_connection_never_overlap(org, org_http, connection):
+    from integrations.sync.run import SyncAlreadyRunning, sync_claim
+
+    sync_claim(connection=connection)
+
+    with pytest.raises(SyncAlreadyRunning):
+        connection_sync(connection=connection)
+    assert not SyncRun.objects.exists()
