@@ -1,5 +1,7 @@
 import pytest
 
+from trig_crm.celery import app as celery_app
+
 OFFLINE_HOST = "offline-org.test"
 
 
@@ -8,4 +10,11 @@ def _salesforce_settings(settings):
     settings.SALESFORCE_EXTRA_LOGIN_HOSTS = [OFFLINE_HOST]
     settings.SALESFORCE_CA_BUNDLE = ""
     settings.SALESFORCE_HTTP_BACKOFF_SECONDS = 0
-    settings.CELERY_TASK_ALWAYS_EAGER = True
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _celery_runs_tasks_inline():
+    # Tasks run where they are sent, so a test sees their effect; they are
+    # still sent only when the transaction commits.
+    celery_app.conf.task_always_eager = True
+    celery_app.conf.task_eager_propagates = True

@@ -1,0 +1,87 @@
+import pytest
+from django.contrib.auth import get_user_model
+from django.urls import reverse
+
+from integrations.models import SalesforceConnection, SyncRun
+from people.models import Person
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def staff_client(client):
+    staff = get_user_model().objects.create_superuser(
+        username="rep", email="rep@trig.example", password="a-long-password"
+    )
+    client.force_login(staff)
+    return client
+
+
+def test_sync_now_in_the_admin_runs_a_full_sync(
+    org, org_http, connection, staff_client, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        response = staff_client.post(
+            reverse("admin:integrations_salesforceconnection_changelist"),
+            {"action": "sync_now", "_selected_action": [connection.pk]},
+            follow=True,
+        )
+
+    run = SyncRun.objects.get()
+    assert response.status_code == 200
+    assert run.trigger == SyncRun.Trigger.MANUAL and run.kind == SyncRun.Kind.FULL
+    assert run.status == SyncRun.Status.SUCCESS
+    assert Person.objects.count() == org.store.count("Contact")
+
+
+def test_the_admin_never_shows_tokens(connection, staff_client):
+    page = staff_client.get(
+        reverse("admin:integrations_salesforceconnection_change", args=[connection.pk])
+    ).content.decode()
+
+    assert connection.org_id in page
+    assert connection.access_token not in page
+    assert connection.refresh_token not in page
+    assert "access_token" not in page
+
+
+@pytest.mark.parametrize(
+    ("model", "term"),
+    [
+        ("person", "salesforce_id"),
+        ("person", "email"),
+        ("organisation", "domain"),
+        ("crmaccount", "salesforce_id"),
+        ("owner", "name"),
+    ],
+)
+def test_staff_find_synced_rows_by_name_email_domain_and_salesforce_id(
+    org, org_http, connection, staff_client, model, term
+):
+    from integrations.sync.run import connection_sync
+    from people.models import CrmAccount, Organisation, Owner
+
+    connection_sync(connection=connection)
+    row = {
+        "person": Person.objects.exclude(email=""),
+        "organisation": Organisation.objects.exclude(domain=None),
+        "crmaccount": CrmAccount.objects.all(),
+        "owner": Owner.objects.all(),
+    }[model].first()
+    needle = getattr(row, term)
+
+    page = staff_client.get(
+        reverse(f"admin:people_{model}_changelist"), {"q": needle}
+    ).content.decode()
+
+    assert "1 result" in page or str(row) in page
+    assert str(row) in page
+
+
+def test_a_customer_cannot_open_the_admin(client, member):
+    client.force_login(member.user)
+
+    response = client.get(reverse("admin:index"))
+
+    assert response.status_code == 302
+    assert SalesforceConnection.objects.count() == 0
