@@ -1,0 +1,46 @@
+import pytest
+from django.core.management import CommandError, call_command
+
+from integrations.models import SyncRun
+from people.models import Person
+
+pytestmark = pytest.mark.django_db
+
+
+def test_salesforce_sync_runs_a_full_sync_and_prints_a_summary(
+    org, org_http, connection, capsys
+):
+    call_command("salesforce_sync", str(connection.pk), "--full")
+
+    out = capsys.readouterr().out
+    run = SyncRun.objects.get()
+    assert run.kind == SyncRun.Kind.FULL and run.status == SyncRun.Status.SUCCESS
+    assert Person.objects.count() == org.store.count("Contact")
+    assert out.strip() == (
+        f"Full sync success: {run.records_fetched} fetched, {run.records_created} "
+        f"created, 0 updated, 0 unchanged, 0 failed, {run.problem_count} problems, "
+        f"{run.api_calls} API calls"
+    )
+
+
+def test_salesforce_sync_reads_recent_changes_once_a_full_sync_has_run(
+    org, org_http, connection, capsys
+):
+    call_command("salesforce_sync", str(connection.pk))
+    call_command("salesforce_sync", str(connection.pk))
+
+    kinds = list(SyncRun.objects.order_by("started_at").values_list("kind", flat=True))
+    assert kinds == [SyncRun.Kind.FULL, SyncRun.Kind.RECENT]
+
+
+def test_salesforce_sync_refuses_an_unknown_connection():
+    with pytest.raises(CommandError, match="No Salesforce connection with id 999"):
+        call_command("salesforce_sync", "999")
+
+
+def test_salesforce_sync_fails_loudly_when_the_grant_is_gone(org, org_http, connection):
+    org.expire_access_tokens()
+    org.revoke_grants()
+
+    with pytest.raises(CommandError, match="Reconnect the org"):
+        call_command("salesforce_sync", str(connection.pk), "--full")
