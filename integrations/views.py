@@ -13,16 +13,23 @@ from integrations.sync.schedule import sync_enqueue
 from trig_crm.selectors import workspace_for_user
 
 
+class NoWorkspace(Http404):
+    pass
+
+
 def _workspace_or_404(request: HttpRequest):
     workspace = workspace_for_user(user=request.user)
     if workspace is None:
-        raise Http404("You are not a member of any workspace.")
+        raise NoWorkspace("You are not a member of any workspace yet.")
     return workspace
 
 
 @login_required
 def crm_settings(request: HttpRequest) -> HttpResponse:
-    workspace = _workspace_or_404(request)
+    try:
+        workspace = _workspace_or_404(request)
+    except NoWorkspace:
+        return render(request, "integrations/no_workspace.html", status=404)
     connections = selectors.connection_list(workspace=workspace)
     return render(
         request,
