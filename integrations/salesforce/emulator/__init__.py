@@ -1,0 +1,13 @@
+"""The offline org: a Salesforce-compatible server loaded with a sample org.
+
+See `app.OfflineOrg` for the org itself, `testing` to reach it from
+`requests` in tests, and `server.serve` to run it over HTTPS.
+"""
+
+from integrations.salesforce.emulator.app import (
+    DEFAULT_CLIENT_ID,
+    DEFAULT_CLIENT_SECRET,
+    OfflineOrg,
+)
+
+__all__ = ["DEFAULT_CLIENT_ID", "DEFAULT_CLIENT_SECRET", "OfflineOrg"]

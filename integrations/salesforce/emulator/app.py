@@ -1,0 +1,826 @@
+"""The offline org: a WSGI app that answers like Salesforce's REST API.
+
+`OfflineOrg()` loads the sample org and serves OAuth (authorize, token,
+revoke), identity, the API versions, describes, query/queryAll with paging,
+/limits and record reads. Tests and scripts change its state through the
+methods below, without HTTP.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlencode, urlsplit, urlunsplit
+
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
+from werkzeug.routing import Map, Rule
+from werkzeug.wrappers import Request, Response
+
+from integrations.salesforce.emulator import ids
+from integrations.salesforce.emulator.auth import (
+    AuthServer,
+    ConnectedApp,
+    Tokens,
+)
+from integrations.salesforce.emulator.errors import ApiError, OAuthError, not_found
+from integrations.salesforce.emulator.limits import (
+    DEVELOPER_EDITION_DAILY_API_REQUESTS,
+    ApiUsage,
+)
+from integrations.salesforce.emulator.loader import (
+    DATA_DIR,
+    build_schema,
+    load_sample_org,
+    load_users,
+)
+from integrations.salesforce.emulator.objects import SYSTEM_FIELD_NAMES
+from integrations.salesforce.emulator.query import QueryEngine
+from integrations.salesforce.emulator.schema import (
+    render_describe,
+    render_global_entry,
+    serialise,
+)
+from integrations.salesforce.emulator.store import Clock, Store
+
+DEFAULT_CLIENT_ID = "trig-offline-client"
+DEFAULT_CLIENT_SECRET = "trig-offline-secret"
+ORG_ID = ids.make_id("00D", 1)
+
+# API versions: 21.0-30.0 are retired and answer 410 Gone; 31.0-40.0 still
+# answer but carry a deprecation warning.
+# https://help.salesforce.com/s/articleView?id=000354473&type=1
+OLDEST_VERSION = 31
+NEWEST_VERSION = 62
+RETIRED_VERSIONS = range(21, 31)
+DEPRECATED_VERSIONS = range(31, 41)
+DEPRECATION_WARNING = (
+    '299 - "This API is deprecated and will be removed by Summer \'28."'
+)
+
+# A request line plus headers longer than this is refused before Salesforce
+# reads it, with an HTML page.
+# https://help.salesforce.com/s/articleView?id=000386264&type=1
+MAX_REQUEST_HEAD_BYTES = 16_384
+URI_TOO_LONG_PAGE = "<h1>Bad Message 414</h1><pre>reason: URI Too Long</pre>"
+
+# https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/headers_queryoptions.htm
+DEFAULT_BATCH_SIZE = 2_000
+MIN_BATCH_SIZE = 200
+# Query cursors live two days (API v56.0 and later).
+CURSOR_LIFETIME = timedelta(days=2)
+
+JSON_TYPE = "application/json;charset=UTF-8"
+_VERSION_RE = re.compile(r"(\d{2,3})\.0")
+_SEASONS = ("Summer", "Winter", "Spring")
+
+FieldVisibility = Callable[[str, str, str], bool]
+
+
+def release_label(version: int) -> str:
+    """Name the release of an API version: 31 is Summer '14, 62 Winter '25."""
+    steps = version - 31
+    return f"{_SEASONS[steps % 3]} '{14 + (steps + 2) // 3:02d}"
+
+
+@dataclass
+class _Cursor:
+    rows: list[dict[str, Any]]
+    batch_size: int
+    # The most rows a page may hold for this query, whatever is asked.
+    cap: int | None
+    created_at: datetime
+    user_id: str
+
+
+class OfflineOrg:
+    """A Salesforce org in memory, served as a WSGI app.
+
+    One lock guards all state: each request is answered whole under it, and
+    every method below takes it, so a threaded server and a test may share
+    the org.
+    """
+
+    def __init__(
+        self,
+        *,
+        client_id: str = DEFAULT_CLIENT_ID,
+        client_secret: str = DEFAULT_CLIENT_SECRET,
+        app_name: str = "Trig",
+        redirect_uris: Iterable[str] | None = None,
+        clock: Clock | None = None,
+        daily_api_requests: int = DEVELOPER_EDITION_DAILY_API_REQUESTS,
+        session_timeout: timedelta | None = timedelta(hours=2),
+        rotate_refresh_tokens: bool = False,
+        field_visibility: FieldVisibility | None = None,
+        load_sample: bool = True,
+        data_dir: Path = DATA_DIR,
+    ) -> None:
+        self.clock: Clock = clock or (lambda: datetime.now(UTC))
+        self.lock = threading.RLock()
+        self.org_id = ORG_ID
+        self.schema = build_schema(data_dir=data_dir)
+        self.store = Store(schema=self.schema, clock=self.clock, lock=self.lock)
+        if load_sample:
+            load_sample_org(self.store, data_dir=data_dir)
+        else:
+            load_users(self.store)
+        self.user_ids = [user["Id"] for user in self.store.records("User")]
+        # The user who signs in on the consent page: the admin.
+        self.connecting_user_id = self.user_ids[0]
+
+        self.auth = AuthServer(
+            app=ConnectedApp(
+                client_id=client_id,
+                client_secret=client_secret,
+                name=app_name,
+                redirect_uris=None if redirect_uris is None else tuple(redirect_uris),
+            ),
+            org_id=self.org_id,
+            clock=self.clock,
+            lock=self.lock,
+            session_timeout=session_timeout,
+            rotate_refresh_tokens=rotate_refresh_tokens,
+        )
+        self.usage = ApiUsage(maximum=daily_api_requests, clock=self.clock)
+        self._field_visibility = field_visibility
+        self._hidden: set[tuple[str, str, str]] = set()
+        self._cursors: dict[str, _Cursor] = {}
+        self._cursor_sequence = 0
+        self._url_map = _url_map()
+
+    # ------------------------------------------------------------ Python API
+
+    @property
+    def admin_user_id(self) -> str:
+        return self.user_ids[0]
+
+    def issue_tokens(self, *, user_id: str | None = None) -> Tokens:
+        """Return tokens as if the user had connected through the browser."""
+        return self.auth.issue_tokens(user_id=user_id or self.connecting_user_id)
+
+    def expire_access_tokens(self) -> None:
+        """End every session: API calls answer 401 until a refresh."""
+        self.auth.expire_access_tokens()
+
+    def revoke_grants(self) -> None:
+        """Revoke every grant: refreshing answers invalid_grant."""
+        self.auth.revoke_grants()
+
+    def hide_field(
+        self, sobject: str, field: str, *, user_id: str | None = None
+    ) -> None:
+        """Hide a field from a user, the connecting user by default.
+
+        As field-level security does: describe omits it, queries refuse it.
+        """
+        sobject_type = self.schema.get(sobject)
+        field_describe = sobject_type.field(field) if sobject_type else None
+        if field_describe is None:
+            raise KeyError(f"No such field {sobject}.{field}")
+        if field_describe["name"] in SYSTEM_FIELD_NAMES:
+            raise ValueError(f"{field_describe['name']} is visible to everyone")
+        with self.lock:
+            user = user_id or self.connecting_user_id
+            self._hidden.add((user, sobject_type.name, field_describe["name"]))
+
+    def show_field(
+        self, sobject: str, field: str, *, user_id: str | None = None
+    ) -> None:
+        sobject_type = self.schema.get(sobject)
+        field_describe = sobject_type.field(field) if sobject_type else None
+        if field_describe is None:
+            raise KeyError(f"No such field {sobject}.{field}")
+        with self.lock:
+            user = user_id or self.connecting_user_id
+            self._hidden.discard((user, sobject_type.name, field_describe["name"]))
+
+    def is_field_visible(self, *, user_id: str, sobject: str, field: str) -> bool:
+        """Tell whether a user may read a field; names must be canonical."""
+        if (user_id, sobject, field) in self._hidden:
+            return False
+        if self._field_visibility is not None:
+            return field in SYSTEM_FIELD_NAMES or self._field_visibility(
+                user_id, sobject, field
+            )
+        return True
+
+    def set_api_usage(self, used: int) -> None:
+        """Set how many API calls today's allocation has already spent."""
+        with self.lock:
+            self.usage.set_used(used)
+
+    # ------------------------------------------------------------ WSGI
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable) -> Any:
+        request = Request(environ)
+        with self.lock:
+            response = self._respond(request)
+        return response(environ, start_response)
+
+    def _respond(self, request: Request) -> Response:
+        if _head_size(request) > MAX_REQUEST_HEAD_BYTES:
+            return Response(
+                URI_TOO_LONG_PAGE, status=414, content_type="text/html;charset=utf-8"
+            )
+
+        adapter = self._url_map.bind_to_environ(request.environ)
+        try:
+            endpoint, arguments = adapter.match()
+        except NotFound:
+            if request.path.startswith("/services/"):
+                return _json(not_found().body(), 404)
+            return Response("Not Found", status=404, content_type="text/plain")
+        except MethodNotAllowed as error:
+            allowed = ",".join(sorted(error.valid_methods or []))
+            message = (
+                f"HTTP Method '{request.method}' not allowed. Allowed are {allowed}"
+            )
+            return _json(ApiError(405, "METHOD_NOT_ALLOWED", message).body(), 405)
+        except HTTPException as error:
+            return error.get_response()
+
+        if "version" in arguments:
+            return self._api(request, endpoint, arguments)
+        try:
+            return getattr(self, f"_{endpoint}")(request, **arguments)
+        except OAuthError as error:
+            return _json(error.body(), error.status)
+
+    # ------------------------------------------------------------ OAuth
+
+    def _authorize(self, request: Request) -> Response:
+        # https://help.salesforce.com/s/articleView?id=sf.remoteaccess_oauth_web_server_flow.htm&type=5
+        params = request.form if request.method == "POST" else request.args
+        app = self.auth.app
+        if params.get("client_id") != app.client_id:
+            return _error_page("invalid_client_id", "client identifier invalid")
+        redirect_uri = params.get("redirect_uri", "")
+        if not app.allows_redirect(redirect_uri):
+            return _error_page(
+                "redirect_uri_mismatch", "redirect_uri must match configuration"
+            )
+
+        state = params.get("state")
+        if params.get("response_type") != "code":
+            return _redirect(
+                redirect_uri,
+                error="unsupported_response_type",
+                error_description="response type not supported",
+                state=state,
+            )
+        challenge = params.get("code_challenge")
+        if challenge and params.get("code_challenge_method", "S256") != "S256":
+            return _redirect(
+                redirect_uri,
+                error="invalid_request",
+                error_description="unsupported code challenge method",
+                state=state,
+            )
+
+        if request.method == "GET":
+            return self._consent_page(params)
+        if params.get("decision") != "allow":
+            return _redirect(
+                redirect_uri,
+                error="access_denied",
+                error_description="end-user denied authorization",
+                state=state,
+            )
+        code = self.auth.issue_code(
+            user_id=self.connecting_user_id,
+            redirect_uri=redirect_uri,
+            scope=params.get("scope"),
+            code_challenge=challenge or None,
+        )
+        return _redirect(redirect_uri, code=code, state=state)
+
+    def _consent_page(self, params: Any) -> Response:
+        user = self.store.get(self.connecting_user_id)
+        hidden = "\n".join(
+            f'<input type="hidden" name="{html.escape(key)}" '
+            f'value="{html.escape(value)}">'
+            for key, value in params.items(multi=True)
+            if key != "decision"
+        )
+        page = _CONSENT_PAGE.format(
+            app=html.escape(self.auth.app.name),
+            user=html.escape(user["Name"]),
+            username=html.escape(user["Username"]),
+            hidden=hidden,
+        )
+        return Response(page, content_type="text/html;charset=utf-8")
+
+    def _token(self, request: Request) -> Response:
+        # https://help.salesforce.com/s/articleView?id=sf.remoteaccess_oauth_endpoints.htm&type=5
+        form = request.form
+        grant_type = form.get("grant_type")
+        if grant_type not in {"authorization_code", "refresh_token"}:
+            raise OAuthError("unsupported_grant_type", "grant type not supported")
+        app = self.auth.app
+        if form.get("client_id") != app.client_id:
+            raise OAuthError("invalid_client_id", "client identifier invalid")
+        if form.get("client_secret") != app.client_secret:
+            raise OAuthError("invalid_client", "invalid client credentials")
+
+        if grant_type == "authorization_code":
+            grant, tokens = self.auth.redeem_code(
+                code=form.get("code", ""),
+                redirect_uri=form.get("redirect_uri", ""),
+                code_verifier=form.get("code_verifier"),
+            )
+        else:
+            grant, tokens = self.auth.refresh(
+                refresh_token=form.get("refresh_token", "")
+            )
+
+        base = _base_url(request)
+        identity_url = f"{base}/id/{self.org_id}/{grant.user_id}"
+        issued_at = str(int(self.clock().timestamp() * 1000))
+        body: dict[str, Any] = {"access_token": tokens.access_token}
+        if tokens.refresh_token is not None:
+            body["refresh_token"] = tokens.refresh_token
+        body |= {
+            "signature": self.auth.signature(
+                identity_url=identity_url, issued_at=issued_at
+            ),
+            "scope": grant.scope,
+            "instance_url": base,
+            "id": identity_url,
+            "token_type": "Bearer",
+            "issued_at": issued_at,
+        }
+        response = _json(body, 200)
+        response.headers["Cache-Control"] = "no-cache,no-store"
+        return response
+
+    def _revoke(self, request: Request) -> Response:
+        # https://help.salesforce.com/s/articleView?id=sf.remoteaccess_revoke_token.htm&type=5
+        token = request.form.get("token") or request.args.get("token") or ""
+        self.auth.revoke(token)
+        return Response(status=200)
+
+    def _identity(self, request: Request, org_id: str, user_id: str) -> Response:
+        # https://help.salesforce.com/s/articleView?id=sf.remoteaccess_using_openid.htm&type=5
+        token = _bearer(request) or request.args.get("oauth_token", "")
+        acting_user = self.auth.authenticate(token)
+        if acting_user is None:
+            return Response("Bad_OAuth_Token", status=403, content_type="text/plain")
+        user = self.store.get(user_id)
+        if ids.to_18(org_id) != self.org_id or user is None or "Username" not in user:
+            return Response("Bad_Id", status=404, content_type="text/plain")
+
+        base = _base_url(request)
+        rest = f"{base}/services/data/v{{version}}/"
+        body = {
+            "id": f"{base}/id/{self.org_id}/{user['Id']}",
+            "asserted_user": acting_user == user["Id"],
+            "user_id": user["Id"],
+            "organization_id": self.org_id,
+            "username": user["Username"],
+            "nick_name": user["Alias"],
+            "display_name": user["Name"],
+            "email": user["Email"],
+            "email_verified": True,
+            "first_name": user.get("FirstName"),
+            "last_name": user["LastName"],
+            "timezone": user.get("TimeZoneSidKey"),
+            "photos": {
+                "picture": f"{base}/profilephoto/005/F",
+                "thumbnail": f"{base}/profilephoto/005/T",
+            },
+            "addr_street": None,
+            "addr_city": None,
+            "addr_state": None,
+            "addr_country": None,
+            "addr_zip": None,
+            "mobile_phone": None,
+            "mobile_phone_verified": False,
+            "is_lightning_login_user": False,
+            "status": {"created_date": None, "body": None},
+            "urls": {
+                "enterprise": f"{base}/services/Soap/c/{{version}}/{self.org_id}",
+                "metadata": f"{base}/services/Soap/m/{{version}}/{self.org_id}",
+                "partner": f"{base}/services/Soap/u/{{version}}/{self.org_id}",
+                "rest": rest,
+                "sobjects": f"{rest}sobjects/",
+                "search": f"{rest}search/",
+                "query": f"{rest}query/",
+                "recent": f"{rest}recent/",
+                "tooling_rest": f"{rest}tooling/",
+                "profile": f"{base}/{user['Id']}",
+                "feeds": f"{rest}chatter/feeds",
+                "groups": f"{rest}chatter/groups",
+                "users": f"{rest}chatter/users",
+                "feed_items": f"{rest}chatter/feed-items",
+                "feed_elements": f"{rest}chatter/feed-elements",
+                "custom_domain": base,
+            },
+            "active": bool(user.get("IsActive")),
+            "user_type": "STANDARD",
+            "language": "en_US",
+            "locale": "en_GB",
+            "utcOffset": 0,
+            "last_modified_date": user["LastModifiedDate"].strftime(
+                "%Y-%m-%dT%H:%M:%SZ"
+            ),
+            "is_app_installed": True,
+        }
+        return _json(body, 200)
+
+    def _versions(self, request: Request) -> Response:
+        # https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/resources_versions.htm
+        body = [
+            {
+                "label": release_label(version),
+                "url": f"/services/data/v{version}.0",
+                "version": f"{version}.0",
+            }
+            for version in range(OLDEST_VERSION, NEWEST_VERSION + 1)
+        ]
+        response = _json(body, 200)
+        response.headers["Sforce-Limit-Info"] = self.usage.header()
+        return response
+
+    # ------------------------------------------------------------ REST API
+
+    def _api(self, request: Request, endpoint: str, arguments: dict) -> Response:
+        """Check version, token and allocation, then answer and count."""
+        version_text = arguments.pop("version")
+        match = _VERSION_RE.fullmatch(version_text)
+        number = int(match.group(1)) if match else 0
+        if number in RETIRED_VERSIONS:
+            # Salesforce answers errorCode GONE; the message is our wording.
+            message = f"API version {version_text} is retired"
+            return _json(ApiError(410, "GONE", message).body(), 410)
+        if not OLDEST_VERSION <= number <= NEWEST_VERSION:
+            return _json(not_found().body(), 404)
+
+        # https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/errorcodes.htm
+        user_id = self.auth.authenticate(_bearer(request))
+        if user_id is None:
+            error = ApiError(401, "INVALID_SESSION_ID", "Session expired or invalid")
+            response = _json(error.body(), 401)
+            response.headers["WWW-Authenticate"] = "Token"
+            return response
+        if self.usage.is_spent():
+            error = ApiError(
+                403, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded."
+            )
+            return self._with_usage(_json(error.body(), 403), number)
+
+        self.usage.count_call()
+        context = _Context(
+            request=request,
+            user_id=user_id,
+            version=f"{number}.0",
+            base_path=f"/services/data/v{number}.0",
+        )
+        try:
+            response = getattr(self, f"_api_{endpoint}")(context, **arguments)
+        except ApiError as error:
+            response = _json(error.body(), error.status)
+        return self._with_usage(response, number)
+
+    def _with_usage(self, response: Response, version: int) -> Response:
+        response.headers["Sforce-Limit-Info"] = self.usage.header()
+        if version in DEPRECATED_VERSIONS:
+            response.headers["Warning"] = DEPRECATION_WARNING
+        return response
+
+    def _api_not_found(self, context: _Context, rest: str) -> Response:
+        # The catch-all rule also meets known resources asked with a method
+        # they do not take: those answer 405, as Salesforce does.
+        adapter = self._url_map.bind_to_environ(context.request.environ)
+        allowed = []
+        for method in ("GET", "HEAD", "POST", "PATCH", "PUT", "DELETE"):
+            endpoint, _ = adapter.match(method=method)
+            if endpoint != "not_found":
+                allowed.append(method)
+        if not allowed:
+            raise not_found()
+        message = (
+            f"HTTP Method '{context.request.method}' not allowed. "
+            f"Allowed are {','.join(allowed)}"
+        )
+        raise ApiError(405, "METHOD_NOT_ALLOWED", message)
+
+    def _api_resources(self, context: _Context) -> Response:
+        names = ("sobjects", "query", "queryAll", "limits")
+        return _json({name: f"{context.base_path}/{name}" for name in names}, 200)
+
+    def _api_limits(self, context: _Context) -> Response:
+        return _json(self.usage.limits(), 200)
+
+    def _visible(self, user_id: str) -> Callable[[str, str], bool]:
+        return lambda sobject, field: self.is_field_visible(
+            user_id=user_id, sobject=sobject, field=field
+        )
+
+    def _api_global_describe(self, context: _Context) -> Response:
+        # https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/resources_describeGlobal.htm
+        base = _base_url(context.request)
+        body = {
+            "encoding": "UTF-8",
+            "maxBatchSize": 200,
+            "sobjects": [
+                render_global_entry(sobject, base_url=base, version=context.version)
+                for sobject in self.schema
+            ],
+        }
+        return _json(body, 200)
+
+    def _api_sobject(self, context: _Context, sobject: str) -> Response:
+        sobject_type = self._sobject_type(sobject)
+        entry = render_global_entry(
+            sobject_type, base_url=_base_url(context.request), version=context.version
+        )
+        return _json({"objectDescribe": entry, "recentItems": []}, 200)
+
+    def _api_describe(self, context: _Context, sobject: str) -> Response:
+        # https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/resources_sobject_describe.htm
+        sobject_type = self._sobject_type(sobject)
+        visible = self._visible(context.user_id)
+        body = render_describe(
+            sobject_type,
+            base_url=_base_url(context.request),
+            version=context.version,
+            is_visible=lambda field: visible(sobject_type.name, field),
+        )
+        return _json(body, 200)
+
+    def _api_record(self, context: _Context, sobject: str, record_id: str) -> Response:
+        # https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/resources_sobject_retrieve_get.htm
+        sobject_type = self._sobject_type(sobject)
+        canonical = ids.to_18(record_id)
+        if canonical is None or not canonical.startswith(sobject_type.key_prefix):
+            raise ApiError(
+                400,
+                "MALFORMED_ID",
+                f"Record ID: id value of incorrect type: {record_id}",
+                fields=["Id"],
+            )
+        record = self.store.get(canonical)
+        if record is None:
+            raise not_found()
+        if record.get("IsDeleted"):
+            raise ApiError(404, "ENTITY_IS_DELETED", "entity is deleted", fields=[])
+
+        visible = self._visible(context.user_id)
+        wanted = context.request.args.get("fields")
+        if wanted:
+            chosen = []
+            for name in wanted.split(","):
+                field_describe = sobject_type.field(name.strip())
+                if field_describe is None or not visible(
+                    sobject_type.name, field_describe["name"]
+                ):
+                    message = (
+                        f"No such column '{name.strip()}' on entity "
+                        f"'{sobject_type.name}'"
+                    )
+                    raise ApiError(400, "INVALID_FIELD", message)
+                chosen.append(field_describe)
+        else:
+            chosen = [
+                field_describe
+                for field_describe in sobject_type.describe["fields"]
+                if field_describe["type"] not in {"address", "location"}
+                and visible(sobject_type.name, field_describe["name"])
+            ]
+        body: dict[str, Any] = {
+            "attributes": {
+                "type": sobject_type.name,
+                "url": f"{context.base_path}/sobjects/{sobject_type.name}/{canonical}",
+            }
+        }
+        for field_describe in chosen:
+            body[field_describe["name"]] = serialise(
+                field_describe, record.get(field_describe["name"])
+            )
+        return _json(body, 200)
+
+    def _api_query(self, context: _Context) -> Response:
+        return self._run_query(context, include_deleted=False)
+
+    def _api_query_all(self, context: _Context) -> Response:
+        return self._run_query(context, include_deleted=True)
+
+    def _api_query_more(self, context: _Context, locator: str) -> Response:
+        return self._next_page(context, locator)
+
+    def _api_query_all_more(self, context: _Context, locator: str) -> Response:
+        return self._next_page(context, locator)
+
+    def _sobject_type(self, name: str) -> Any:
+        sobject_type = self.schema.get(name)
+        if sobject_type is None:
+            raise not_found()
+        return sobject_type
+
+    # ------------------------------------------------------------ Queries
+
+    def _run_query(self, context: _Context, *, include_deleted: bool) -> Response:
+        # https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/resources_query.htm
+        text = context.request.args.get("q")
+        if not text:
+            raise ApiError(400, "MALFORMED_QUERY", "A query string has to be specified")
+        engine = QueryEngine(
+            schema=self.schema,
+            store=self.store,
+            is_visible=self._visible(context.user_id),
+            today=self.clock().astimezone(UTC).date(),
+            base_path=context.base_path,
+        )
+        result = engine.run(text, include_deleted=include_deleted)
+        if result.rows is None:
+            return _json(
+                {"totalSize": result.total_size, "done": True, "records": []}, 200
+            )
+
+        batch_size = _batch_size(context.request, default=DEFAULT_BATCH_SIZE)
+        if result.max_batch_size is not None:
+            batch_size = min(batch_size, result.max_batch_size)
+        if len(result.rows) <= batch_size:
+            body = {
+                "totalSize": result.total_size,
+                "done": True,
+                "records": result.rows,
+            }
+            return _json(body, 200)
+
+        self._cursor_sequence += 1
+        locator = ids.make_id("01g", self._cursor_sequence)
+        self._cursors[locator] = _Cursor(
+            rows=result.rows,
+            batch_size=batch_size,
+            cap=result.max_batch_size,
+            created_at=self.clock(),
+            user_id=context.user_id,
+        )
+        return self._page(context, locator, offset=0, batch_size=batch_size)
+
+    def _next_page(self, context: _Context, locator_and_offset: str) -> Response:
+        locator, _, offset_text = locator_and_offset.rpartition("-")
+        cursor = self._cursors.get(locator)
+        is_live = (
+            cursor is not None
+            and cursor.user_id == context.user_id
+            and self.clock() - cursor.created_at <= CURSOR_LIFETIME
+        )
+        if not is_live or not offset_text.isdigit():
+            raise ApiError(400, "INVALID_QUERY_LOCATOR", "invalid query locator")
+        offset = int(offset_text)
+        if not 0 < offset < len(cursor.rows):
+            raise ApiError(400, "INVALID_QUERY_LOCATOR", "invalid query locator")
+        # A page asks again for a size or keeps the one the query asked for.
+        batch_size = _batch_size(context.request, default=cursor.batch_size)
+        if cursor.cap is not None:
+            batch_size = min(batch_size, cursor.cap)
+        return self._page(context, locator, offset=offset, batch_size=batch_size)
+
+    def _page(
+        self, context: _Context, locator: str, *, offset: int, batch_size: int
+    ) -> Response:
+        cursor = self._cursors[locator]
+        end = offset + batch_size
+        body: dict[str, Any] = {
+            "totalSize": len(cursor.rows),
+            "done": end >= len(cursor.rows),
+        }
+        if not body["done"]:
+            # queryAll pages are fetched from /query/ too.
+            body["nextRecordsUrl"] = f"{context.base_path}/query/{locator}-{end}"
+        body["records"] = cursor.rows[offset:end]
+        return _json(body, 200)
+
+
+@dataclass(frozen=True)
+class _Context:
+    request: Request
+    user_id: str
+    version: str
+    base_path: str
+
+
+def _url_map() -> Map:
+    data = "/services/data/v<version>"
+    rules = [
+        Rule(
+            "/services/oauth2/authorize", endpoint="authorize", methods=["GET", "POST"]
+        ),
+        Rule("/services/oauth2/token", endpoint="token", methods=["POST"]),
+        Rule("/services/oauth2/revoke", endpoint="revoke", methods=["GET", "POST"]),
+        Rule("/id/<org_id>/<user_id>", endpoint="identity", methods=["GET", "POST"]),
+        Rule("/services/data/", endpoint="versions", methods=["GET"]),
+        Rule(f"{data}/", endpoint="resources", methods=["GET"]),
+        Rule(f"{data}/limits/", endpoint="limits", methods=["GET"]),
+        Rule(f"{data}/sobjects/", endpoint="global_describe", methods=["GET"]),
+        Rule(f"{data}/sobjects/<sobject>/", endpoint="sobject", methods=["GET"]),
+        Rule(
+            f"{data}/sobjects/<sobject>/describe/",
+            endpoint="describe",
+            methods=["GET"],
+        ),
+        Rule(
+            f"{data}/sobjects/<sobject>/<record_id>",
+            endpoint="record",
+            methods=["GET"],
+        ),
+        Rule(f"{data}/query/", endpoint="query", methods=["GET"]),
+        Rule(f"{data}/query/<locator>", endpoint="query_more", methods=["GET"]),
+        Rule(f"{data}/queryAll/", endpoint="query_all", methods=["GET"]),
+        Rule(f"{data}/queryAll/<locator>", endpoint="query_all_more", methods=["GET"]),
+        Rule(f"{data}/<path:rest>", endpoint="not_found"),
+    ]
+    return Map(rules, strict_slashes=False, merge_slashes=False)
+
+
+# ---------------------------------------------------------------- Helpers
+
+
+def _json(body: Any, status: int) -> Response:
+    text = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+    return Response(text, status=status, content_type=JSON_TYPE)
+
+
+def _bearer(request: Request) -> str:
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    return token.strip() if scheme.lower() in {"bearer", "oauth"} else ""
+
+
+def _base_url(request: Request) -> str:
+    """The org's public URL, from the Host the client used."""
+    return request.host_url.rstrip("/")
+
+
+def _head_size(request: Request) -> int:
+    """Measure the request line and headers as they came over the wire."""
+    environ = request.environ
+    uri = quote(environ.get("PATH_INFO", ""), safe="/:@!$&'()*+,;=-._~")
+    if environ.get("QUERY_STRING"):
+        uri += "?" + environ["QUERY_STRING"]
+    size = len(f"{request.method} {uri} HTTP/1.1\r\n")
+    return size + sum(len(f"{key}: {value}\r\n") for key, value in request.headers)
+
+
+def _batch_size(request: Request, *, default: int) -> int:
+    """Read `Sforce-Query-Options: batchSize=N`, kept within 200-2,000."""
+    options = request.headers.get("Sforce-Query-Options", "")
+    match = re.search(r"batchSize\s*=\s*(\d+)", options)
+    if match is None:
+        return default
+    return min(max(int(match.group(1)), MIN_BATCH_SIZE), DEFAULT_BATCH_SIZE)
+
+
+def _redirect(uri: str, **params: str | None) -> Response:
+    parts = urlsplit(uri)
+    extra = urlencode(
+        {key: value for key, value in params.items() if value is not None}
+    )
+    query = f"{parts.query}&{extra}" if parts.query else extra
+    location = urlunsplit(parts._replace(query=query))
+    response = Response(status=302)
+    response.headers["Location"] = location
+    return response
+
+
+def _error_page(error: str, description: str) -> Response:
+    page = _ERROR_PAGE.format(
+        error=html.escape(error), description=html.escape(description)
+    )
+    return Response(page, status=400, content_type="text/html;charset=utf-8")
+
+
+_CONSENT_PAGE = """<!doctype html>
+<html lang="en">
+<head><meta charset="utf-8"><title>Allow Access?</title></head>
+<body>
+<h1>Allow access?</h1>
+<p><strong>{app}</strong> is asking to access your Salesforce data as
+<strong>{user}</strong> ({username}).</p>
+<form method="post" action="/services/oauth2/authorize">
+{hidden}
+<button type="submit" name="decision" value="allow">Allow</button>
+<button type="submit" name="decision" value="deny">Deny</button>
+</form>
+</body>
+</html>
+"""
+
+_ERROR_PAGE = """<!doctype html>
+<html lang="en">
+<head><meta charset="utf-8"><title>OAuth Error</title></head>
+<body>
+<h1>OAuth Error</h1>
+<p>error={error}</p>
+<p>error_description={description}</p>
+</body>
+</html>
+"""

@@ -1,0 +1,94 @@
+from datetime import UTC, datetime
+
+import pytest
+
+from integrations.salesforce.emulator.store import UnknownRecord
+
+
+def test_it_bumps_modification_stamps_with_the_clock_on_update(org, clock):
+    contact = org.store.records("Contact")[0]
+
+    updated = org.store.update(contact["Id"], {"title": "Head of Data"})
+
+    assert updated["Title"] == "Head of Data"
+    assert updated["LastModifiedDate"] == clock.now
+    assert updated["SystemModstamp"] == clock.now
+    assert updated["CreatedDate"] == contact["CreatedDate"]
+
+
+def test_it_moves_only_system_modstamp_on_a_system_change(org, clock):
+    contact = org.store.records("Contact")[0]
+
+    org.store.touch(contact["Id"])
+
+    touched = org.store.get(contact["Id"])
+    assert touched["LastModifiedDate"] == contact["LastModifiedDate"]
+    assert touched["SystemModstamp"] == clock.now
+
+
+def test_it_keeps_names_built_from_name_parts(org):
+    contact = org.store.records("Contact")[0]
+
+    updated = org.store.update(contact["Id"], {"FirstName": "Lee"})
+
+    assert updated["Name"] == f"Lee {contact['LastName']}"
+
+
+def test_it_refuses_unknown_and_system_fields(org):
+    contact_id = org.store.records("Contact")[0]["Id"]
+
+    with pytest.raises(KeyError):
+        org.store.update(contact_id, {"Bacon__c": 1})
+    with pytest.raises(ValueError):
+        org.store.update(contact_id, {"SystemModstamp": datetime.now(UTC)})
+    with pytest.raises(UnknownRecord):
+        org.store.update("0035g00000AbCdEAAV", {"Title": "x"})
+
+
+def test_it_keeps_deleted_records_for_query_all_only(org):
+    contact_id = org.store.records("Contact")[0]["Id"]
+
+    org.store.delete(contact_id)
+
+    assert org.store.count("Contact") == 358
+    assert org.store.count("Contact", include_deleted=True) == 359
+    assert org.store.get(contact_id)["IsDeleted"] is True
+
+
+def test_it_inserts_records_stamped_now_and_owned_by_the_admin(org, clock):
+    lead_id = org.store.insert("Lead", {"LastName": "New", "Company": "Acme"})
+
+    lead = org.store.get(lead_id)
+    assert lead["Id"].startswith("00Q")
+    assert lead["OwnerId"] == org.admin_user_id
+    assert lead["CreatedDate"] == lead["SystemModstamp"] == clock.now
+    assert lead["Name"] == "New"
+
+
+def test_it_finds_records_by_15_character_ids(org):
+    contact_id = org.store.records("Contact")[0]["Id"]
+
+    assert org.store.get(contact_id[:15])["Id"] == contact_id
+
+
+def test_it_refuses_to_hide_system_fields_or_unknown_ones(org):
+    with pytest.raises(ValueError):
+        org.hide_field("Contact", "Id")
+    with pytest.raises(KeyError):
+        org.hide_field("Contact", "Bacon__c")
+
+
+def test_it_lets_a_visibility_hook_decide_per_user(clock):
+    from integrations.salesforce.emulator import OfflineOrg
+
+    org = OfflineOrg(
+        clock=clock,
+        field_visibility=lambda user_id, sobject, field: field != "Email",
+    )
+
+    assert org.is_field_visible(
+        user_id=org.admin_user_id, sobject="Contact", field="Id"
+    )
+    assert not org.is_field_visible(
+        user_id=org.admin_user_id, sobject="Contact", field="Email"
+    )
