@@ -228,6 +228,28 @@ def test_it_caps_pages_at_200_rows_with_two_long_text_fields(tmp_path, mock):
     assert len(one.json()["records"]) == 450
 
 
+def test_it_releases_the_oldest_of_more_than_ten_cursors(api):
+    options = {"Sforce-Query-Options": "batchSize=200"}
+    pages = [query(api, "SELECT Id FROM Contact", **options).json() for _ in range(11)]
+
+    oldest = api.get(f"https://offline-org.test{pages[0]['nextRecordsUrl']}")
+    newest = api.get(f"https://offline-org.test{pages[-1]['nextRecordsUrl']}")
+
+    assert error_code(oldest) == "INVALID_QUERY_LOCATOR"
+    assert newest.status_code == 200
+
+
+def test_it_expires_cursors_after_two_days(api, org, clock):
+    options = {"Sforce-Query-Options": "batchSize=200"}
+    page = query(api, "SELECT Id FROM Contact", **options).json()
+    clock.advance(days=2, seconds=1)
+    api.headers["Authorization"] = f"Bearer {org.issue_tokens().access_token}"
+
+    response = api.get(f"https://offline-org.test{page['nextRecordsUrl']}")
+
+    assert error_code(response) == "INVALID_QUERY_LOCATOR"
+
+
 def test_it_refuses_an_unknown_query_locator(api):
     response = api.get(f"{API}/query/01g5g00000UAh0AAAT-2000")
 
