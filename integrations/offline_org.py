@@ -52,9 +52,13 @@ def offline_org_connect(
     )
     location = answer.headers.get("Location", "")
     if answer.status_code not in (302, 303) or not location.startswith(redirect_uri):
-        raise ConnectError(f"The consent page did not send us back (HTTP {answer.status_code}).")
+        raise ConnectError(
+            f"The consent page did not send us back (HTTP {answer.status_code})."
+        )
 
-    callback = {key: values[0] for key, values in parse_qs(urlsplit(location).query).items()}
+    callback = {
+        key: values[0] for key, values in parse_qs(urlsplit(location).query).items()
+    }
     return authorization_complete(
         user=user,
         state=callback.get("state", ""),

@@ -44,3 +44,21 @@ def test_salesforce_sync_fails_loudly_when_the_grant_is_gone(org, org_http, conn
 
     with pytest.raises(CommandError, match="Reconnect the org"):
         call_command("salesforce_sync", str(connection.pk), "--full")
+
+
+def test_offline_org_connect_connects_a_workspace_and_prints_its_id(
+    org, org_http, member, capsys
+):
+    from integrations.models import SalesforceConnection
+
+    call_command("offline_org", "connect", "--workspace", member.workspace.slug)
+
+    connection = SalesforceConnection.objects.get()
+    assert capsys.readouterr().out.strip() == str(connection.pk)
+    assert connection.workspace == member.workspace
+    assert connection.org_id == org.org_id
+
+
+def test_offline_org_connect_refuses_an_unknown_workspace(org, org_http, member):
+    with pytest.raises(CommandError, match="No workspace with slug 'nope'"):
+        call_command("offline_org", "connect", "--workspace", "nope")

@@ -1,4 +1,4 @@
-"""Run the offline Salesforce org: `manage.py offline_org serve`."""
+"""Run the offline Salesforce org, or connect a workspace to it from a script."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from integrations.salesforce.emulator import OfflineOrg
 from integrations.salesforce.emulator.server import DEFAULT_HOST, DEFAULT_PORT, serve
@@ -19,9 +19,10 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         actions = parser.add_subparsers(dest="action", required=True)
         self._add_serve(actions)
+        self._add_connect(actions)
 
     def handle(self, *args: Any, action: str, **options: Any) -> None:
-        handlers = {"serve": self._serve}
+        handlers = {"serve": self._serve, "connect": self._connect}
         handlers[action](**options)
 
     # ------------------------------------------------------------ serve
@@ -60,3 +61,53 @@ class Command(BaseCommand):
             f"(trust {cert_dir / 'ca.pem'}); Ctrl-C stops it."
         )
         serve(org, cert_dir=cert_dir, port=port, request_log=request_log)
+
+    # ------------------------------------------------------------ connect
+
+    def _add_connect(self, actions: argparse._SubParsersAction) -> None:
+        parser = actions.add_parser(
+            "connect",
+            help="Connect a workspace to a running offline org through its OAuth "
+            "pages, as a browser would, and print the connection id.",
+        )
+        parser.add_argument("--workspace", required=True, help="The workspace's slug.")
+        parser.add_argument(
+            "--host",
+            default=None,
+            help="The offline org's host:port; default: the first of "
+            "SALESFORCE_EXTRA_LOGIN_HOSTS.",
+        )
+        parser.add_argument(
+            "--user",
+            default=None,
+            help="E-mail of the member who connects; default: the workspace's "
+            "first member.",
+        )
+
+    def _connect(
+        self, *, workspace: str, host: str | None, user: str | None, **options: Any
+    ) -> None:
+        from integrations.offline_org import offline_org_connect
+        from integrations.services import ConnectError
+        from trig_crm.models import Membership, Workspace
+
+        found = Workspace.objects.filter(slug=workspace).first()
+        if found is None:
+            raise CommandError(f"No workspace with slug {workspace!r}.")
+        members = Membership.objects.filter(workspace=found).order_by("created_at")
+        if user:
+            members = members.filter(user__email__iexact=user)
+        membership = members.select_related("user").first()
+        if membership is None:
+            raise CommandError(f"Workspace {workspace!r} has no such member.")
+        hosts = settings.SALESFORCE_EXTRA_LOGIN_HOSTS
+        if not host and not hosts:
+            raise CommandError("No offline org host: pass --host.")
+
+        try:
+            connection = offline_org_connect(
+                workspace=found, user=membership.user, login_host=host or hosts[0]
+            )
+        except ConnectError as exc:
+            raise CommandError(str(exc)) from exc
+        self.stdout.write(str(connection.pk))
