@@ -138,6 +138,12 @@ class SyncRun(models.Model):
     # `problem_count` for the total.
     problems = models.JSONField(default=list, blank=True)
     problem_count = models.PositiveIntegerField(default=0)
+    transform_failures = models.PositiveIntegerField(default=0)
+    # Mapped fields left out because the connected user cannot see them:
+    # ["Contact.Title", ...].
+    skipped_fields = models.JSONField(default=list, blank=True)
+    # Objects whose part of the run failed: {object: Salesforce's message}.
+    object_errors = models.JSONField(default=dict, blank=True)
     error_message = models.TextField(blank=True)
 
     class Meta:
@@ -167,3 +173,196 @@ class SyncCursor(models.Model):
 
     def __str__(self) -> str:
         return f"{self.object_name}.{self.field_name} >= {self.value:%Y-%m-%d %H:%M:%S}"
+
+
+API_NAME_HELP = "Salesforce API name, e.g. Contact, Case or Space__c."
+
+
+class ObjectMapping(models.Model):
+    """Which records of one Salesforce object are imported, and as what."""
+
+    class Target(models.TextChoices):
+        PERSON = "person", "Person"
+        ORGANISATION = "organisation", "Organisation"
+        OWNER = "owner", "Owner"
+        RECORD = "record", "Record"
+
+    class CursorField(models.TextChoices):
+        LAST_MODIFIED_DATE = "LastModifiedDate", "LastModifiedDate (user changes)"
+        SYSTEM_MODSTAMP = "SystemModstamp", "SystemModstamp (user and system changes)"
+
+    connection = models.ForeignKey(
+        SalesforceConnection, on_delete=models.CASCADE, related_name="object_mappings"
+    )
+    object_name = models.CharField(max_length=100, help_text=API_NAME_HELP)
+    target = models.CharField(max_length=20, choices=Target.choices)
+    is_enabled = models.BooleanField(default=True)
+    # Objects are read in this order, so that links resolve: owners before
+    # what they own, Accounts before Contacts, Contacts before their Cases.
+    position = models.PositiveSmallIntegerField(default=100)
+    filter = models.TextField(
+        blank=True,
+        help_text="A SOQL condition, e.g. Industry = 'Banking' AND CreatedDate = "
+        "LAST_N_DAYS:365. Checked against the object's fields when saved.",
+    )
+    cursor_field = models.CharField(
+        max_length=30,
+        choices=CursorField.choices,
+        default=CursorField.LAST_MODIFIED_DATE,
+    )
+    person_lookup_field = models.CharField(
+        max_length=100,
+        blank=True,
+        help_text="Field holding the Contact Id that links a row to a person, "
+        "e.g. ContactId or Contact__c.",
+    )
+    organisation_lookup_field = models.CharField(
+        max_length=100,
+        blank=True,
+        help_text="Field holding the Account Id that links a row to an "
+        "organisation, e.g. AccountId.",
+    )
+    owner_lookup_field = models.CharField(
+        max_length=100, blank=True, help_text="Usually OwnerId."
+    )
+    # Set when the mapping changes: the next sync reads the whole object,
+    # not only what changed since the last one.
+    needs_backfill = models.BooleanField(default=True)
+    # Mapped fields left out of the last run: hidden from the connected user
+    # or deleted in Salesforce. {field: reason}
+    skipped_fields = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["position", "pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["connection", "object_name"],
+                name="object_mapping_unique_object",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.object_name} → {self.get_target_display()}"
+
+    def clean(self) -> None:
+        from django.core.exceptions import ValidationError
+
+        from integrations.salesforce.names import is_api_name
+
+        if not is_api_name(self.object_name):
+            raise ValidationError(
+                {"object_name": f"{self.object_name!r} is not a Salesforce API name."}
+            )
+        for name in (
+            "person_lookup_field",
+            "organisation_lookup_field",
+            "owner_lookup_field",
+        ):
+            value = getattr(self, name)
+            if value and not is_api_name(value):
+                raise ValidationError(
+                    {name: f"{value!r} is not a Salesforce API name."}
+                )
+
+    @property
+    def lookup_fields(self) -> list[str]:
+        return [
+            name
+            for name in (
+                self.person_lookup_field,
+                self.organisation_lookup_field,
+                self.owner_lookup_field,
+            )
+            if name
+        ]
+
+
+class FieldMapping(models.Model):
+    """One Salesforce field of a mapped object and where its value goes."""
+
+    object_mapping = models.ForeignKey(
+        ObjectMapping, on_delete=models.CASCADE, related_name="field_mappings"
+    )
+    salesforce_field = models.CharField(max_length=100, help_text=API_NAME_HELP)
+    attribute = models.CharField(
+        max_length=50,
+        blank=True,
+        help_text="The attribute it fills. Leave empty to keep the value as a "
+        "named custom value.",
+    )
+    custom_name = models.CharField(
+        max_length=100,
+        blank=True,
+        help_text="Name of the custom value; the Salesforce field's name if empty.",
+    )
+    transform = models.CharField(max_length=40, blank=True)
+    transform_argument = models.CharField(
+        max_length=2000,
+        blank=True,
+        help_text="What the transform needs: a length, a default, a value map "
+        "or a region.",
+    )
+
+    class Meta:
+        ordering = ["pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["object_mapping", "salesforce_field"],
+                name="field_mapping_unique_field",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.object_mapping.object_name}.{self.salesforce_field}"
+
+    @property
+    def value_name(self) -> str:
+        """Return the key of the custom value this field fills."""
+        return self.custom_name or self.salesforce_field
+
+    def clean(self) -> None:
+        from django.core.exceptions import ValidationError
+
+        from integrations.salesforce.names import is_api_name
+        from integrations.transforms import TRANSFORMS, TransformError, transform_check
+
+        if not is_api_name(self.salesforce_field):
+            raise ValidationError(
+                {
+                    "salesforce_field": (
+                        f"{self.salesforce_field!r} is not a field API name."
+                    )
+                }
+            )
+        if self.transform:
+            if self.transform not in TRANSFORMS:
+                raise ValidationError(
+                    {"transform": f"Unknown transform {self.transform!r}."}
+                )
+            try:
+                transform_check(name=self.transform, argument=self.transform_argument)
+            except TransformError as exc:
+                raise ValidationError({"transform_argument": str(exc)}) from exc
+
+
+class ObjectDescribe(models.Model):
+    """What describe last said about an object, as the connected user sees it."""
+
+    connection = models.ForeignKey(
+        SalesforceConnection, on_delete=models.CASCADE, related_name="object_describes"
+    )
+    object_name = models.CharField(max_length=100)
+    # [{name, label, type, length, updateable, ...}] as describe returns them.
+    fields = models.JSONField(default=list)
+    described_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["connection", "object_name"],
+                name="object_describe_unique_object",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.object_name} described {self.described_at:%Y-%m-%d %H:%M}"

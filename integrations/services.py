@@ -156,6 +156,10 @@ def authorization_complete(
             "connected_at": timezone.now(),
         },
     )
+    if created:
+        from integrations.sync.defaults import mapping_create_defaults
+
+        mapping_create_defaults(connection=connection)
     logger.info(
         "Salesforce org connected connection_id=%s org_id=%s created=%s",
         connection.pk,

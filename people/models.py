@@ -15,6 +15,8 @@ class Owner(models.Model):
     salesforce_id = models.CharField(max_length=18)
     name = models.CharField(max_length=255, blank=True)
     email = models.EmailField(max_length=254, blank=True)
+    # Named values from mapped custom fields: {name: value typed by describe}.
+    custom_values = models.JSONField(default=dict, blank=True)
     synced_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
@@ -75,6 +77,8 @@ class CrmAccount(models.Model):
         on_delete=models.SET_NULL,
         related_name="crm_accounts",
     )
+    # Named values from mapped custom fields: {name: value typed by describe}.
+    custom_values = models.JSONField(default=dict, blank=True)
     synced_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
@@ -121,6 +125,8 @@ class Person(models.Model):
         on_delete=models.SET_NULL,
         related_name="people",
     )
+    # Named values from mapped custom fields: {name: value typed by describe}.
+    custom_values = models.JSONField(default=dict, blank=True)
     synced_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
@@ -135,3 +141,58 @@ class Person(models.Model):
     def __str__(self) -> str:
         full_name = f"{self.first_name} {self.last_name}".strip()
         return full_name or self.email or self.salesforce_id
+
+
+class CrmRecord(models.Model):
+    """Any other imported row: an Opportunity, a Lead, a Case, a custom object."""
+
+    workspace = models.ForeignKey(
+        "trig_crm.Workspace", on_delete=models.CASCADE, related_name="crm_records"
+    )
+    connection = models.ForeignKey(
+        "integrations.SalesforceConnection",
+        on_delete=models.CASCADE,
+        related_name="crm_records",
+    )
+    salesforce_id = models.CharField(max_length=18)
+    object_name = models.CharField(max_length=100)
+    name = models.CharField(max_length=255, blank=True)
+    person = models.ForeignKey(
+        Person,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="crm_records",
+    )
+    organisation = models.ForeignKey(
+        Organisation,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="crm_records",
+    )
+    owner = models.ForeignKey(
+        Owner,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="crm_records",
+    )
+    # The Ids the links were made from, kept so a link can be made when the
+    # linked row arrives after this one.
+    person_salesforce_id = models.CharField(max_length=18, blank=True)
+    account_salesforce_id = models.CharField(max_length=18, blank=True)
+    # Every mapped field's value: {name: value typed by describe}.
+    custom_values = models.JSONField(default=dict, blank=True)
+    synced_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["connection", "salesforce_id"], name="crm_record_unique_sf_id"
+            )
+        ]
+        indexes = [models.Index(fields=["connection", "object_name"])]
+
+    def __str__(self) -> str:
+        return f"{self.object_name} {self.name or self.salesforce_id}"

@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from integrations.models import SalesforceConnection
 from people.domains import InvalidWebsite, domain_from_website
-from people.models import CrmAccount, Organisation, Owner, Person
+from people.models import CrmAccount, CrmRecord, Organisation, Owner, Person
 
 logger = logging.getLogger(__name__)
 
@@ -82,6 +82,17 @@ def _clean_value(
     return text
 
 
+def _clean_json(value: Any) -> Any:
+    """Return a custom value without NUL characters, which jsonb refuses."""
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if isinstance(value, list):
+        return [_clean_json(item) for item in value]
+    if isinstance(value, dict):
+        return {str(k).replace("\x00", ""): _clean_json(v) for k, v in value.items()}
+    return value
+
+
 def _clean_row(
     *,
     model: type[models.Model],
@@ -90,7 +101,7 @@ def _clean_row(
     problems: list[Problem],
 ) -> dict[str, Any]:
     salesforce_id = row["salesforce_id"]
-    return {
+    values = {
         name: _clean_value(
             model=model,
             attribute=name,
@@ -100,6 +111,9 @@ def _clean_row(
         )
         for name in attributes
     }
+    if "custom_values" in row:
+        values["custom_values"] = _clean_json(row["custom_values"])
+    return values
 
 
 def _write(
@@ -176,6 +190,12 @@ def _upsert(
             result.written_ids.add(salesforce_id)
             continue
 
+        if "custom_values" in values:
+            # Values of fields not read this time are kept as they were.
+            values = {
+                **values,
+                "custom_values": {**obj.custom_values, **values["custom_values"]},
+            }
         changed = [name for name in attributes if getattr(obj, name) != values[name]]
         if not changed:
             result.unchanged += 1
@@ -348,6 +368,7 @@ def organisation_upsert_batch(
         person_relink_organisations(
             connection=connection, account_ids=result.written_ids
         )
+        crm_record_relink(connection=connection, account_ids=result.written_ids)
     return result
 
 
@@ -428,4 +449,117 @@ def person_upsert_batch(
         cleaned[sf_id] = values
 
     _upsert(model=Person, connection=connection, rows=cleaned, result=result)
+    if result.created:
+        crm_record_relink(connection=connection, person_ids=result.written_ids)
     return result
+
+
+def _person_pks(*, connection: SalesforceConnection, salesforce_ids: set[str]) -> dict:
+    return dict(
+        Person.objects.filter(
+            connection=connection, salesforce_id__in=salesforce_ids
+        ).values_list("salesforce_id", "pk")
+    )
+
+
+def _organisation_pks(
+    *, connection: SalesforceConnection, salesforce_ids: set[str]
+) -> dict:
+    return dict(
+        CrmAccount.objects.filter(
+            connection=connection, salesforce_id__in=salesforce_ids
+        ).values_list("salesforce_id", "organisation_id")
+    )
+
+
+def record_upsert_batch(
+    *, connection: SalesforceConnection, object_name: str, rows: list[dict[str, Any]]
+) -> BatchResult:
+    """Upsert rows of any other object, linked to person, organisation and owner."""
+    result = BatchResult()
+    by_id = _by_salesforce_id(rows)
+
+    def wanted(key: str) -> set[str]:
+        return {r[key] for r in by_id.values() if r.get(key)}
+
+    owners = _owner_pks(
+        connection=connection, salesforce_ids=wanted("owner_salesforce_id")
+    )
+    people = _person_pks(
+        connection=connection, salesforce_ids=wanted("person_salesforce_id")
+    )
+    organisations = _organisation_pks(
+        connection=connection, salesforce_ids=wanted("account_salesforce_id")
+    )
+
+    cleaned: dict[str, dict[str, Any]] = {}
+    for sf_id, row in by_id.items():
+        values = _clean_row(
+            model=CrmRecord,
+            row=row,
+            attributes=_present(
+                row, ["name", "person_salesforce_id", "account_salesforce_id"]
+            ),
+            problems=result.problems,
+        )
+        values["object_name"] = object_name
+        if "owner_salesforce_id" in row:
+            values["owner_id"] = owners.get(row["owner_salesforce_id"] or "")
+        if "person_salesforce_id" in values:
+            values["person_id"] = people.get(values["person_salesforce_id"])
+        if "account_salesforce_id" in values:
+            values["organisation_id"] = organisations.get(
+                values["account_salesforce_id"]
+            )
+        cleaned[sf_id] = values
+
+    _upsert(model=CrmRecord, connection=connection, rows=cleaned, result=result)
+    return result
+
+
+def crm_record_relink(
+    *,
+    connection: SalesforceConnection,
+    person_ids: Iterable[str] = (),
+    account_ids: Iterable[str] = (),
+) -> int:
+    """Link records to people and organisations that arrived after them."""
+    changed = 0
+    person_ids, account_ids = list(person_ids), list(account_ids)
+    if person_ids:
+        person_of = Subquery(
+            Person.objects.filter(
+                connection=connection, salesforce_id=OuterRef("person_salesforce_id")
+            ).values("pk")[:1]
+        )
+        linked = (
+            CrmRecord.objects.filter(
+                connection=connection, person_salesforce_id__in=person_ids
+            )
+            .annotate(target=person_of)
+            .values_list("pk", "person_id", "target")
+        )
+        stale = [pk for pk, current, target in linked if current != target]
+        if stale:
+            changed += CrmRecord.objects.filter(pk__in=stale).update(
+                person_id=person_of
+            )
+    if account_ids:
+        organisation_of = Subquery(
+            CrmAccount.objects.filter(
+                connection=connection, salesforce_id=OuterRef("account_salesforce_id")
+            ).values("organisation_id")[:1]
+        )
+        linked = (
+            CrmRecord.objects.filter(
+                connection=connection, account_salesforce_id__in=account_ids
+            )
+            .annotate(target=organisation_of)
+            .values_list("pk", "organisation_id", "target")
+        )
+        stale = [pk for pk, current, target in linked if current != target]
+        if stale:
+            changed += CrmRecord.objects.filter(pk__in=stale).update(
+                organisation_id=organisation_of
+            )
+    return changed

@@ -203,6 +203,10 @@ SALESFORCE_HTTP_RETRIES = env.int("SALESFORCE_HTTP_RETRIES", default=3)
 SALESFORCE_HTTP_BACKOFF_SECONDS = env.float(
     "SALESFORCE_HTTP_BACKOFF_SECONDS", default=1.0
 )
+# Bytes a query's URL-encoded statement may take in a request line. Salesforce
+# refuses a request line plus headers over 16,384 bytes; statements longer
+# than this budget are split.
+SALESFORCE_QUERY_URL_BUDGET = env.int("SALESFORCE_QUERY_URL_BUDGET", default=8000)
 SALESFORCE_FULL_SYNC_HOURS = env.int("SALESFORCE_FULL_SYNC_HOURS", default=24)
 # A sync claim older than this is taken to belong to a worker that died.
 SALESFORCE_SYNC_CLAIM_TIMEOUT_SECONDS = env.int(

@@ -1,4 +1,4 @@
-"""Run one sync of one connection: plan, read page by page, upsert, record."""
+"""Run one sync of one connection: plan each object, read, load, record."""
 
 import logging
 from collections.abc import Callable
@@ -9,24 +9,25 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from integrations.models import SalesforceConnection, SyncCursor, SyncRun
+from integrations.models import ObjectMapping, SalesforceConnection, SyncCursor, SyncRun
 from integrations.salesforce.client import (
     ReconnectRequired,
     SalesforceClient,
     SalesforceClientError,
+    SalesforceRejectedError,
 )
-from integrations.salesforce.soql import quote
+from integrations.salesforce.schema import RunSchema
+from integrations.salesforce.soql_build import QueryTooLong
 from integrations.services import connection_client
-from integrations.sync.mapping import DEFAULT_SPECS, ObjectSpec
+from integrations.sync.defaults import mapping_create_defaults
+from integrations.sync.load import rows_from_records, rows_upsert
+from integrations.sync.plan import ObjectPlan, PlanError, object_plan
+from integrations.sync.read import read_records
+from people.services import Problem
 
 logger = logging.getLogger(__name__)
 
 MAX_PROBLEMS_KEPT = 200
-CURSOR_FIELD = "LastModifiedDate"
-# Read a little before the cursor: a record committed late can carry a stamp
-# older than the newest one already read. Upserts are idempotent, so reading
-# a record twice costs nothing but the read.
-CURSOR_OVERLAP = timedelta(minutes=5)
 
 OnPage = Callable[[str, int], None]
 
@@ -57,106 +58,145 @@ def sync_release(*, connection: SalesforceConnection, claimed_at: datetime) -> N
     ).update(sync_claimed_at=None)
 
 
-def _add_problems(
-    run: SyncRun, *, object_name: str, problems, attribute_to_field
+def _note(
+    run: SyncRun, *, object_name: str, record_id: str, field: str, problem: str
 ) -> None:
-    run.problem_count += len(problems)
-    room = MAX_PROBLEMS_KEPT - len(run.problems)
-    for problem in problems[: max(room, 0)]:
+    run.problem_count += 1
+    if len(run.problems) < MAX_PROBLEMS_KEPT:
         run.problems.append(
-            {
-                "object": object_name,
-                "id": problem.salesforce_id,
-                "field": attribute_to_field.get(problem.attribute, problem.attribute),
-                "problem": problem.problem,
-            }
+            {"object": object_name, "id": record_id, "field": field, "problem": problem}
         )
 
 
-def _readable_fields(
-    *, client: SalesforceClient, spec: ObjectSpec, run: SyncRun
-) -> list[str]:
-    """Return the mapped fields the connected user can see, in describe's casing.
+def _note_all(run: SyncRun, *, plan: ObjectPlan, problems: list[Problem]) -> None:
+    # Services name our attributes; staff know Salesforce's field names.
+    field_of = {fm.attribute: name for fm, name in plan.fields if fm.attribute}
+    field_of.update({key: name for key, name in plan.lookups.items()})
+    for problem in problems:
+        _note(
+            run,
+            object_name=plan.schema.name,
+            record_id=problem.salesforce_id,
+            field=field_of.get(problem.attribute, problem.attribute),
+            problem=problem.problem,
+        )
 
-    Describe lists only the fields the user's field-level security allows;
-    selecting any other field fails the whole query with INVALID_FIELD.
-    https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/resources_sobject_describe.htm
-    """
-    described = client.describe(object_name=spec.object_name)
-    visible = {f["name"].lower(): f["name"] for f in described.get("fields", [])}
-    readable = []
-    for name in spec.fields:
-        if name.lower() in visible:
-            readable.append(visible[name.lower()])
-        else:
-            run.problems.append(
-                {
-                    "object": spec.object_name,
-                    "id": "",
-                    "field": name,
-                    "problem": "hidden from the connected user or deleted; not read",
-                }
-            )
-            run.problem_count += 1
-    if "Id" not in readable:
-        raise SalesforceClientError(f"{spec.object_name} has no readable Id field.")
-    if CURSOR_FIELD.lower() not in visible:
-        raise SalesforceClientError(f"{spec.object_name} has no {CURSOR_FIELD}.")
-    return readable
+
+class _Tally:
+    """What one object's read amounted to, for the run and the cursor."""
+
+    def __init__(self) -> None:
+        self.newest: datetime | None = None
+        self.had_errors = False
+
+
+def _read_object(
+    *,
+    run: SyncRun,
+    client: SalesforceClient,
+    plan: ObjectPlan,
+    tally: _Tally,
+    on_page: OnPage | None,
+) -> None:
+    connection = run.connection
+    object_name = plan.schema.name
+
+    def on_incomplete(record_id: str) -> None:
+        run.records_failed += 1
+        tally.had_errors = True
+        _note(
+            run,
+            object_name=object_name,
+            record_id=record_id,
+            field="",
+            problem="changed while it was read in parts; read again next sync",
+        )
+
+    for records in read_records(
+        client=client, plan=plan.query, on_incomplete=on_incomplete
+    ):
+        rows, problems, transform_failures = rows_from_records(
+            plan=plan, records=records
+        )
+        result = rows_upsert(plan=plan, connection=connection, rows=rows)
+        cursor_field = plan.schema.canonical(plan.cursor_field)
+        for record in records:
+            stamp = parse_datetime(str(record.get(cursor_field) or ""))
+            if stamp and (tally.newest is None or stamp > tally.newest):
+                tally.newest = stamp
+
+        run.records_fetched += len(records)
+        run.records_created += result.created
+        run.records_updated += result.updated
+        run.records_unchanged += result.unchanged
+        run.records_failed += result.failed + (len(records) - len(rows))
+        run.transform_failures += transform_failures
+        _note_all(run, plan=plan, problems=problems + result.problems)
+        if on_page:
+            on_page(object_name, len(records))
 
 
 def _sync_object(
     *,
     run: SyncRun,
     client: SalesforceClient,
-    spec: ObjectSpec,
+    schema: RunSchema,
+    mapping: ObjectMapping,
     on_page: OnPage | None,
-) -> None:
-    connection = run.connection
-    fields = _readable_fields(client=client, spec=spec, run=run)
+) -> bool:
+    """Sync one mapped object; return whether anything went wrong on the way."""
     cursor = SyncCursor.objects.filter(
-        connection=connection, object_name=spec.object_name
+        connection=run.connection, object_name=mapping.object_name
     ).first()
-
-    select = ", ".join([*fields, CURSOR_FIELD])
-    soql = f"SELECT {select} FROM {spec.object_name}"
-    if run.kind == SyncRun.Kind.RECENT and cursor is not None:
-        soql += f" WHERE {CURSOR_FIELD} >= {quote(cursor.value - CURSOR_OVERLAP)}"
-
-    newest: datetime | None = None
-    field_by_attribute = {attribute: name for name, attribute in spec.fields.items()}
-    for records in client.query_pages(soql=soql):
-        rows = []
-        for record in records:
-            rows.append(spec.row_from(record, read_fields=fields))
-            stamp = parse_datetime(record.get(CURSOR_FIELD) or "")
-            if stamp and (newest is None or stamp > newest):
-                newest = stamp
-        result = spec.upsert(connection=connection, rows=rows)
-
-        run.records_fetched += len(records)
-        run.records_created += result.created
-        run.records_updated += result.updated
-        run.records_unchanged += result.unchanged
-        run.records_failed += result.failed
-        _add_problems(
-            run,
-            object_name=spec.object_name,
-            problems=result.problems,
-            attribute_to_field=field_by_attribute,
+    tally = _Tally()
+    for attempt in (1, 2):
+        plan = object_plan(
+            mapping=mapping,
+            schema=schema,
+            cursor=cursor,
+            is_full_sync=run.kind == SyncRun.Kind.FULL,
+            fresh=attempt == 2,
         )
-        if on_page:
-            on_page(spec.object_name, len(records))
+        try:
+            _read_object(
+                run=run, client=client, plan=plan, tally=tally, on_page=on_page
+            )
+            break
+        except SalesforceRejectedError as exc:
+            # A field described a moment ago can be deleted or hidden before
+            # the query runs. Describe once more and read without it; a second
+            # refusal fails the object.
+            if exc.code != "INVALID_FIELD" or attempt == 2:
+                raise
+            tally.had_errors = True
+            _note(
+                run,
+                object_name=mapping.object_name,
+                record_id="",
+                field="",
+                problem=f"a mapped field was refused; described again: {exc}",
+            )
+
+    for name, reason in plan.skipped.items():
+        run.skipped_fields.append(f"{plan.schema.name}.{name}")
+        _note(
+            run, object_name=plan.schema.name, record_id="", field=name, problem=reason
+        )
 
     # TODO: checkpoint within an object, so that a run killed half-way through
     # a large object resumes there instead of reading the object again.
-    if newest is not None and (cursor is None or newest > cursor.value):
+    if tally.newest is not None and (cursor is None or tally.newest > cursor.value):
         SyncCursor.objects.update_or_create(
-            connection=connection,
-            object_name=spec.object_name,
-            defaults={"field_name": CURSOR_FIELD, "value": newest},
+            connection=run.connection,
+            object_name=mapping.object_name,
+            defaults={"field_name": mapping.cursor_field, "value": tally.newest},
         )
+    ObjectMapping.objects.filter(pk=mapping.pk).update(
+        skipped_fields=plan.skipped,
+        needs_backfill=mapping.needs_backfill and not plan.is_full_read,
+    )
     run.save()
+    return tally.had_errors
 
 
 def connection_sync(
@@ -166,10 +206,14 @@ def connection_sync(
     trigger: str = SyncRun.Trigger.MANUAL,
     batch_size: int | None = None,
     on_page: OnPage | None = None,
+    object_names: list[str] | None = None,
 ) -> SyncRun:
     """Sync one connection's org into Trig and return the finished run.
 
-    Raises SyncAlreadyRunning if another run of the connection is going.
+    Each mapped object is synced on its own: if Salesforce refuses one, its
+    message is kept and the others go on, and the run ends "completed with
+    errors". Raises SyncAlreadyRunning if another run of the connection is
+    going.
     """
     claimed_at = sync_claim(connection=connection)
     if claimed_at is None:
@@ -177,27 +221,39 @@ def connection_sync(
 
     run = SyncRun.objects.create(connection=connection, kind=kind, trigger=trigger)
     client: SalesforceClient | None = None
+    had_errors = False
     try:
-        client = connection_client(connection=connection, batch_size=batch_size)
-        for spec in DEFAULT_SPECS:
-            _sync_object(run=run, client=client, spec=spec, on_page=on_page)
-        run.status = (
-            SyncRun.Status.COMPLETED_WITH_ERRORS
-            if run.records_failed
-            else SyncRun.Status.SUCCESS
+        mapping_create_defaults(connection=connection)
+        mappings = connection.object_mappings.filter(is_enabled=True).prefetch_related(
+            "field_mappings"
         )
+        if object_names is not None:
+            mappings = mappings.filter(object_name__in=object_names)
+        client = connection_client(connection=connection, batch_size=batch_size)
+        schema = RunSchema(client=client, connection=connection)
+        for mapping in mappings:
+            try:
+                had_errors |= _sync_object(
+                    run=run,
+                    client=client,
+                    schema=schema,
+                    mapping=mapping,
+                    on_page=on_page,
+                )
+            except ReconnectRequired:
+                raise
+            except (SalesforceClientError, PlanError, QueryTooLong) as exc:
+                run.object_errors[mapping.object_name] = str(exc)
+                logger.warning(
+                    "Salesforce object failed connection_id=%s run_id=%s object=%s",
+                    connection.pk,
+                    run.pk,
+                    mapping.object_name,
+                )
+        _conclude(run=run, attempted=len(mappings), had_errors=had_errors)
     except ReconnectRequired as exc:
         run.status = SyncRun.Status.FAILED
         run.error_message = str(exc)
-    except SalesforceClientError as exc:
-        run.status = SyncRun.Status.FAILED
-        run.error_message = str(exc)
-        logger.warning(
-            "Salesforce sync failed connection_id=%s run_id=%s code=%s",
-            connection.pk,
-            run.pk,
-            exc.code,
-        )
     except Exception as exc:
         run.status = SyncRun.Status.FAILED
         run.error_message = f"Internal error: {type(exc).__name__}"
@@ -205,6 +261,19 @@ def connection_sync(
     finally:
         _finish(run=run, client=client, claimed_at=claimed_at)
     return run
+
+
+def _conclude(*, run: SyncRun, attempted: int, had_errors: bool) -> None:
+    failed = len(run.object_errors)
+    run.error_message = "\n".join(
+        f"{name}: {text}" for name, text in run.object_errors.items()
+    )
+    if attempted and failed == attempted:
+        run.status = SyncRun.Status.FAILED
+    elif failed or had_errors or run.records_failed:
+        run.status = SyncRun.Status.COMPLETED_WITH_ERRORS
+    else:
+        run.status = SyncRun.Status.SUCCESS
 
 
 def _finish(

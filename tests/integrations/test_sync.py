@@ -8,8 +8,11 @@ from django.db import connection as db_connection
 from django.test.utils import CaptureQueriesContext
 
 from integrations.models import SalesforceConnection, SyncRun
+from integrations.offline_org import offline_org_connect
+from integrations.salesforce.emulator import OfflineOrg
+from integrations.salesforce.emulator.testing import mocked, mount
 from integrations.sync.run import connection_sync
-from people.models import CrmAccount, Organisation, Owner, Person
+from people.models import CrmAccount, CrmRecord, Owner, Person
 from tests.conftest import OFFLINE_HOST
 
 pytestmark = pytest.mark.django_db
@@ -50,7 +53,12 @@ def test_it_imports_every_contact_account_and_owner_of_the_sample_org(
     assert Person.objects.count() == contacts
     assert CrmAccount.objects.count() == accounts
     assert Owner.objects.count() == org.store.count("User")
-    assert run.records_fetched == contacts + accounts + org.store.count("User")
+    opportunities, leads = _sample_count("Opportunity"), _sample_count("Lead")
+    assert CrmRecord.objects.filter(object_name="Opportunity").count() == opportunities
+    assert CrmRecord.objects.filter(object_name="Lead").count() == leads
+    assert run.records_fetched == (
+        contacts + accounts + org.store.count("User") + opportunities + leads
+    )
     assert run.records_created == run.records_fetched
     assert run.api_calls == len(_api_requests(org_http))
     connection.refresh_from_db()
@@ -194,26 +202,62 @@ def test_a_grant_gone_asks_for_a_reconnect_and_keeps_the_data(
     assert Person.objects.count() == org.store.count("Contact")
 
 
-def test_a_query_error_fails_the_run_with_salesforces_message(org, connection):
+def test_a_query_error_fails_that_object_keeps_the_message_and_the_rest_goes_on(
+    org, connection
+):
     message = "unexpected token: 'FROM'"
     with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
         mock.add(
             responses.GET,
             re.compile(
-                rf"https://{re.escape(OFFLINE_HOST)}/services/data/v[\d.]+/query/?\?q=SELECT.*Contact"
+                rf"https://{re.escape(OFFLINE_HOST)}/services/data/v[\d.]+/query/?"
+                r"\?q=SELECT.*FROM\+Contact"
             ),
             json=[{"message": message, "errorCode": "MALFORMED_QUERY"}],
             status=400,
         )
-        from integrations.salesforce.emulator.testing import mount
-
         mount(org, base_url=f"https://{OFFLINE_HOST}", mock=mock)
 
         run = connection_sync(connection=connection)
 
+    assert run.status == SyncRun.Status.COMPLETED_WITH_ERRORS
+    assert run.object_errors == {"Contact": f"MALFORMED_QUERY: {message}"}
+    assert f"Contact: MALFORMED_QUERY: {message}" in run.error_message
+    assert not Person.objects.exists()
+    assert CrmAccount.objects.count() == org.store.count("Account")
+    assert CrmRecord.objects.filter(object_name="Opportunity").exists()
+
+
+class _OrgBehindABrokenProxy(OfflineOrg):
+    """An org whose queries all come back as the transport layer's HTML 414."""
+
+    def __call__(self, environ, start_response):
+        if "/query" in environ["PATH_INFO"]:
+            start_response("414 URI Too Long", [("Content-Type", "text/html")])
+            return [b"<h1>Bad Message 414</h1><pre>reason: URI Too Long</pre>"]
+        return super().__call__(environ, start_response)
+
+
+def test_a_run_whose_every_object_fails_has_failed_and_says_why(member):
+    org = _OrgBehindABrokenProxy()
+    with mocked(org, base_url=f"https://{OFFLINE_HOST}"):
+        connection = offline_org_connect(
+            workspace=member.workspace, user=member.user, login_host=OFFLINE_HOST
+        )
+
+        run = connection_sync(connection=connection)
+
     assert run.status == SyncRun.Status.FAILED
-    assert run.error_message == f"MALFORMED_QUERY: {message}"
-    assert Organisation.objects.exists()
+    assert set(run.object_errors) == {
+        "User",
+        "Account",
+        "Contact",
+        "Opportunity",
+        "Lead",
+    }
+    assert run.object_errors["Contact"] == (
+        "HTTP 414 from Salesforce (an HTML page instead of a JSON error)"
+    )
 
 
 def test_two_syncs_of_one_connection_never_overlap(org, org_http, connection):

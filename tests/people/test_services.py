@@ -201,8 +201,8 @@ def test_it_makes_no_query_per_record():
 
     # SQLite caps the variables of one statement, so a large insert may take
     # a few statements; the count still must not follow the number of rows.
-    assert len(small.captured_queries) <= 6
-    assert len(large.captured_queries) <= 12
+    assert len(small.captured_queries) <= 8
+    assert len(large.captured_queries) <= 14
 
 
 def test_it_updates_only_what_changed():

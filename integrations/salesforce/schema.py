@@ -1,0 +1,119 @@
+"""What the connected user can see of an org: describe, cached per run."""
+
+from dataclasses import dataclass
+from datetime import UTC, date
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from integrations.models import ObjectDescribe, SalesforceConnection
+from integrations.salesforce.client import SalesforceClient
+
+# Describe keeps only what staff and the sync use of each field.
+_KEPT = (
+    "name",
+    "label",
+    "type",
+    "length",
+    "updateable",
+    "custom",
+    "referenceTo",
+    "compoundFieldName",
+    "picklistValues",
+    "nillable",
+)
+
+
+@dataclass(frozen=True)
+class ObjectSchema:
+    name: str
+    # Lower-cased name -> the field's describe.
+    fields: dict[str, dict[str, Any]]
+
+    def canonical(self, field_name: str) -> str | None:
+        """Return the field's name in describe's casing, or None if not visible."""
+        described = self.fields.get(field_name.lower())
+        return described["name"] if described else None
+
+    def type_of(self, field_name: str) -> str:
+        return self.fields[field_name.lower()]["type"]
+
+
+class RunSchema:
+    """Describe each object once per run, and remember what was seen.
+
+    Describe lists only the fields the connected user's field-level security
+    allows, so this is also the list of fields a query may name.
+    https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/resources_sobject_describe.htm
+    """
+
+    def __init__(self, *, client: SalesforceClient, connection: SalesforceConnection):
+        self._client = client
+        self._connection = connection
+        self._cache: dict[str, ObjectSchema] = {}
+
+    def describe(self, object_name: str, *, fresh: bool = False) -> ObjectSchema:
+        key = object_name.lower()
+        if fresh or key not in self._cache:
+            body = self._client.describe(object_name=object_name)
+            fields = [
+                {k: f[k] for k in _KEPT if k in f}
+                for f in body.get("fields", [])
+                if isinstance(f, dict) and isinstance(f.get("name"), str)
+            ]
+            name = str(body.get("name") or object_name)
+            ObjectDescribe.objects.update_or_create(
+                connection=self._connection,
+                object_name=name,
+                defaults={"fields": fields, "described_at": timezone.now()},
+            )
+            self._cache[key] = ObjectSchema(
+                name=name, fields={f["name"].lower(): f for f in fields}
+            )
+        return self._cache[key]
+
+
+def typed_value(field_type: str, value: Any) -> Any:
+    """Return a Salesforce value as JSON can hold it, by its describe type.
+
+    Raises ValueError for a value that does not fit its type.
+    https://developer.salesforce.com/docs/atlas.en-us.api.meta/api/field_types.htm
+    """
+    if value is None:
+        return None
+    if field_type == "boolean":
+        if isinstance(value, bool):
+            return value
+        raise ValueError(f"{value!r} is not a boolean")
+    if field_type == "int":
+        if isinstance(value, bool) or not isinstance(value, int | float | str):
+            raise ValueError(f"{value!r} is not a whole number")
+        number = Decimal(str(value))
+        if number != number.to_integral_value():
+            raise ValueError(f"{value!r} is not a whole number")
+        return int(number)
+    if field_type in ("double", "currency", "percent"):
+        if isinstance(value, bool) or not isinstance(value, int | float | str):
+            raise ValueError(f"{value!r} is not a number")
+        try:
+            number = Decimal(str(value))
+        except InvalidOperation as exc:
+            raise ValueError(f"{value!r} is not a number") from exc
+        if not number.is_finite():
+            raise ValueError(f"{value!r} is not a number")
+        return int(number) if number == number.to_integral_value() else float(number)
+    if field_type == "date":
+        return date.fromisoformat(str(value)[:10]).isoformat()
+    if field_type == "datetime":
+        moment = parse_datetime(str(value).replace("+0000", "+00:00"))
+        if moment is None or moment.tzinfo is None:
+            raise ValueError(f"{value!r} is not a date and time")
+        return moment.astimezone(UTC).isoformat()
+    if field_type == "multipicklist":
+        return [part for part in str(value).split(";") if part]
+    if isinstance(value, dict | list):
+        # Compound fields (addresses, locations) arrive as objects over REST.
+        return value
+    return str(value)

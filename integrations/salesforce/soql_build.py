@@ -1,0 +1,231 @@
+"""Build SELECT statements from a parsed filter, within Salesforce's limits.
+
+Every literal is written by `soql.quote()` from a parsed tree, so nothing
+typed by staff or read from data is pasted into a statement as it came.
+
+A statement travels in the URL of a GET, and Salesforce refuses a request
+line plus headers over 16,384 bytes with an HTML 414 page. A statement that
+would not fit our budget is split: a long `IN` list into several statements
+whose results are merged, a wide field list into groups joined by Id.
+https://help.salesforce.com/s/articleView?id=000386264&type=1
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from urllib.parse import quote_plus
+
+from integrations.salesforce.soql import (
+    MAX_STATEMENT_LENGTH,
+    MAX_STRING_LITERAL_LENGTH,
+    And,
+    Comparison,
+    Condition,
+    LikePattern,
+    Not,
+    Or,
+    RelativeDate,
+    comparisons,
+    quote,
+)
+
+# The path in front of `?q=` in the longest form we send
+# (`/services/data/vNN.N/queryAll/?q=`), counted into each statement's size.
+_PATH_ALLOWANCE = 40
+
+
+class QueryTooLong(ValueError):
+    """A statement that cannot be split to fit the limits."""
+
+
+def render_condition(condition: Condition) -> str:
+    """Write a parsed condition back as SOQL, quoting every literal."""
+    if isinstance(condition, And | Or):
+        joiner = " AND " if isinstance(condition, And) else " OR "
+        return joiner.join(_grouped(part) for part in condition.conditions)
+    if isinstance(condition, Not):
+        return f"NOT {_grouped(condition.condition)}"
+    return (
+        f"{condition.field.name} {condition.operator} {_render_value(condition.value)}"
+    )
+
+
+def _grouped(condition: Condition) -> str:
+    text = render_condition(condition)
+    return f"({text})" if isinstance(condition, And | Or | Not) else text
+
+
+def _render_value(value: object) -> str:
+    if isinstance(value, tuple):
+        return "(" + ", ".join(_render_value(item) for item in value) + ")"
+    if isinstance(value, LikePattern):
+        # The body was checked by the lexer: only legal escapes, no bare quote.
+        return "'" + value.text + "'"
+    if isinstance(value, RelativeDate):
+        return str(value)
+    return quote(value)
+
+
+def encoded_size(statement: str) -> int:
+    """Return the bytes a statement takes in the request line, URL-encoded."""
+    return _PATH_ALLOWANCE + len(quote_plus(statement, safe=""))
+
+
+def _statement(fields: Sequence[str], sobject: str, where: Condition | None) -> str:
+    text = f"SELECT {', '.join(fields)} FROM {sobject}"
+    if where is not None:
+        text += f" WHERE {render_condition(where)}"
+    return text
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The statements that together read what one SELECT would.
+
+    Each group of statements reads the same rows with different fields
+    (every group selects Id); the results of all groups are joined by Id.
+    `statements[i]` lists, for one part of a split `IN` list, one statement
+    per field group.
+    """
+
+    statements: tuple[tuple[str, ...], ...]
+
+    @property
+    def is_split(self) -> bool:
+        return len(self.statements) > 1 or len(self.statements[0]) > 1
+
+
+def plan_select(
+    *,
+    sobject: str,
+    fields: Sequence[str],
+    where: Condition | None,
+    budget: int,
+) -> Plan:
+    """Return the statements that read `fields` of the rows matching `where`.
+
+    Raises QueryTooLong when a statement cannot be brought within the limits:
+    a single string literal over 4,000 characters, a long `NOT IN` list (its
+    parts would have to be intersected, not merged), or a budget too small
+    for even one field and one value.
+    """
+    _check_literals(where)
+    field_groups = _field_groups(sobject=sobject, fields=fields, budget=budget // 2)
+
+    def fits(where_part: Condition | None) -> bool:
+        return all(
+            encoded_size(_statement(group, sobject, where_part)) <= budget
+            and len(_statement(group, sobject, where_part)) <= MAX_STATEMENT_LENGTH
+            for group in field_groups
+        )
+
+    if fits(where):
+        return Plan(
+            statements=(tuple(_statement(g, sobject, where) for g in field_groups),)
+        )
+
+    target = _longest_splittable_in(where)
+    if target is None:
+        raise QueryTooLong(
+            f"The filter on {sobject} is too long to send and has no IN list "
+            "that could be split."
+        )
+    parts: list[tuple[str, ...]] = []
+    values = list(target.value)
+    start = 0
+    while start < len(values):
+        # Grow the part until the next value would pass the budget.
+        end = start + 1
+        if not fits(_replace(where, target, tuple(values[start:end]))):
+            raise QueryTooLong(
+                f"One value of the IN list on {target.field.name} does not fit "
+                "a statement."
+            )
+        step = 1
+        while end < len(values):
+            candidate = min(end + step, len(values))
+            if fits(_replace(where, target, tuple(values[start:candidate]))):
+                end = candidate
+                step *= 2
+            elif step > 1:
+                step //= 2
+            else:
+                break
+        part = _replace(where, target, tuple(values[start:end]))
+        parts.append(tuple(_statement(g, sobject, part) for g in field_groups))
+        start = end
+    return Plan(statements=tuple(parts))
+
+
+def _check_literals(where: Condition | None) -> None:
+    # https://developer.salesforce.com/docs/atlas.en-us.salesforce_app_limits_cheatsheet.meta/salesforce_app_limits_cheatsheet/salesforce_app_limits_platform_soslsoql.htm
+    for comparison in comparisons(where):
+        values = (
+            comparison.value
+            if isinstance(comparison.value, tuple)
+            else (comparison.value,)
+        )
+        for value in values:
+            text = value.text if isinstance(value, LikePattern) else value
+            if isinstance(text, str) and len(text) > MAX_STRING_LITERAL_LENGTH:
+                raise QueryTooLong(
+                    f"A value compared with {comparison.field.name} is longer than "
+                    f"{MAX_STRING_LITERAL_LENGTH:,} characters, Salesforce's limit."
+                )
+
+
+def _field_groups(
+    *, sobject: str, fields: Sequence[str], budget: int
+) -> list[list[str]]:
+    """Split a field list into groups whose SELECT fits half the budget."""
+    others = [name for name in fields if name.lower() != "id"]
+    groups: list[list[str]] = [["Id"]]
+    for name in others:
+        candidate = [*groups[-1], name]
+        if (
+            len(groups[-1]) > 1
+            and encoded_size(_statement(candidate, sobject, None)) > budget
+        ):
+            groups.append(["Id", name])
+        else:
+            groups[-1] = candidate
+    return groups
+
+
+def _longest_splittable_in(where: Condition | None) -> Comparison | None:
+    """Return the longest IN list whose parts' results may simply be merged.
+
+    That holds where the list is not under a NOT: the condition can only
+    grow with the list, so the rows of the whole list are the union of the
+    rows of its parts.
+    """
+    best: Comparison | None = None
+
+    def visit(condition: Condition, negated: bool) -> None:
+        nonlocal best
+        if isinstance(condition, Not):
+            visit(condition.condition, not negated)
+        elif isinstance(condition, And | Or):
+            for part in condition.conditions:
+                visit(part, negated)
+        elif condition.operator in ("IN", "NOT IN"):
+            positive = (condition.operator == "IN") != negated
+            if positive and (best is None or len(condition.value) > len(best.value)):
+                best = condition
+
+    if where is not None:
+        visit(where, False)
+    return best
+
+
+def _replace(where: Condition | None, target: Comparison, values: tuple) -> Condition:
+    if where is target:
+        return Comparison(field=target.field, operator=target.operator, value=values)
+    if isinstance(where, And):
+        return And(tuple(_replace(part, target, values) for part in where.conditions))
+    if isinstance(where, Or):
+        return Or(tuple(_replace(part, target, values) for part in where.conditions))
+    if isinstance(where, Not):
+        return Not(_replace(where.condition, target, values))
+    return where

@@ -1,0 +1,154 @@
+"""Plan the read of one object: the configuration met with what describe shows."""
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.conf import settings
+
+from integrations.models import FieldMapping, ObjectMapping, SyncCursor
+from integrations.salesforce import soql
+from integrations.salesforce.schema import ObjectSchema, RunSchema
+from integrations.salesforce.soql_build import Plan, plan_select
+
+# Read a little before the cursor: a record committed late can carry a stamp
+# older than the newest one already read. Upserts are idempotent, so reading
+# a record twice costs nothing but the read.
+CURSOR_OVERLAP = timedelta(minutes=5)
+
+HIDDEN = (
+    "not visible to the connected user (hidden by field-level security, or deleted)"
+)
+
+# Where each lookup's Id goes in a row, by target.
+LOOKUP_KEYS = {
+    ObjectMapping.Target.PERSON: {
+        "organisation": "salesforce_account_id",
+        "owner": "owner_salesforce_id",
+    },
+    ObjectMapping.Target.ORGANISATION: {"owner": "owner_salesforce_id"},
+    ObjectMapping.Target.OWNER: {},
+    ObjectMapping.Target.RECORD: {
+        "person": "person_salesforce_id",
+        "organisation": "account_salesforce_id",
+        "owner": "owner_salesforce_id",
+    },
+}
+
+
+class PlanError(ValueError):
+    """The configuration of an object cannot be read as it stands."""
+
+
+@dataclass
+class ObjectPlan:
+    mapping: ObjectMapping
+    schema: ObjectSchema
+    # Readable field mappings with the field's name in describe's casing.
+    fields: list[tuple[FieldMapping, str]]
+    # Row key -> readable lookup field.
+    lookups: dict[str, str]
+    skipped: dict[str, str]
+    where: soql.Condition | None
+    is_full_read: bool
+    query: Plan = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.query = plan_select(
+            sobject=self.schema.name,
+            fields=self.select,
+            where=self.where,
+            budget=settings.SALESFORCE_QUERY_URL_BUDGET,
+        )
+
+    @property
+    def cursor_field(self) -> str:
+        return self.mapping.cursor_field
+
+    @property
+    def select(self) -> list[str]:
+        names = ["Id", *(name for _, name in self.fields), *self.lookups.values()]
+        names.append(self.schema.canonical(self.cursor_field) or self.cursor_field)
+        return list(dict.fromkeys(names))
+
+
+def object_plan(
+    *,
+    mapping: ObjectMapping,
+    schema: RunSchema,
+    cursor: SyncCursor | None,
+    is_full_sync: bool,
+    fresh: bool = False,
+) -> ObjectPlan:
+    """Return what to read of a mapped object in this run.
+
+    A mapped field the connected user cannot see is left out, never an
+    error; so is a lookup. A field that was left out last time and is
+    visible again makes this a full read, so every record gets its value.
+    """
+    described = schema.describe(mapping.object_name, fresh=fresh)
+    if described.canonical("Id") is None:
+        raise PlanError(f"{mapping.object_name} has no Id the connected user can read.")
+    if described.canonical(mapping.cursor_field) is None:
+        raise PlanError(f"{mapping.object_name} has no {mapping.cursor_field} field.")
+
+    fields: list[tuple[FieldMapping, str]] = []
+    skipped: dict[str, str] = {}
+    for field_mapping in mapping.field_mappings.all():
+        name = described.canonical(field_mapping.salesforce_field)
+        if name is None:
+            skipped[field_mapping.salesforce_field] = HIDDEN
+        else:
+            fields.append((field_mapping, name))
+
+    lookups: dict[str, str] = {}
+    roles = {
+        "person": mapping.person_lookup_field,
+        "organisation": mapping.organisation_lookup_field,
+        "owner": mapping.owner_lookup_field,
+    }
+    for role, key in LOOKUP_KEYS[mapping.target].items():
+        if not roles[role]:
+            continue
+        name = described.canonical(roles[role])
+        if name is None:
+            skipped[roles[role]] = HIDDEN
+        else:
+            lookups[key] = name
+
+    visible_again = set(mapping.skipped_fields) - set(skipped)
+    is_full_read = (
+        is_full_sync or mapping.needs_backfill or cursor is None or bool(visible_again)
+    )
+
+    conditions: list[soql.Condition] = []
+    if mapping.filter.strip():
+        try:
+            conditions.append(soql.parse_condition(mapping.filter))
+        except soql.SoqlError as exc:
+            raise PlanError(
+                f"The filter on {mapping.object_name} is not valid: {exc}"
+            ) from exc
+    if not is_full_read:
+        since: datetime = cursor.value - CURSOR_OVERLAP
+        conditions.append(
+            soql.Comparison(
+                field=soql.Field((described.canonical(mapping.cursor_field),)),
+                operator=">=",
+                value=since,
+            )
+        )
+    where = None
+    if len(conditions) == 1:
+        where = conditions[0]
+    elif conditions:
+        where = soql.And(tuple(conditions))
+
+    return ObjectPlan(
+        mapping=mapping,
+        schema=described,
+        fields=fields,
+        lookups=lookups,
+        skipped=skipped,
+        where=where,
+        is_full_read=is_full_read,
+    )
