@@ -2,7 +2,8 @@
 
 `OfflineOrg()` loads the sample org and serves OAuth (authorize, token,
 revoke), identity, the API versions, describes, query/queryAll with paging,
-/limits and record reads. Tests and scripts change its state through the
+/limits, record reads and record updates (one record, or sObject Collections;
+see `writes`). Tests and scripts change its state through the
 methods below, without HTTP.
 """
 
@@ -48,6 +49,7 @@ from integrations.salesforce.emulator.schema import (
     serialise,
 )
 from integrations.salesforce.emulator.store import Clock, Store
+from integrations.salesforce.emulator.writes import RecordWrites
 
 DEFAULT_CLIENT_ID = "trig-offline-client"
 DEFAULT_CLIENT_SECRET = "trig-offline-secret"
@@ -154,6 +156,13 @@ class OfflineOrg:
         self.usage = ApiUsage(maximum=daily_api_requests, clock=self.clock)
         self._field_visibility = field_visibility
         self._hidden: set[tuple[str, str, str]] = set()
+        # Record updates, and the faults tests switch on for them.
+        self.writes = RecordWrites(
+            schema=self.schema,
+            store=self.store,
+            lock=self.lock,
+            is_visible=self.is_field_visible,
+        )
         self._cursors: dict[str, _Cursor] = {}
         self._cursor_sequence = 0
         self._url_map = _url_map()
@@ -609,6 +618,23 @@ class OfflineOrg:
             )
         return _json(body, 200)
 
+    def _api_record_update(
+        self, context: _Context, sobject: str, record_id: str
+    ) -> Response:
+        self.writes.update_record(
+            user_id=context.user_id,
+            sobject=sobject,
+            record_id=record_id,
+            body=context.request.get_data(),
+        )
+        return Response(status=204)
+
+    def _api_collection_update(self, context: _Context) -> Response:
+        results = self.writes.update_collection(
+            user_id=context.user_id, body=context.request.get_data()
+        )
+        return _json(results, 200)
+
     def _api_query(self, context: _Context) -> Response:
         return self._run_query(context, include_deleted=False)
 
@@ -750,6 +776,16 @@ def _url_map() -> Map:
             f"{data}/sobjects/<sobject>/<record_id>",
             endpoint="record",
             methods=["GET"],
+        ),
+        Rule(
+            f"{data}/sobjects/<sobject>/<record_id>",
+            endpoint="record_update",
+            methods=["PATCH"],
+        ),
+        Rule(
+            f"{data}/composite/sobjects",
+            endpoint="collection_update",
+            methods=["PATCH"],
         ),
         Rule(f"{data}/query/", endpoint="query", methods=["GET"]),
         Rule(f"{data}/query/<locator>", endpoint="query_more", methods=["GET"]),

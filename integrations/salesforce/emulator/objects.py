@@ -43,6 +43,8 @@ class FieldSpec:
     external_id: bool = False
     unique: bool = False
     picklist: tuple[str, ...] = ()
+    # A restricted picklist refuses any value it does not list.
+    restricted: bool = False
 
 
 @dataclass(frozen=True)
@@ -231,6 +233,16 @@ EXTRA_FIELDS: dict[str, tuple[FieldSpec, ...]] = {
         FieldSpec("Next_Check_in_Date__c", "date"),
         _picklist("Reservation_Status__c"),
         FieldSpec("Picture__c", "url"),
+        # Trig's own fields, which Jobs stamp: the date of the last e-mail
+        # Trig sent, and an engagement level from a fixed list.
+        FieldSpec("Last_Trig_Email__c", "date", label="Last Trig Email"),
+        FieldSpec(
+            "Trig_Engagement__c",
+            "picklist",
+            label="Trig Engagement",
+            picklist=("Cold", "Warm", "Hot"),
+            restricted=True,
+        ),
     ),
 }
 

@@ -366,7 +366,7 @@ def build_field(spec: FieldSpec) -> dict[str, Any]:
         "relationshipName": spec.relationship_name,
         "relationshipOrder": (0 if spec.master_detail else None),
         "restrictedDelete": False,
-        "restrictedPicklist": False,
+        "restrictedPicklist": spec.restricted,
         "scale": spec.scale if kind in {"double", "currency", "percent"} else 0,
         "searchPrefilterable": kind == "reference",
         "soapType": _SOAP_TYPES.get(kind, "xsd:string"),
