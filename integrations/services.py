@@ -22,6 +22,10 @@ class ConnectError(Exception):
     """Connecting an org failed; the message is for the customer."""
 
 
+class ConnectDenied(ConnectError):
+    """The customer pressed Deny on Salesforce's consent page."""
+
+
 def authorization_start(
     *,
     user: AbstractBaseUser,
@@ -100,7 +104,7 @@ def authorization_complete(
         raise ConnectError("The connection attempt took too long. Please try again.")
     if error:
         if error == "access_denied":
-            raise ConnectError(
+            raise ConnectDenied(
                 "Access was denied in Salesforce, so nothing was connected."
             )
         raise ConnectError(

@@ -73,11 +73,13 @@ def salesforce_callback(request: HttpRequest) -> HttpResponse:
             error_description=request.GET.get("error_description", ""),
         )
     except services.ConnectError as exc:
+        # Denying is the customer's choice, not a bad request.
+        status = 200 if isinstance(exc, services.ConnectDenied) else 400
         return render(
             request,
             "integrations/connect_failed.html",
             {"reason": str(exc)},
-            status=400,
+            status=status,
         )
     messages.success(request, "Salesforce is connected.")
     return redirect("integrations:connection-detail", pk=connection.pk)

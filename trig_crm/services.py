@@ -25,7 +25,7 @@ def workspace_add_member(
     user = user_model.objects.filter(email__iexact=email).first()
     if user is None:
         user = user_model.objects.create_user(
-            username=email.split("@")[0][:150], email=email, password=password
+            username=email[:150], email=email, password=password
         )
     EmailAddress.objects.update_or_create(
         user=user, email=email, defaults={"verified": True, "primary": True}

@@ -146,7 +146,7 @@ STATIC_ROOT = VAR_DIR / "static"
 
 # `filesystem://` needs no server: good for one machine. Production sets
 # CELERY_BROKER_URL to Redis (redis://...) or RabbitMQ (amqp://...).
-CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://localhost/")
 if CELERY_BROKER_URL.startswith("filesystem://"):
     _broker_dir = VAR_DIR / "broker"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
@@ -231,4 +231,6 @@ LOGGING = {
     },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    # Django's own handlers would print each of its records a second time.
+    "loggers": {"django": {"handlers": [], "propagate": True}},
 }

@@ -18,8 +18,8 @@ def test_salesforce_sync_runs_a_full_sync_and_prints_a_summary(
     assert Person.objects.count() == org.store.count("Contact")
     assert out.strip() == (
         f"Full sync success: {run.records_fetched} fetched, {run.records_created} "
-        f"created, 0 updated, 0 unchanged, 0 failed, {run.problem_count} problems, "
-        f"{run.api_calls} API calls"
+        f"created, 0 updated, 0 unchanged, 0 failed, {run.problem_count} "
+        f"problem{'' if run.problem_count == 1 else 's'}, {run.api_calls} API calls"
     )
 
 
@@ -62,3 +62,15 @@ def test_offline_org_connect_connects_a_workspace_and_prints_its_id(
 def test_offline_org_connect_refuses_an_unknown_workspace(org, org_http, member):
     with pytest.raises(CommandError, match="No workspace with slug 'nope'"):
         call_command("offline_org", "connect", "--workspace", "nope")
+
+
+def test_offline_org_connect_explains_a_host_that_is_not_allowed(org_http, member):
+    with pytest.raises(CommandError, match="Add it to SALESFORCE_EXTRA_LOGIN_HOSTS"):
+        call_command(
+            "offline_org",
+            "connect",
+            "--workspace",
+            member.workspace.slug,
+            "--host",
+            "127.0.0.1:9999",
+        )

@@ -96,7 +96,7 @@ def test_it_says_so_when_the_customer_denies_access(client, member):
         },
     )
 
-    assert response.status_code == 400
+    assert response.status_code == 200
     assert "Access was denied in Salesforce" in response.content.decode()
     assert not SalesforceConnection.objects.exists()
     assert not PendingAuthorization.objects.exists()

@@ -88,6 +88,7 @@ class Command(BaseCommand):
         self, *, workspace: str, host: str | None, user: str | None, **options: Any
     ) -> None:
         from integrations.offline_org import offline_org_connect
+        from integrations.salesforce.oauth import LoginHostError
         from integrations.services import ConnectError
         from trig_crm.models import Membership, Workspace
 
@@ -108,6 +109,11 @@ class Command(BaseCommand):
             connection = offline_org_connect(
                 workspace=found, user=membership.user, login_host=host or hosts[0]
             )
+        except LoginHostError as exc:
+            raise CommandError(
+                f"{exc} Add it to SALESFORCE_EXTRA_LOGIN_HOSTS to use an offline "
+                "org there."
+            ) from exc
         except ConnectError as exc:
             raise CommandError(str(exc)) from exc
         self.stdout.write(str(connection.pk))

@@ -34,6 +34,7 @@ class Command(BaseCommand):
         kind = SyncRun.Kind.FULL if full or not has_cursor else SyncRun.Kind.RECENT
 
         bar = tqdm(
+            desc="Reading",
             unit=" records",
             disable=not sys.stderr.isatty(),
             file=sys.stderr,
@@ -41,7 +42,7 @@ class Command(BaseCommand):
         )
 
         def on_page(object_name: str, count: int) -> None:
-            bar.set_description(object_name)
+            bar.set_postfix_str(object_name, refresh=False)
             bar.update(count)
 
         try:
@@ -61,7 +62,8 @@ class Command(BaseCommand):
             f"{run.get_kind_display()} sync {run.get_status_display().lower()}: "
             f"{run.records_fetched} fetched, {run.records_created} created, "
             f"{run.records_updated} updated, {run.records_unchanged} unchanged, "
-            f"{run.records_failed} failed, {run.problem_count} problems, "
+            f"{run.records_failed} failed, {run.problem_count} "
+            f"problem{'' if run.problem_count == 1 else 's'}, "
             f"{run.api_calls} API calls"
         )
         self.stdout.write(summary)
