@@ -268,3 +268,14 @@ def test_two_syncs_of_one_connection_never_overlap(org, org_http, connection):
     with pytest.raises(SyncAlreadyRunning):
         connection_sync(connection=connection)
     assert not SyncRun.objects.exists()
+
+
+def test_it_imports_email_opt_outs(org, org_http, connection):
+    opted_out = org.store.records("Contact")[5]
+    org.store.update(opted_out["Id"], {"HasOptedOutOfEmail": True})
+
+    run = connection_sync(connection=connection)
+
+    assert Person.objects.get(salesforce_id=opted_out["Id"]).has_opted_out_of_email
+    assert Person.objects.filter(has_opted_out_of_email=True).count() == 1
+    assert "Contact.HasOptedOutOfEmail" not in run.skipped_fields

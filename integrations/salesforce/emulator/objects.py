@@ -223,6 +223,11 @@ TASK = ObjectSpec(
 # Custom fields the sample apps add to objects with a recorded describe.
 EXTRA_FIELDS: dict[str, tuple[FieldSpec, ...]] = {
     "Contact": (
+        # Standard opt-outs every org has; the recorded describe was captured
+        # without them.
+        FieldSpec("HasOptedOutOfEmail", "boolean", label="Email Opt Out"),
+        FieldSpec("HasOptedOutOfFax", "boolean", label="Fax Opt Out"),
+        FieldSpec("DoNotCall", "boolean", label="Do Not Call"),
         FieldSpec("External_Id__c", "string", length=20, external_id=True, unique=True),
         _picklist("Guest_Type__c"),
         _picklist("Interest1__c"),

@@ -161,6 +161,10 @@ class Store:
             record[field_describe["name"]] = coerce(field_describe, value)
         if sobject_type.field("IsDeleted") is not None:
             record["IsDeleted"] = False
+        # Salesforce's checkboxes are never null: unset means false.
+        for field_describe in sobject_type.describe["fields"]:
+            if field_describe["type"] == "boolean":
+                record.setdefault(field_describe["name"], False)
         for name in ("OwnerId", "CreatedById", "LastModifiedById"):
             if sobject_type.field(name) is not None and record.get(name) is None:
                 record[name] = self.acting_user_id
