@@ -1,5 +1,7 @@
 """The HTTP session every call to Salesforce goes through."""
 
+import json
+import re
 from urllib.parse import urlsplit
 
 import requests
@@ -8,8 +10,72 @@ from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 
+class ForbiddenRequest(RuntimeError):
+    """A request that could create or delete Salesforce records; never sent."""
+
+
+_VERSION = r"/services/data/v\d+\.\d+"
+_RECORD_ID = r"[A-Za-z0-9]{15}(?:[A-Za-z0-9]{3})?"
+_COLLECTION_UPDATE = re.compile(rf"{_VERSION}/composite/sobjects/?")
+
+# Every request that is not a plain read must match one of these. Trig only
+# signs in and updates fields of existing records; it never creates, upserts
+# or deletes. Reading through Bulk API 2.0 query jobs is allowed.
+_ALLOWED_WRITES = (
+    ("POST", re.compile(r"/services/oauth2/(?:authorize|token|revoke)/?")),
+    ("POST", re.compile(rf"{_VERSION}/jobs/query/?")),
+    # Aborting a query job.
+    ("PATCH", re.compile(rf"{_VERSION}/jobs/query/{_RECORD_ID}/?")),
+    # One record: https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/dome_update_fields.htm
+    ("PATCH", re.compile(rf"{_VERSION}/sobjects/\w+/{_RECORD_ID}/?")),
+    # https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/resources_composite_sobjects_collections_update.htm
+    ("PATCH", _COLLECTION_UPDATE),
+)
+_READS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def refuse_unless_read_or_update(request: requests.PreparedRequest) -> None:
+    """Raise ForbiddenRequest for anything but a read, a sign-in or an update.
+
+    POST to sObjects (a create), any DELETE, an upsert (PATCH to
+    `/sobjects/X/ExternalIdField/value` or `/composite/sobjects/X/Field`),
+    composite and Bulk ingest requests are all refused here, before they
+    leave the machine. An sObject Collections update must name the Id of
+    every record, or Salesforce would be asked for something else.
+    """
+    method = (request.method or "GET").upper()
+    if method in _READS:
+        return
+    path = urlsplit(request.url or "").path
+    allowed = any(
+        method == allowed_method and pattern.fullmatch(path)
+        for allowed_method, pattern in _ALLOWED_WRITES
+    )
+    if not allowed:
+        raise ForbiddenRequest(
+            f"Refused {method} {path}: Trig only updates existing Salesforce "
+            "records; it never creates, upserts or deletes them."
+        )
+    if method == "PATCH" and _COLLECTION_UPDATE.fullmatch(path):
+        try:
+            records = json.loads(request.body or b"{}").get("records")
+        except (ValueError, AttributeError):
+            records = None
+        if not isinstance(records, list) or not all(
+            isinstance(record, dict) and (record.get("id") or record.get("Id"))
+            for record in records
+        ):
+            raise ForbiddenRequest(
+                f"Refused PATCH {path}: every record of an update needs its Id."
+            )
+
+
 class _SalesforceAdapter(HTTPAdapter):
-    """Apply a default timeout and, for the offline org, its own CA."""
+    """Apply a default timeout and, for the offline org, its own CA.
+
+    Also the last check before a request leaves: only reads and updates of
+    existing records go out (`refuse_unless_read_or_update`).
+    """
 
     def __init__(self, *, timeout: float, ca_bundle: str | None, **kwargs):
         self._timeout = timeout
@@ -17,6 +83,7 @@ class _SalesforceAdapter(HTTPAdapter):
         super().__init__(**kwargs)
 
     def send(self, request, **kwargs):
+        refuse_unless_read_or_update(request)
         if kwargs.get("timeout") is None:
             kwargs["timeout"] = self._timeout
         # The environment's REQUESTS_CA_BUNDLE would otherwise win over any
@@ -52,10 +119,12 @@ def salesforce_session() -> requests.Session:
     """Return a session with timeouts and retries for calls to Salesforce."""
     session = requests.Session()
     timeout = settings.SALESFORCE_TIMEOUT_SECONDS
-    session.mount(
-        "https://",
-        _SalesforceAdapter(timeout=timeout, ca_bundle=None, max_retries=_retry()),
-    )
+    # Plain HTTP too, so that no request escapes the write guard.
+    for scheme in ("https://", "http://"):
+        session.mount(
+            scheme,
+            _SalesforceAdapter(timeout=timeout, ca_bundle=None, max_retries=_retry()),
+        )
 
     ca_bundle = settings.SALESFORCE_CA_BUNDLE or None
     for host in offline_org_hosts():
