@@ -164,3 +164,115 @@ class SalesforceClient:
             page = self._call(
                 lambda sf, url=next_url: sf.query_more(url, identifier_is_url=True)
             )
+
+    # ------------------------------------------------------------ Writing
+    # Updates of fields of records that exist, and the reads that go with
+    # them. There is no method to create or delete a record, and the HTTP
+    # session refuses such requests before they leave (see http.py).
+
+    # https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/resources_composite_sobjects_collections_update.htm
+    MAX_UPDATE_RECORDS = 200
+    # Ids per query when reading records back: 200 quoted Ids keep the
+    # request line far below Salesforce's 16,384-byte limit.
+    IDS_PER_QUERY = 200
+
+    def update_records(
+        self, *, object_name: str, records: list[dict[str, Any]]
+    ) -> list[dict[str, Any]]:
+        """Update existing records with one sObject Collections call.
+
+        Each record is `{"id": ..., field: value, ...}`, at most 200 of them.
+        With allOrNone false each record succeeds or fails on its own; the
+        answer is HTTP 200 with one result per record, in request order,
+        and a failed result may carry no `id`: only its position ties it to
+        its record. The results are returned as Salesforce gave them.
+        https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/resources_composite_sobjects_collections_update.htm
+        """
+        if not records:
+            return []
+        if len(records) > self.MAX_UPDATE_RECORDS:
+            raise ValueError(
+                f"At most {self.MAX_UPDATE_RECORDS} records go in one update."
+            )
+        self._check_names(object_name)
+        payload = []
+        for record in records:
+            record_id = record.get("id")
+            if not self._is_record_id(record_id):
+                raise ValueError("Every record to update needs its Salesforce Id.")
+            fields = {name: value for name, value in record.items() if name != "id"}
+            self._check_names(*fields)
+            payload.append(
+                {"attributes": {"type": object_name}, "id": record_id, **fields}
+            )
+
+        body = {"allOrNone": False, "records": payload}
+        results = self._call(
+            lambda sf: sf.restful("composite/sobjects", method="PATCH", json=body)
+        )
+        if not isinstance(results, list) or not all(
+            isinstance(result, dict) for result in results
+        ):
+            raise SalesforceRejectedError(
+                "Salesforce answered an update with something other than a list "
+                "of results."
+            )
+        return results
+
+    def record_values(
+        self,
+        *,
+        object_name: str,
+        record_ids: list[str],
+        field_names: list[str],
+        include_deleted: bool = False,
+    ) -> dict[str, dict[str, Any]]:
+        """Return the current values of some fields of some records, by Id.
+
+        With `include_deleted` the records are read through queryAll, which
+        still finds deleted and merged records (IsDeleted, MasterRecordId)
+        while they are in the recycle bin. A record that cannot be found is
+        absent from the answer.
+        https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/resources_queryall.htm
+        """
+        self._check_names(object_name, *field_names)
+        wanted = [record_id for record_id in record_ids if record_id]
+        if not all(self._is_record_id(record_id) for record_id in wanted):
+            raise ValueError("Only Salesforce Ids can be read back.")
+        select = ", ".join(dict.fromkeys(["Id", *field_names]))
+
+        values: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(wanted), self.IDS_PER_QUERY):
+            chunk = wanted[start : start + self.IDS_PER_QUERY]
+            quoted = ", ".join(f"'{record_id}'" for record_id in chunk)
+            soql = f"SELECT {select} FROM {object_name} WHERE Id IN ({quoted})"
+            page = self._call(
+                lambda sf, q=soql: sf.query(q, include_deleted=include_deleted)
+            )
+            while True:
+                for record in page.get("records") or []:
+                    record.pop("attributes", None)
+                    values[record["Id"]] = record
+                next_url = page.get("nextRecordsUrl")
+                if page.get("done", True) or not next_url:
+                    break
+                page = self._call(
+                    lambda sf, url=next_url: sf.query_more(url, identifier_is_url=True)
+                )
+        return values
+
+    @staticmethod
+    def _is_record_id(value: Any) -> bool:
+        return (
+            isinstance(value, str)
+            and len(value) in (15, 18)
+            and value.isascii()
+            and value.isalnum()
+        )
+
+    @staticmethod
+    def _check_names(*names: str) -> None:
+        """Refuse anything but API names, which go into paths and SOQL as is."""
+        for name in names:
+            if not (name and name.isascii() and name.replace("_", "").isalnum()):
+                raise ValueError(f"Not a Salesforce API name: {name!r}")
