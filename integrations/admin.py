@@ -1,9 +1,28 @@
+from functools import partial
+
 from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
 from django.utils.html import format_html
 
-from integrations.models import SalesforceConnection, SyncCursor, SyncRun
+from integrations.admin_forms import FieldMappingForm, ObjectMappingForm
+from integrations.configuration import (
+    object_mapping_mark_changed,
+    object_mapping_preview,
+)
+from integrations.models import (
+    FieldMapping,
+    ObjectMapping,
+    SalesforceConnection,
+    SyncCursor,
+    SyncRun,
+)
+from integrations.salesforce.client import SalesforceClientError
+from integrations.sync.plan import PlanError
 from integrations.sync.schedule import sync_enqueue
 
 
@@ -31,6 +50,22 @@ class SyncRunInline(admin.TabularInline):
 
     def get_queryset(self, request):
         return super().get_queryset(request).order_by("-started_at")
+
+
+class ObjectMappingInline(admin.TabularInline):
+    model = ObjectMapping
+    extra = 0
+    show_change_link = True
+    fields = ["object_name", "target", "is_enabled", "filter", "hidden_fields"]
+    readonly_fields = ["object_name", "target", "is_enabled", "filter", "hidden_fields"]
+    verbose_name_plural = "Import configuration (open a row to edit it)"
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    @admin.display(description="Hidden from the connected user")
+    def hidden_fields(self, obj: ObjectMapping) -> str:
+        return ", ".join(obj.skipped_fields) or "-"
 
 
 @admin.register(SalesforceConnection)
@@ -77,7 +112,7 @@ class SalesforceConnectionAdmin(admin.ModelAdmin):
         "api_usage_seen_at",
         "open_in_salesforce",
     ]
-    inlines = [SyncRunInline]
+    inlines = [ObjectMappingInline, SyncRunInline]
     actions = ["sync_now"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
@@ -157,3 +192,119 @@ class SyncCursorAdmin(admin.ModelAdmin):
     list_select_related = ["connection"]
     search_fields = ["connection__org_id", "object_name"]
     readonly_fields = ["connection", "object_name", "field_name", "updated_at"]
+
+
+class FieldMappingInline(admin.TabularInline):
+    model = FieldMapping
+    form = FieldMappingForm
+    extra = 1
+    fields = [
+        "salesforce_field",
+        "visibility",
+        "attribute",
+        "custom_name",
+        "transform",
+        "transform_argument",
+    ]
+    readonly_fields = ["visibility"]
+
+    def get_formset(self, request, obj=None, **kwargs):
+        formset = super().get_formset(request, obj, **kwargs)
+        # Each form's field picker lists the fields of this mapping's object.
+        formset.form = partial(self.form, object_mapping=obj)
+        formset.form.base_fields = self.form.base_fields
+        return formset
+
+    @admin.display(description="Seen by the connected user")
+    def visibility(self, obj: FieldMapping) -> str:
+        if obj.pk and obj.salesforce_field in obj.object_mapping.skipped_fields:
+            return "hidden from the connected user"
+        return "yes" if obj.pk else "-"
+
+
+@admin.register(ObjectMapping)
+class ObjectMappingAdmin(admin.ModelAdmin):
+    form = ObjectMappingForm
+    list_display = [
+        "object_name",
+        "target",
+        "connection",
+        "is_enabled",
+        "filter",
+        "needs_backfill",
+        "hidden_fields",
+    ]
+    list_filter = ["target", "is_enabled", "needs_backfill"]
+    list_select_related = ["connection"]
+    search_fields = ["object_name", "connection__org_id", "connection__workspace__name"]
+    readonly_fields = ["needs_backfill", "hidden_fields", "preview_link"]
+    inlines = [FieldMappingInline]
+    actions = ["sync_object_now"]
+
+    @admin.display(description="Hidden from the connected user")
+    def hidden_fields(self, obj: ObjectMapping) -> str:
+        return ", ".join(obj.skipped_fields) or "-"
+
+    @admin.display(description="Preview")
+    def preview_link(self, obj: ObjectMapping) -> str:
+        if not obj.pk:
+            return "-"
+        url = reverse("admin:integrations_objectmapping_preview", args=[obj.pk])
+        return format_html('<a href="{}">Preview the first 10 records</a>', url)
+
+    def save_related(self, request, form, formsets, change) -> None:
+        super().save_related(request, form, formsets, change)
+        field_changes = any(
+            f.has_changed() and not f.cleaned_data.get("DELETE", False)
+            for formset in formsets
+            for f in formset.forms
+        )
+        if not change or field_changes or form.has_changed():
+            # Adding a field, a filter or a lookup applies to every record,
+            # not only to those changed since the last sync.
+            object_mapping_mark_changed(mapping=form.instance)
+
+    def get_urls(self):
+        return [
+            path(
+                "<int:pk>/preview/",
+                self.admin_site.admin_view(self.preview_view),
+                name="integrations_objectmapping_preview",
+            ),
+            *super().get_urls(),
+        ]
+
+    def preview_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        mapping = get_object_or_404(ObjectMapping, pk=pk)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Preview of {mapping}",
+            "mapping": mapping,
+            "opts": self.model._meta,
+        }
+        try:
+            context["preview"] = object_mapping_preview(mapping=mapping)
+        except (SalesforceClientError, PlanError, ValidationError) as exc:
+            context["error"] = str(exc)
+        return TemplateResponse(request, "admin/integrations/preview.html", context)
+
+    @admin.action(description="Sync this object now")
+    def sync_object_now(
+        self, request: HttpRequest, queryset: QuerySet[ObjectMapping]
+    ) -> None:
+        by_connection: dict[SalesforceConnection, list[str]] = {}
+        for mapping in queryset.select_related("connection"):
+            by_connection.setdefault(mapping.connection, []).append(mapping.object_name)
+        for connection, names in by_connection.items():
+            if not connection.is_usable:
+                self.message_user(
+                    request, f"{connection} needs reconnecting.", level=messages.WARNING
+                )
+                continue
+            sync_enqueue(
+                connection=connection,
+                kind=SyncRun.Kind.FULL,
+                trigger=SyncRun.Trigger.MANUAL,
+                object_names=names,
+            )
+            self.message_user(request, f"Sync of {', '.join(names)} requested.")

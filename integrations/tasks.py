@@ -26,13 +26,19 @@ def sync_connection(
     *,
     kind: str = SyncRun.Kind.FULL,
     trigger: str = SyncRun.Trigger.SCHEDULE,
+    object_names: list[str] | None = None,
 ) -> int | None:
     connection = SalesforceConnection.objects.filter(pk=connection_id).first()
     if connection is None or not connection.is_usable:
         return None
 
     try:
-        run = connection_sync(connection=connection, kind=kind, trigger=trigger)
+        run = connection_sync(
+            connection=connection,
+            kind=kind,
+            trigger=trigger,
+            object_names=object_names,
+        )
     except SyncAlreadyRunning:
         logger.info("Sync skipped, one is running connection_id=%s", connection_id)
         return None

@@ -15,12 +15,20 @@ logger = logging.getLogger(__name__)
 QUEUED_GRACE = timedelta(hours=1)
 
 
-def sync_enqueue(*, connection: SalesforceConnection, kind: str, trigger: str) -> None:
+def sync_enqueue(
+    *,
+    connection: SalesforceConnection,
+    kind: str,
+    trigger: str,
+    object_names: list[str] | None = None,
+) -> None:
     """Queue a sync of a connection once the current transaction commits."""
     from integrations.tasks import sync_connection
 
     transaction.on_commit(
-        lambda: sync_connection.delay(connection.pk, kind=kind, trigger=trigger)
+        lambda: sync_connection.delay(
+            connection.pk, kind=kind, trigger=trigger, object_names=object_names
+        )
     )
 
 

@@ -1,0 +1,119 @@
+"""Forms for the import configuration, checked against what describe shows."""
+
+from django import forms
+from django.core.exceptions import ValidationError
+
+from integrations.configuration import describe_cached, describe_fresh, filter_check
+from integrations.models import FieldMapping, ObjectMapping
+from integrations.salesforce.soql_build import QueryTooLong, plan_select
+from integrations.sync.defaults import ATTRIBUTES
+from integrations.transforms import TRANSFORM_CHOICES, TRANSFORMS
+
+TRANSFORM_HELP = " · ".join(f"{t.label}: {t.help}" for t in TRANSFORMS.values())
+
+
+class ObjectMappingForm(forms.ModelForm):
+    class Meta:
+        model = ObjectMapping
+        fields = [
+            "connection",
+            "object_name",
+            "target",
+            "is_enabled",
+            "position",
+            "filter",
+            "cursor_field",
+            "person_lookup_field",
+            "organisation_lookup_field",
+            "owner_lookup_field",
+        ]
+        widgets = {"filter": forms.Textarea(attrs={"rows": 3, "cols": 80})}
+
+    def clean(self):
+        cleaned = super().clean()
+        connection = cleaned.get("connection")
+        object_name = cleaned.get("object_name")
+        if not connection or not object_name or self.errors:
+            return cleaned
+
+        # Describe now: the object must exist for the connected user, and
+        # the filter and lookups are checked against its fields.
+        schema = describe_fresh(connection=connection, object_name=object_name)
+        cleaned["object_name"] = schema.name
+        for name in (
+            "person_lookup_field",
+            "organisation_lookup_field",
+            "owner_lookup_field",
+        ):
+            value = cleaned.get(name)
+            if value and schema.canonical(value) is None:
+                self.add_error(
+                    name, f"{schema.name} has no field {value} the user can see."
+                )
+        try:
+            condition = filter_check(text=cleaned.get("filter", ""), schema=schema)
+        except ValidationError as exc:
+            self.add_error("filter", exc)
+            return cleaned
+        try:
+            plan_select(
+                sobject=schema.name, fields=["Id"], where=condition, budget=8000
+            )
+        except QueryTooLong as exc:
+            self.add_error("filter", str(exc))
+        return cleaned
+
+
+class FieldMappingForm(forms.ModelForm):
+    transform = forms.ChoiceField(choices=TRANSFORM_CHOICES, required=False)
+
+    class Meta:
+        model = FieldMapping
+        fields = [
+            "salesforce_field",
+            "attribute",
+            "custom_name",
+            "transform",
+            "transform_argument",
+        ]
+
+    def __init__(self, *args, object_mapping: ObjectMapping | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.object_mapping = object_mapping
+        self.fields["transform"].help_text = TRANSFORM_HELP
+        if object_mapping is None:
+            return
+
+        self.fields["attribute"] = forms.ChoiceField(
+            choices=[("", "— a custom value —")]
+            + [(a, a.replace("_", " ")) for a in ATTRIBUTES[object_mapping.target]],
+            required=False,
+        )
+        schema = describe_cached(
+            connection=object_mapping.connection, object_name=object_mapping.object_name
+        )
+        if schema is None:
+            return
+        # A picker of the fields describe lists for this org, with their
+        # types; a mapped field describe no longer lists stays selectable.
+        choices = [
+            (f["name"], f"{f['name']} ({f['type']})")
+            for f in sorted(schema.fields.values(), key=lambda f: f["name"])
+        ]
+        current = self.initial.get("salesforce_field") or ""
+        if current and schema.canonical(current) is None:
+            choices.insert(0, (current, f"{current} (hidden from the connected user)"))
+        self.fields["salesforce_field"] = forms.ChoiceField(
+            choices=[("", "---------")] + choices
+        )
+
+    def clean_attribute(self):
+        attribute = self.cleaned_data.get("attribute", "")
+        if attribute and self.object_mapping is not None:
+            allowed = ATTRIBUTES[self.object_mapping.target]
+            if attribute not in allowed:
+                raise ValidationError(
+                    f"A {self.object_mapping.get_target_display().lower()} has no "
+                    f"attribute {attribute}; choose one of {', '.join(allowed)}."
+                )
+        return attribute

@@ -1,0 +1,369 @@
+import re
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from integrations.configuration import object_mapping_mark_changed
+from integrations.models import FieldMapping, ObjectMapping, SyncRun
+from integrations.salesforce.emulator import OfflineOrg
+from integrations.salesforce.emulator.testing import mocked
+from integrations.sync.defaults import mapping_create_defaults
+from integrations.sync.run import connection_sync
+from people.models import CrmAccount, CrmRecord, Person
+from tests.conftest import OFFLINE_HOST
+
+pytestmark = pytest.mark.django_db
+
+URI_LIMIT = 16_384
+
+
+def _mapping(connection, object_name) -> ObjectMapping:
+    mapping_create_defaults(connection=connection)
+    return connection.object_mappings.get(object_name=object_name)
+
+
+def _queries(mock) -> list[str]:
+    return [
+        parse_qs(urlsplit(call.request.url).query)["q"][0]
+        for call in mock.calls
+        if re.search(r"/query/?\?", call.request.url)
+    ]
+
+
+def test_a_custom_field_arrives_on_people_typed_by_describe(org, org_http, connection):
+    contact = _mapping(connection, "Contact")
+    FieldMapping.objects.create(
+        object_mapping=contact, salesforce_field="Guest_Type__c"
+    )
+    FieldMapping.objects.create(
+        object_mapping=contact,
+        salesforce_field="Next_Check_in_Date__c",
+        custom_name="check_in",
+    )
+    guest = next(c for c in org.store.records("Contact") if c.get("Guest_Type__c"))
+    org.store.update(guest["Id"], {"Next_Check_in_Date__c": "2026-12-24"})
+
+    connection_sync(connection=connection)
+
+    person = Person.objects.get(salesforce_id=guest["Id"])
+    assert person.custom_values["Guest_Type__c"] == guest["Guest_Type__c"]
+    assert person.custom_values["check_in"] == "2026-12-24"
+
+
+def test_a_multi_select_picklist_becomes_a_list(org, org_http, connection):
+    space = ObjectMapping.objects.create(
+        connection=connection,
+        object_name="Space__c",
+        target=ObjectMapping.Target.RECORD,
+    )
+    FieldMapping.objects.create(
+        object_mapping=space, salesforce_field="Name", attribute="name"
+    )
+    FieldMapping.objects.create(object_mapping=space, salesforce_field="Type__c")
+    FieldMapping.objects.create(
+        object_mapping=space, salesforce_field="Daily_Booking_Rate__c"
+    )
+    sample = org.store.records("Space__c")[0]
+
+    connection_sync(connection=connection)
+
+    record = CrmRecord.objects.get(salesforce_id=sample["Id"])
+    assert record.object_name == "Space__c"
+    assert record.custom_values["Type__c"] == sample["Type__c"].split(";")
+    assert (
+        record.custom_values["Daily_Booking_Rate__c"] == sample["Daily_Booking_Rate__c"]
+    )
+    assert CrmRecord.objects.filter(object_name="Space__c").count() == org.store.count(
+        "Space__c"
+    )
+
+
+def test_a_custom_object_is_imported_and_linked_to_its_person(
+    org, org_http, connection
+):
+    reviews = ObjectMapping.objects.create(
+        connection=connection,
+        object_name="Guest_Review__c",
+        target=ObjectMapping.Target.RECORD,
+        person_lookup_field="Contact__c",
+        owner_lookup_field="OwnerId",
+        position=90,
+    )
+    FieldMapping.objects.create(
+        object_mapping=reviews, salesforce_field="Name", attribute="name"
+    )
+    FieldMapping.objects.create(object_mapping=reviews, salesforce_field="Rating__c")
+
+    connection_sync(connection=connection)
+
+    for review in org.store.records("Guest_Review__c"):
+        record = CrmRecord.objects.get(salesforce_id=review["Id"])
+        assert record.person.salesforce_id == review["Contact__c"]
+        assert record.owner.salesforce_id == review["OwnerId"]
+        assert record.name == review["Name"]
+
+
+def test_cases_are_attached_to_their_people(org, org_http, connection):
+    cases = ObjectMapping.objects.create(
+        connection=connection,
+        object_name="Case",
+        target=ObjectMapping.Target.RECORD,
+        person_lookup_field="ContactId",
+        organisation_lookup_field="AccountId",
+        position=60,
+    )
+    FieldMapping.objects.create(
+        object_mapping=cases, salesforce_field="Subject", attribute="name"
+    )
+    FieldMapping.objects.create(object_mapping=cases, salesforce_field="Status")
+
+    connection_sync(connection=connection)
+
+    for case in org.store.records("Case"):
+        person = Person.objects.get(salesforce_id=case["ContactId"])
+        record = person.crm_records.get(salesforce_id=case["Id"])
+        assert record.object_name == "Case"
+        assert record.custom_values["Status"] == case["Status"]
+        assert record.name == case["Subject"]
+
+
+def test_opportunities_and_leads_link_to_what_their_ids_resolve_to(
+    org, org_http, connection
+):
+    connection_sync(connection=connection)
+
+    opportunity = next(
+        o for o in org.store.records("Opportunity") if o.get("AccountId")
+    )
+    record = CrmRecord.objects.get(salesforce_id=opportunity["Id"])
+    account = CrmAccount.objects.get(salesforce_id=opportunity["AccountId"])
+    assert record.organisation == account.organisation
+    assert record.custom_values["StageName"] == opportunity["StageName"]
+    assert record.owner.salesforce_id == opportunity["OwnerId"]
+    assert CrmRecord.objects.filter(object_name="Lead").count() == org.store.count(
+        "Lead"
+    )
+
+
+def test_a_filter_limits_what_is_imported(org, org_http, connection):
+    accounts = _mapping(connection, "Account")
+    accounts.filter = "Industry = 'Major Banks' OR Industry = 'Commercial Banks'"
+    accounts.save()
+
+    connection_sync(connection=connection)
+
+    expected = {
+        a["Id"]
+        for a in org.store.records("Account")
+        if a.get("Industry") in ("Major Banks", "Commercial Banks")
+    }
+    assert expected
+    assert set(CrmAccount.objects.values_list("salesforce_id", flat=True)) == expected
+
+
+def test_a_3000_id_filter_is_split_under_the_limits_with_the_same_result(
+    org, org_http, connection, settings
+):
+    real = [c["Id"] for c in org.store.records("Contact")][::2]
+    made_up = [f"0035g0000{n:06d}AAA" for n in range(3000 - len(real))]
+    contact = _mapping(connection, "Contact")
+    contact.filter = "Id IN (" + ", ".join(f"'{i}'" for i in real + made_up) + ")"
+    contact.save()
+
+    run = connection_sync(connection=connection)
+
+    contact_queries = [q for q in _queries(org_http) if "FROM Contact" in q]
+    contact_urls = [
+        c.request.url for c in org_http.calls if "FROM+Contact" in c.request.url
+    ]
+    assert run.status == SyncRun.Status.SUCCESS
+    assert len(contact_queries) > 1
+    assert all(
+        len(url.encode()) <= settings.SALESFORCE_QUERY_URL_BUDGET + 200
+        for url in contact_urls
+    )
+    assert all(len(url.encode()) < URI_LIMIT for url in contact_urls)
+    assert all(len(q) < 100_000 for q in contact_queries)
+    assert set(Person.objects.values_list("salesforce_id", flat=True)) == set(real)
+    assert Person.objects.count() == len(real)
+
+
+def test_a_field_list_too_wide_for_one_query_is_read_in_groups_joined_by_id(
+    org, org_http, connection, settings
+):
+    settings.SALESFORCE_QUERY_URL_BUDGET = 400
+    contact = _mapping(connection, "Contact")
+    for name in ("Department", "MobilePhone", "Birthdate", "LeadSource", "Description"):
+        FieldMapping.objects.create(object_mapping=contact, salesforce_field=name)
+    sample = next(c for c in org.store.records("Contact") if c.get("MobilePhone"))
+
+    run = connection_sync(connection=connection, object_names=["Account", "Contact"])
+
+    contact_queries = [q for q in _queries(org_http) if "FROM Contact" in q]
+    person = Person.objects.get(salesforce_id=sample["Id"])
+    assert run.status == SyncRun.Status.SUCCESS
+    assert len(contact_queries) > 1
+    assert all(q.startswith("SELECT Id,") for q in contact_queries)
+    assert person.custom_values["MobilePhone"] == sample["MobilePhone"]
+    assert person.last_name == sample["LastName"]
+    assert Person.objects.count() == org.store.count("Contact")
+
+
+def test_a_hidden_field_is_skipped_reported_and_shown_and_values_stay(
+    org, org_http, connection
+):
+    contact = _mapping(connection, "Contact")
+    FieldMapping.objects.create(
+        object_mapping=contact, salesforce_field="Guest_Type__c"
+    )
+    connection_sync(connection=connection)
+    guest = next(
+        p for p in Person.objects.all() if p.custom_values.get("Guest_Type__c")
+    )
+    org.hide_field("Contact", "Guest_Type__c")
+
+    run = connection_sync(connection=connection, kind=SyncRun.Kind.RECENT)
+
+    contact.refresh_from_db()
+    reloaded = Person.objects.get(pk=guest.pk)
+    assert run.status == SyncRun.Status.SUCCESS
+    assert "Contact.Guest_Type__c" in run.skipped_fields
+    assert "Guest_Type__c" in contact.skipped_fields
+    assert (
+        reloaded.custom_values["Guest_Type__c"] == guest.custom_values["Guest_Type__c"]
+    )
+    assert not any("Guest_Type__c" in q for q in _queries(org_http)[-5:])
+
+
+def test_a_field_visible_again_is_read_for_every_record(org, org_http, connection):
+    contact = _mapping(connection, "Contact")
+    FieldMapping.objects.create(
+        object_mapping=contact, salesforce_field="Guest_Type__c"
+    )
+    org.hide_field("Contact", "Guest_Type__c")
+    connection_sync(connection=connection)
+    assert not any("Guest_Type__c" in p.custom_values for p in Person.objects.all())
+    org.show_field("Contact", "Guest_Type__c")
+
+    connection_sync(connection=connection, kind=SyncRun.Kind.RECENT)
+
+    with_value = sum(1 for c in org.store.records("Contact") if c.get("Guest_Type__c"))
+    assert with_value > 0
+    assert with_value == sum(
+        1 for p in Person.objects.all() if p.custom_values.get("Guest_Type__c")
+    )
+
+
+class _OrgDeletingAField(OfflineOrg):
+    """Describe still lists Contact.Title once; then the field is gone."""
+
+    def __init__(self):
+        super().__init__()
+        self.describes = 0
+
+    def __call__(self, environ, start_response):
+        if environ["PATH_INFO"].rstrip("/").endswith("/sobjects/Contact/describe"):
+            self.describes += 1
+            if self.describes > 1:
+                self.hide_field("Contact", "Title")
+        elif "/query" in environ["PATH_INFO"] and self.describes:
+            self.hide_field("Contact", "Title")
+        return super().__call__(environ, start_response)
+
+
+def test_a_mapped_field_deleted_in_the_org_costs_that_field_only(member):
+    org = _OrgDeletingAField()
+    titled = next(c for c in org.store.records("Contact") if c.get("Title"))
+    with mocked(org, base_url=f"https://{OFFLINE_HOST}") as mock:
+        from integrations.offline_org import offline_org_connect
+
+        connection = offline_org_connect(
+            workspace=member.workspace, user=member.user, login_host=OFFLINE_HOST
+        )
+        Person.objects.create(
+            workspace=member.workspace,
+            connection=connection,
+            salesforce_id=titled["Id"],
+            last_name=titled["LastName"],
+            title="Stored before",
+        )
+
+        first = connection_sync(connection=connection)
+        calls_before = len(mock.calls)
+        second = connection_sync(connection=connection)
+        refused = [
+            c for c in mock.calls[calls_before:] if c.response.status_code == 400
+        ]
+
+    assert first.status == SyncRun.Status.COMPLETED_WITH_ERRORS
+    assert any("INVALID_FIELD" in p["problem"] for p in first.problems)
+    assert Person.objects.count() == org.store.count("Contact")
+    assert Person.objects.get(salesforce_id=titled["Id"]).title == "Stored before"
+    assert second.status == SyncRun.Status.SUCCESS
+    assert "Contact.Title" in second.skipped_fields
+    assert refused == []
+
+
+def test_a_newly_added_field_is_backfilled_on_the_next_sync(org, org_http, connection):
+    connection_sync(connection=connection)
+    contact = _mapping(connection, "Contact")
+    FieldMapping.objects.create(
+        object_mapping=contact, salesforce_field="Preferred_Name__c"
+    )
+    object_mapping_mark_changed(mapping=contact)
+
+    run = connection_sync(connection=connection, kind=SyncRun.Kind.RECENT)
+
+    expected = sum(
+        1 for c in org.store.records("Contact") if c.get("Preferred_Name__c")
+    )
+    contact.refresh_from_db()
+    assert expected > 0
+    assert expected == sum(
+        1 for p in Person.objects.all() if p.custom_values.get("Preferred_Name__c")
+    )
+    assert run.records_updated == Person.objects.count()
+    assert contact.needs_backfill is False
+
+
+def test_a_removed_field_stops_being_imported_and_its_values_stay(
+    org, org_http, connection
+):
+    contact = _mapping(connection, "Contact")
+    field = FieldMapping.objects.create(
+        object_mapping=contact, salesforce_field="Guest_Type__c"
+    )
+    connection_sync(connection=connection)
+    before = dict(Person.objects.values_list("pk", "custom_values"))
+    field.delete()
+    guest = next(c for c in org.store.records("Contact") if c.get("Guest_Type__c"))
+    org.store.update(guest["Id"], {"Guest_Type__c": None, "Title": "Changed"})
+
+    connection_sync(connection=connection)
+
+    person = Person.objects.get(salesforce_id=guest["Id"])
+    assert person.title == "Changed"
+    assert person.custom_values == before[person.pk]
+    assert not any("Guest_Type__c" in q for q in _queries(org_http)[-5:])
+
+
+def test_a_transform_failure_leaves_the_value_empty_and_is_counted(
+    org, org_http, connection
+):
+    contact = _mapping(connection, "Contact")
+    contact.field_mappings.filter(salesforce_field="MailingCountry").update(
+        transform="country_iso2"
+    )
+    bad, good = org.store.records("Contact")[:2]
+    org.store.update(bad["Id"], {"MailingCountry": "Atlantis"})
+    org.store.update(good["Id"], {"MailingCountry": "United Kingdom"})
+
+    run = connection_sync(connection=connection)
+
+    assert run.transform_failures >= 1
+    assert Person.objects.get(salesforce_id=bad["Id"]).country == ""
+    assert Person.objects.get(salesforce_id=good["Id"]).country == "GB"
+    assert any(
+        p["id"] == bad["Id"] and p["field"] == "MailingCountry" for p in run.problems
+    )
+    assert run.status == SyncRun.Status.SUCCESS
