@@ -9,7 +9,11 @@ from django.utils import timezone
 
 from integrations.models import PendingAuthorization, SalesforceConnection
 from integrations.salesforce import oauth
-from integrations.salesforce.client import ReconnectRequired, SalesforceClient
+from integrations.salesforce.client import (
+    ReconnectRequired,
+    SalesforceClient,
+    SalesforceTransientError,
+)
 from integrations.salesforce.http import host_of
 from trig_crm.models import Workspace
 
@@ -87,8 +91,8 @@ def authorization_complete(
     """
     with transaction.atomic():
         pending = (
-            PendingAuthorization.objects.select_for_update()
-            .filter(state=state, user=user)
+            PendingAuthorization.objects.select_for_update(of=("self",))
+            .filter(state=state, user=user, workspace__memberships__user=user)
             .first()
             if state and user.is_authenticated
             else None
@@ -206,9 +210,16 @@ def connection_refresh_token(
             )
         except oauth.OAuthError as exc:
             if not exc.is_grant_gone:
-                raise
+                # An outage at the login host: try again later.
+                raise SalesforceTransientError(
+                    f"Refreshing the access token failed: {exc}"
+                ) from exc
             grant_error = exc
         else:
+            if not _is_salesforce_url(token.instance_url):
+                raise SalesforceTransientError(
+                    "Refreshing the access token gave an address outside Salesforce."
+                )
             locked.access_token = token.access_token
             # Some Connected App policies rotate the refresh token on every use.
             if token.refresh_token:

@@ -1,3 +1,4 @@
+import ipaddress
 import re
 from urllib.parse import urlsplit
 
@@ -35,6 +36,13 @@ def domain_from_website(website: str | None) -> str | None:
         raise InvalidWebsite(f"{website!r} is not a website address") from exc
     if host.startswith("www."):
         host = host[4:]
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        pass
+    else:
+        # An address names a machine, not a company.
+        raise InvalidWebsite(f"{website!r} is an IP address, not a website")
     if not _HOSTNAME.match(host):
         raise InvalidWebsite(f"{website!r} is not a website address")
     return host

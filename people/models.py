@@ -111,7 +111,8 @@ class Person(models.Model):
     country = models.CharField(max_length=100, blank=True)
     title = models.CharField(max_length=200, blank=True)
     # Opt-outs are always respected: nothing may e-mail a person who has one.
-    has_opted_out_of_email = models.BooleanField(default=False)
+    # None means unknown (the field could not be read), and counts as opted out.
+    has_opted_out_of_email = models.BooleanField(null=True, default=None)
     owner = models.ForeignKey(
         Owner, null=True, blank=True, on_delete=models.SET_NULL, related_name="people"
     )
@@ -141,6 +142,11 @@ class Person(models.Model):
     def __str__(self) -> str:
         full_name = f"{self.first_name} {self.last_name}".strip()
         return full_name or self.email or self.salesforce_id
+
+    @property
+    def may_email(self) -> bool:
+        """Tell whether Trig may e-mail this person: only on a known opt-in."""
+        return self.has_opted_out_of_email is False and bool(self.email)
 
 
 class CrmRecord(models.Model):

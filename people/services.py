@@ -12,7 +12,7 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
-from django.db import DatabaseError, models, transaction
+from django.db import DatabaseError, IntegrityError, models, transaction
 from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
@@ -41,6 +41,16 @@ class BatchResult:
     written_ids: set[str] = field(default_factory=set)
 
 
+def clean_text(text: str) -> str:
+    """Return text a database can hold: no NUL, no lone surrogate.
+
+    PostgreSQL refuses NUL in text and jsonb; a lone surrogate cannot be
+    encoded at all. Neither means anything in a CRM value.
+    """
+    text = text.replace("\x00", "")
+    return text.encode("utf-8", "replace").decode("utf-8")
+
+
 def _clean_value(
     *,
     model: type[models.Model],
@@ -52,16 +62,28 @@ def _clean_value(
     """Return `value` fitted to the column, noting anything that was lost."""
     model_field = model._meta.get_field(attribute)
     if isinstance(model_field, models.BooleanField):
+        if value is None:
+            # Unknown stays unknown where the column allows it.
+            return None if model_field.null else False
         return bool(value)
     if not isinstance(model_field, models.CharField):
         return value
 
-    text = "" if value is None else str(value)
-    # PostgreSQL refuses NUL in text; no CRM value means anything by it.
-    text = text.replace("\x00", "")
+    if isinstance(value, dict | list):
+        problems.append(
+            Problem(
+                salesforce_id, attribute, "a structure where text was due; left empty"
+            )
+        )
+        return ""
+    text = clean_text("" if value is None else str(value))
+    limit = model_field.max_length
     if isinstance(model_field, models.EmailField) and text:
+        # An address is never cut: a cut address can be someone else's.
         try:
             validate_email(text)
+            if limit and len(text) > limit:
+                raise ValidationError("too long")
         except ValidationError:
             problems.append(
                 Problem(
@@ -69,7 +91,6 @@ def _clean_value(
                 )
             )
             return ""
-    limit = model_field.max_length
     if limit and len(text) > limit:
         problems.append(
             Problem(
@@ -85,11 +106,11 @@ def _clean_value(
 def _clean_json(value: Any) -> Any:
     """Return a custom value without NUL characters, which jsonb refuses."""
     if isinstance(value, str):
-        return value.replace("\x00", "")
+        return clean_text(value)
     if isinstance(value, list):
         return [_clean_json(item) for item in value]
     if isinstance(value, dict):
-        return {str(k).replace("\x00", ""): _clean_json(v) for k, v in value.items()}
+        return {clean_text(str(k)): _clean_json(v) for k, v in value.items()}
     return value
 
 
@@ -330,7 +351,7 @@ def organisation_upsert_batch(
     names_by_domain: dict[str, str] = {}
     for sf_id, domain in domains.items():
         if domain:
-            names_by_domain.setdefault(domain, cleaned[sf_id]["name"])
+            names_by_domain.setdefault(domain, cleaned[sf_id].get("name", ""))
     org_by_domain = _organisations_for_domains(
         workspace_id=connection.workspace_id, names_by_domain=names_by_domain
     )
@@ -348,7 +369,9 @@ def organisation_upsert_batch(
     lonely = [sf_id for sf_id in cleaned if needs_own_organisation(sf_id)]
     fresh = Organisation.objects.bulk_create(
         [
-            Organisation(workspace_id=connection.workspace_id, name=cleaned[s]["name"])
+            Organisation(
+                workspace_id=connection.workspace_id, name=cleaned[s].get("name", "")
+            )
             for s in lonely
         ]
     )
@@ -563,3 +586,29 @@ def crm_record_relink(
                 organisation_id=organisation_of
             )
     return changed
+
+
+def person_follow_merge(
+    *, connection: SalesforceConnection, salesforce_id: str, survivor_id: str
+) -> bool:
+    """Point the person of a Contact that lost a merge at the surviving Contact.
+
+    Nothing changes when another person already holds the survivor: joining
+    two people is not done here. Returns whether the person was re-linked.
+    https://developer.salesforce.com/docs/atlas.en-us.object_reference.meta/object_reference/sforce_api_objects_contact.htm
+    """
+    if Person.objects.filter(connection=connection, salesforce_id=survivor_id).exists():
+        return False
+    try:
+        with transaction.atomic():
+            moved = Person.objects.filter(
+                connection=connection, salesforce_id=salesforce_id
+            ).update(salesforce_id=survivor_id)
+    except IntegrityError:
+        # The survivor arrived from a sync meanwhile.
+        return False
+    if moved:
+        logger.info(
+            "Person re-linked to the merge survivor connection_id=%s", connection.pk
+        )
+    return bool(moved)

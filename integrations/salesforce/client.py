@@ -43,6 +43,10 @@ class ReconnectRequired(SalesforceClientError):
     """The OAuth grant is gone; the customer must connect the org again."""
 
 
+class SessionRefused(SalesforceClientError):
+    """A session refused again right after a refresh: an org setting, not us."""
+
+
 # Error codes that name a passing condition rather than a bad request.
 # https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/errorcodes.htm
 TRANSIENT_CODES = frozenset(
@@ -74,6 +78,18 @@ def _error_from(exc: SalesforceError) -> SalesforceClientError:
     if code in TRANSIENT_CODES or (status is not None and status >= 500):
         return SalesforceTransientError(text, status=status, code=code)
     return SalesforceRejectedError(text, status=status, code=code)
+
+
+def _page_records(page: Any) -> list[dict[str, Any]]:
+    """Return a query page's records, refusing a page of another shape."""
+    records = page.get("records") if isinstance(page, dict) else None
+    if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
+        raise SalesforceRejectedError(
+            "Salesforce answered a query with a malformed page."
+        )
+    for record in records:
+        record.pop("attributes", None)
+    return records
 
 
 class SalesforceClient:
@@ -113,8 +129,15 @@ class SalesforceClient:
             except SalesforceExpiredSession:
                 self.calls += 1
                 if attempt == 2:
-                    raise ReconnectRequired(
-                        "Salesforce refused a freshly refreshed session.", status=401
+                    # https://help.salesforce.com/s/articleView?id=sf.admin_sessions.htm
+                    raise SessionRefused(
+                        "Salesforce refused the session again right after it was "
+                        "refreshed. The org probably locks sessions to the IP "
+                        "address they started from (Setup → Session Settings → "
+                        '"Lock sessions to the IP address from which they '
+                        "originated\"); allow Trig's addresses or turn it off.",
+                        status=401,
+                        code="INVALID_SESSION_ID",
                     ) from None
                 self.connection = self._on_token_expired(self.connection)
                 self._sf = self._build()
@@ -122,9 +145,16 @@ class SalesforceClient:
             except SalesforceError as exc:
                 self.calls += 1
                 raise _error_from(exc) from exc
+            except ValueError as exc:
+                # An answer that is not JSON where JSON was due: a proxy's or
+                # an outage's HTML page. The decoder's words mean nothing here.
+                self.calls += 1
+                raise SalesforceTransientError(
+                    "HTTP 200 from Salesforce, non-JSON body", status=200
+                ) from exc
             except requests.RequestException as exc:
                 raise SalesforceTransientError(
-                    f"Salesforce did not answer: {exc}"
+                    f"Salesforce did not answer: {type(exc).__name__}"
                 ) from exc
             self.calls += 1
             return result
@@ -150,16 +180,24 @@ class SalesforceClient:
         """
         page = self._call(lambda sf: sf.query(soql))
         while True:
-            records = page.get("records") or []
-            for record in records:
-                record.pop("attributes", None)
+            records = _page_records(page)
             yield records
-            if page.get("done", True):
+            done = page.get("done")
+            if done is True:
                 return
-            next_url = page.get("nextRecordsUrl")
-            if not next_url:
+            if done is not False:
                 raise SalesforceRejectedError(
-                    "Salesforce said the query was not done but gave no next page."
+                    f"Salesforce answered a query page with done={done!r}."
+                )
+            next_url = page.get("nextRecordsUrl")
+            # The next page is on the instance we already call; a URL that
+            # could lead elsewhere would carry our token with it.
+            if not isinstance(next_url, str) or not next_url.startswith(
+                "/services/data/"
+            ):
+                raise SalesforceRejectedError(
+                    "Salesforce said the query was not done but gave no usable "
+                    "next page."
                 )
             page = self._call(
                 lambda sf, url=next_url: sf.query_more(url, identifier_is_url=True)

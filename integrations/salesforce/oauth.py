@@ -223,14 +223,15 @@ def token_revoke(*, login_host: str, token: str) -> None:
 
 
 def identity_fetch(*, identity_url: str, access_token: str) -> Identity:
-    response = salesforce_session().get(
-        identity_url, headers={"Authorization": f"Bearer {access_token}"}
-    )
-    if response.status_code != 200:
-        raise OAuthError(
-            "identity", f"HTTP {response.status_code} from the identity URL"
+    try:
+        response = salesforce_session().get(
+            identity_url, headers={"Authorization": f"Bearer {access_token}"}
         )
-    body = response.json()
+        body = response.json() if response.status_code == 200 else None
+    except (requests.RequestException, ValueError) as exc:
+        raise OAuthError("identity", "the identity URL gave no usable answer") from exc
+    if not isinstance(body, dict):
+        raise OAuthError("identity", "the identity URL gave no usable answer")
     return Identity(
         username=str(body.get("username", "")),
         display_name=str(body.get("display_name", "")),

@@ -1,5 +1,6 @@
 """Turn Salesforce records into rows of ours, and hand them to the services."""
 
+import re
 from typing import Any
 
 from integrations.models import ObjectMapping, SalesforceConnection
@@ -8,6 +9,13 @@ from integrations.sync.plan import ObjectPlan
 from integrations.transforms import TransformError, transform_apply
 from people import services as people_services
 from people.services import BatchResult, Problem
+
+# https://help.salesforce.com/s/articleView?id=000385008&type=1
+_SALESFORCE_ID = re.compile(r"^[a-zA-Z0-9]{15}(?:[a-zA-Z0-9]{3})?$")
+
+
+def _is_id(value: Any) -> bool:
+    return isinstance(value, str) and bool(_SALESFORCE_ID.match(value))
 
 
 def rows_from_records(
@@ -21,8 +29,10 @@ def rows_from_records(
     rows, problems, transform_failures = [], [], 0
     for record in records:
         record_id = record.get("Id")
-        if not isinstance(record_id, str) or not record_id:
-            problems.append(Problem("", "Id", "a record without an Id was skipped"))
+        if not _is_id(record_id):
+            problems.append(
+                Problem("", "Id", "a record without a valid Id was skipped")
+            )
             continue
         row: dict[str, Any] = {"salesforce_id": record_id}
         for field_mapping, name in plan.fields:
@@ -51,7 +61,11 @@ def rows_from_records(
                 row.setdefault("custom_values", {})[field_mapping.value_name] = value
         for key, name in plan.lookups.items():
             value = record.get(name)
-            row[key] = value if isinstance(value, str) else ""
+            if value is not None and not _is_id(value):
+                problems.append(
+                    Problem(record_id, key, "not a Salesforce Id; not linked")
+                )
+            row[key] = value if _is_id(value) else ""
         rows.append(row)
     return rows, problems, transform_failures
 

@@ -15,6 +15,7 @@ from integrations.salesforce.client import (
     SalesforceClient,
     SalesforceClientError,
     SalesforceRejectedError,
+    SessionRefused,
 )
 from integrations.salesforce.schema import RunSchema
 from integrations.salesforce.soql_build import QueryTooLong
@@ -23,7 +24,7 @@ from integrations.sync.defaults import mapping_create_defaults
 from integrations.sync.load import rows_from_records, rows_upsert
 from integrations.sync.plan import ObjectPlan, PlanError, object_plan
 from integrations.sync.read import read_records
-from people.services import Problem
+from people.services import Problem, clean_text
 
 logger = logging.getLogger(__name__)
 
@@ -64,8 +65,46 @@ def _note(
     run.problem_count += 1
     if len(run.problems) < MAX_PROBLEMS_KEPT:
         run.problems.append(
-            {"object": object_name, "id": record_id, "field": field, "problem": problem}
+            {
+                "object": object_name,
+                "id": record_id,
+                "field": field,
+                # Salesforce's words may quote the record's own bad data.
+                "problem": clean_text(problem)[:1000],
+            }
         )
+
+
+def _stamp(value: object) -> datetime | None:
+    """Return a record's cursor stamp, or None if it is not a proper one."""
+    try:
+        stamp = parse_datetime(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
+    if stamp is None or stamp.tzinfo is None:
+        return None
+    return stamp
+
+
+class _Claim:
+    """This run's hold on its connection, renewed page by page.
+
+    A run that stops renewing (its worker died) loses the claim after the
+    timeout; a live run keeps it however long it takes.
+    """
+
+    def __init__(self, *, connection: SalesforceConnection, claimed_at: datetime):
+        self.connection = connection
+        self.claimed_at = claimed_at
+
+    def renew(self) -> None:
+        now = timezone.now()
+        renewed = SalesforceConnection.objects.filter(
+            pk=self.connection.pk, sync_claimed_at=self.claimed_at
+        ).update(sync_claimed_at=now)
+        if not renewed:
+            raise SyncAlreadyRunning("Another run took this connection over.")
+        self.claimed_at = now
 
 
 def _note_all(run: SyncRun, *, plan: ObjectPlan, problems: list[Problem]) -> None:
@@ -96,6 +135,7 @@ def _read_object(
     client: SalesforceClient,
     plan: ObjectPlan,
     tally: _Tally,
+    claim: _Claim,
     on_page: OnPage | None,
 ) -> None:
     connection = run.connection
@@ -121,7 +161,7 @@ def _read_object(
         result = rows_upsert(plan=plan, connection=connection, rows=rows)
         cursor_field = plan.schema.canonical(plan.cursor_field)
         for record in records:
-            stamp = parse_datetime(str(record.get(cursor_field) or ""))
+            stamp = _stamp(record.get(cursor_field))
             if stamp and (tally.newest is None or stamp > tally.newest):
                 tally.newest = stamp
 
@@ -132,6 +172,7 @@ def _read_object(
         run.records_failed += result.failed + (len(records) - len(rows))
         run.transform_failures += transform_failures
         _note_all(run, plan=plan, problems=problems + result.problems)
+        claim.renew()
         if on_page:
             on_page(object_name, len(records))
 
@@ -142,6 +183,7 @@ def _sync_object(
     client: SalesforceClient,
     schema: RunSchema,
     mapping: ObjectMapping,
+    claim: _Claim,
     on_page: OnPage | None,
 ) -> bool:
     """Sync one mapped object; return whether anything went wrong on the way."""
@@ -159,7 +201,12 @@ def _sync_object(
         )
         try:
             _read_object(
-                run=run, client=client, plan=plan, tally=tally, on_page=on_page
+                run=run,
+                client=client,
+                plan=plan,
+                tally=tally,
+                claim=claim,
+                on_page=on_page,
             )
             break
         except SalesforceRejectedError as exc:
@@ -219,6 +266,7 @@ def connection_sync(
     if claimed_at is None:
         raise SyncAlreadyRunning(f"A sync of connection {connection.pk} is running.")
 
+    claim = _Claim(connection=connection, claimed_at=claimed_at)
     run = SyncRun.objects.create(connection=connection, kind=kind, trigger=trigger)
     client: SalesforceClient | None = None
     had_errors = False
@@ -238,9 +286,10 @@ def connection_sync(
                     client=client,
                     schema=schema,
                     mapping=mapping,
+                    claim=claim,
                     on_page=on_page,
                 )
-            except ReconnectRequired:
+            except (ReconnectRequired, SessionRefused):
                 raise
             except (SalesforceClientError, PlanError, QueryTooLong) as exc:
                 run.object_errors[mapping.object_name] = str(exc)
@@ -251,7 +300,7 @@ def connection_sync(
                     mapping.object_name,
                 )
         _conclude(run=run, attempted=len(mappings), had_errors=had_errors)
-    except ReconnectRequired as exc:
+    except (ReconnectRequired, SessionRefused) as exc:
         run.status = SyncRun.Status.FAILED
         run.error_message = str(exc)
     except Exception as exc:
@@ -259,7 +308,7 @@ def connection_sync(
         run.error_message = f"Internal error: {type(exc).__name__}"
         raise
     finally:
-        _finish(run=run, client=client, claimed_at=claimed_at)
+        _finish(run=run, client=client, claim=claim)
     return run
 
 
@@ -276,12 +325,22 @@ def _conclude(*, run: SyncRun, attempted: int, had_errors: bool) -> None:
         run.status = SyncRun.Status.SUCCESS
 
 
-def _finish(
-    *, run: SyncRun, client: SalesforceClient | None, claimed_at: datetime
-) -> None:
+def _finish(*, run: SyncRun, client: SalesforceClient | None, claim: _Claim) -> None:
+    try:
+        _record(run=run, client=client)
+    finally:
+        # Whatever happened above, the connection must not stay claimed.
+        sync_release(connection=run.connection, claimed_at=claim.claimed_at)
+
+
+def _record(*, run: SyncRun, client: SalesforceClient | None) -> None:
     connection = run.connection
     run.finished_at = timezone.now()
     run.api_calls = client.calls if client else 0
+    run.error_message = clean_text(run.error_message)
+    run.object_errors = {
+        name: clean_text(text) for name, text in run.object_errors.items()
+    }
     run.save()
 
     updates: dict = {}
@@ -303,7 +362,6 @@ def _finish(
             )
     if updates:
         SalesforceConnection.objects.filter(pk=connection.pk).update(**updates)
-    sync_release(connection=connection, claimed_at=claimed_at)
     logger.info(
         "Salesforce sync finished connection_id=%s run_id=%s kind=%s status=%s "
         "fetched=%s created=%s updated=%s unchanged=%s failed=%s api_calls=%s",

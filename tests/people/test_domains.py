@@ -26,7 +26,16 @@ def test_it_gives_no_domain_for_an_empty_website(website):
 
 
 @pytest.mark.parametrize(
-    "website", ["not a website", "http://", "localhost", "http://exa mple.com", "-.com"]
+    "website",
+    [
+        "not a website",
+        "http://",
+        "localhost",
+        "http://exa mple.com",
+        "-.com",
+        "10.0.0.10",
+        "http://[::1]/",
+    ],
 )
 def test_it_refuses_what_is_not_a_website(website):
     with pytest.raises(InvalidWebsite):

@@ -1,0 +1,303 @@
+"""Broken answers and hostile values: a clear error, nothing stored is lost."""
+
+import json
+from datetime import timedelta
+from urllib.parse import unquote_plus
+
+import pytest
+import responses
+from django.utils import timezone
+
+from integrations.models import SalesforceConnection, SyncRun
+from integrations.offline_org import offline_org_connect
+from integrations.salesforce.emulator import OfflineOrg
+from integrations.salesforce.emulator.testing import mocked
+from integrations.sync.run import connection_sync
+from people.models import CrmAccount, Person
+from tests.conftest import OFFLINE_HOST
+
+pytestmark = pytest.mark.django_db
+
+
+class _FaultyOrg(OfflineOrg):
+    """An org whose answers a test can replace: `answer(environ)` returns
+    (status line, content type, body) to answer instead, or None."""
+
+    answer = staticmethod(lambda environ: None)
+
+    def __call__(self, environ, start_response):
+        replaced = self.answer(environ)
+        if replaced is None:
+            return super().__call__(environ, start_response)
+        status, content_type, body = replaced
+        start_response(status, [("Content-Type", content_type)])
+        return [body.encode() if isinstance(body, str) else body]
+
+
+def _queries(environ, sobject: str) -> bool:
+    query = unquote_plus(environ.get("QUERY_STRING", ""))
+    return "/query" in environ["PATH_INFO"] and f"FROM {sobject}" in query
+
+
+@pytest.fixture
+def faulty(member):
+    org = _FaultyOrg()
+    with mocked(org, base_url=f"https://{OFFLINE_HOST}") as mock:
+        connection = offline_org_connect(
+            workspace=member.workspace, user=member.user, login_host=OFFLINE_HOST
+        )
+        yield org, connection, mock
+
+
+def _contacts_answer(org, status, content_type, body):
+    org.answer = lambda environ: (
+        (status, content_type, body) if _queries(environ, "Contact") else None
+    )
+
+
+def test_an_html_page_instead_of_json_is_reported_by_status_not_decoder(faulty):
+    org, connection, _ = faulty
+    _contacts_answer(org, "200 OK", "text/html", "<html>Maintenance</html>")
+
+    run = connection_sync(connection=connection)
+
+    assert run.status == SyncRun.Status.COMPLETED_WITH_ERRORS
+    assert run.object_errors["Contact"] == "HTTP 200 from Salesforce, non-JSON body"
+    assert CrmAccount.objects.count() == org.store.count("Account")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        '{"totalSize": 3, "done": true, "records": [{"Id": "003',
+        "[]",
+        '"a string"',
+        '{"totalSize": 1, "done": true, "records": "nope"}',
+        '{"totalSize": 1, "done": true, "records": [null]}',
+    ],
+)
+def test_a_malformed_page_fails_that_object_cleanly(faulty, body):
+    org, connection, _ = faulty
+    _contacts_answer(org, "200 OK", "application/json", body)
+
+    run = connection_sync(connection=connection)
+
+    assert run.status == SyncRun.Status.COMPLETED_WITH_ERRORS
+    assert "Contact" in run.object_errors
+    assert "Internal error" not in run.error_message
+
+
+@pytest.mark.parametrize("done", [None, "false", 0])
+def test_a_page_whose_done_is_not_a_boolean_never_ends_the_read_quietly(faulty, done):
+    org, connection, _ = faulty
+    page = {"totalSize": 1, "records": [{"Id": "0035g00000AAAAAAAA", "LastName": "X"}]}
+    if done is not None:
+        page["done"] = done
+    _contacts_answer(org, "200 OK", "application/json", json.dumps(page))
+
+    run = connection_sync(connection=connection)
+
+    assert run.status == SyncRun.Status.COMPLETED_WITH_ERRORS
+    assert "done=" in run.object_errors["Contact"]
+
+
+def test_a_next_page_on_another_host_is_never_followed(faulty):
+    org, connection, mock = faulty
+    page = {
+        "totalSize": 2,
+        "done": False,
+        "nextRecordsUrl": ".evil.example/services/data/v62.0/query/x-1",
+        "records": [],
+    }
+    _contacts_answer(org, "200 OK", "application/json", json.dumps(page))
+
+    run = connection_sync(connection=connection)
+
+    assert "Contact" in run.object_errors
+    assert not any("evil" in call.request.url for call in mock.calls)
+
+
+def _contacts_page(records):
+    body = {"totalSize": len(records), "done": True, "records": records}
+    return json.dumps(body)
+
+
+def test_hostile_values_cost_the_value_not_the_run(faulty):
+    org, connection, _ = faulty
+    account = org.store.records("Account")[0]["Id"]
+    base = {"LastModifiedDate": "2026-01-01T00:00:00.000+0000", "LastName": "Kept"}
+    records = [
+        {**base, "Id": "0035g0000HOST01AAA", "AccountId": {"nested": "dict"}},
+        {**base, "Id": "0035g0000HOST02AAA", "OwnerId": ["a", "list"]},
+        {**base, "Id": "0035g0000HOST03AAA", "AccountId": "001\x00bad"},
+        {
+            **base,
+            "Id": "0035g0000HOST04AAA",
+            "LastModifiedDate": "2026-02-30T99:00:00Z",
+        },
+        {**base, "Id": "0035g0000HOST05AAA", "LastModifiedDate": 12345},
+        {**base, "Id": "0035g0000HOST06AAA", "Title": "Lone \ud800 surrogate"},
+        {**base, "Id": "0035g0000HOST07AAA", "Title": {"value": "CEO"}},
+        {**base, "Id": "0035g0000HOST08AAA", "Email": "a" * 245 + "@example.com.au"},
+        {**base, "Id": "0035g0000HOST09AAA", "HasOptedOutOfEmail": "false"},
+        {**base, "Id": {"not": "an id"}},
+        {**base, "Id": "0035g0000HOST10AAA", "AccountId": account},
+    ]
+    _contacts_answer(org, "200 OK", "application/json", _contacts_page(records))
+
+    run = connection_sync(connection=connection)
+
+    people = {p.salesforce_id: p for p in Person.objects.all()}
+    assert run.status == SyncRun.Status.COMPLETED_WITH_ERRORS
+    assert run.object_errors == {}
+    assert len(people) == 10
+    assert people["0035g0000HOST01AAA"].organisation is None
+    assert people["0035g0000HOST03AAA"].salesforce_account_id == ""
+    assert "\ud800" not in people["0035g0000HOST06AAA"].title
+    assert people["0035g0000HOST07AAA"].title == ""
+    assert people["0035g0000HOST08AAA"].email == ""
+    assert people["0035g0000HOST09AAA"].has_opted_out_of_email is None
+    assert people["0035g0000HOST10AAA"].organisation is not None
+    assert run.records_failed == 1
+
+
+def test_people_whose_opt_out_cannot_be_read_are_never_emailable(
+    org, org_http, connection
+):
+    org.hide_field("Contact", "HasOptedOutOfEmail")
+
+    connection_sync(connection=connection)
+
+    assert Person.objects.exists()
+    assert not any(p.may_email for p in Person.objects.all())
+
+
+def test_a_refresh_during_a_login_host_outage_fails_the_run_cleanly(faulty):
+    org, connection, _ = faulty
+    org.expire_access_tokens()
+    org.answer = lambda environ: (
+        ("503 Service Unavailable", "text/html", "<h1>Down</h1>")
+        if environ["PATH_INFO"] == "/services/oauth2/token"
+        else None
+    )
+
+    run = connection_sync(connection=connection)
+
+    connection.refresh_from_db()
+    assert run.status == SyncRun.Status.FAILED
+    assert "Refreshing the access token failed" in run.error_message
+    assert connection.status == SalesforceConnection.Status.CONNECTED
+    assert connection.sync_claimed_at is None
+
+
+def test_a_session_refused_after_a_refresh_names_the_ip_lock(faulty):
+    org, connection, mock = faulty
+    org.answer = lambda environ: (
+        (
+            "401 Unauthorized",
+            "application/json",
+            json.dumps(
+                [{"message": "Session expired", "errorCode": "INVALID_SESSION_ID"}]
+            ),
+        )
+        if environ["PATH_INFO"].startswith("/services/data/")
+        else None
+    )
+
+    run = connection_sync(connection=connection)
+
+    connection.refresh_from_db()
+    refreshes = [c for c in mock.calls if c.request.url.endswith("/oauth2/token")]
+    assert run.status == SyncRun.Status.FAILED
+    assert "Lock sessions to the IP address" in run.error_message
+    assert connection.status == SalesforceConnection.Status.CONNECTED
+    assert len(refreshes) == 2  # the connect, then one refresh
+
+
+def test_a_message_the_database_cannot_hold_is_cleaned_and_the_claim_released(faulty):
+    org, connection, _ = faulty
+    message = "bad \x00 value \ud800 here"
+    _contacts_answer(
+        org,
+        "400 Bad Request",
+        "application/json",
+        json.dumps([{"message": message, "errorCode": "MALFORMED_QUERY"}]),
+    )
+
+    run = connection_sync(connection=connection)
+
+    run.refresh_from_db()
+    connection.refresh_from_db()
+    assert "\x00" not in run.error_message
+    assert run.finished_at is not None
+    assert connection.sync_claimed_at is None
+
+
+def test_a_long_run_renews_its_claim_so_no_second_run_overlaps(
+    org, org_http, connection, settings
+):
+    settings.SALESFORCE_SYNC_CLAIM_TIMEOUT_SECONDS = 60
+    seen = []
+
+    def on_page(object_name, count):
+        # Each page renews the claim; pretend the run is old at that point.
+        from integrations.sync.run import sync_claim
+
+        seen.append(sync_claim(connection=connection))
+
+    SalesforceConnection.objects.filter(pk=connection.pk).update(sync_claimed_at=None)
+    connection_sync(connection=connection, on_page=on_page)
+
+    assert seen and all(claim is None for claim in seen)
+
+
+def test_an_identity_url_answering_html_ends_on_the_failure_page(
+    client, member, org, org_http
+):
+    from tests.integrations.test_connect_flow import _consent, _start
+
+    client.force_login(member.user)
+    callback = _consent(_start(client), "allow")
+    org_http.add(
+        responses.GET,
+        f"https://{OFFLINE_HOST}/id/{org.org_id}/{org.connecting_user_id}",
+        body="<html>login</html>",
+        status=200,
+        content_type="text/html",
+    )
+    org_http.registered().insert(0, org_http.registered().pop())
+
+    response = client.get(callback)
+
+    assert response.status_code == 400
+    assert not SalesforceConnection.objects.exists()
+
+
+def test_a_callback_after_leaving_the_workspace_connects_nothing(
+    client, member, org, org_http
+):
+    from tests.integrations.test_connect_flow import _consent, _start
+
+    client.force_login(member.user)
+    callback = _consent(_start(client), "allow")
+    member.delete()
+
+    response = client.get(callback)
+
+    assert response.status_code == 400
+    assert not SalesforceConnection.objects.exists()
+
+
+def test_a_stale_claim_is_not_released_by_the_run_that_lost_it(
+    org, org_http, connection
+):
+    claimed = timezone.now() - timedelta(days=1)
+    SalesforceConnection.objects.filter(pk=connection.pk).update(
+        sync_claimed_at=claimed
+    )
+
+    run = connection_sync(connection=connection)
+
+    connection.refresh_from_db()
+    assert run.status == SyncRun.Status.SUCCESS
+    assert connection.sync_claimed_at is None
