@@ -1,5 +1,3 @@
-from functools import partial
-
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
@@ -208,13 +206,6 @@ class FieldMappingInline(admin.TabularInline):
     ]
     readonly_fields = ["visibility"]
 
-    def get_formset(self, request, obj=None, **kwargs):
-        formset = super().get_formset(request, obj, **kwargs)
-        # Each form's field picker lists the fields of this mapping's object.
-        formset.form = partial(self.form, object_mapping=obj)
-        formset.form.base_fields = self.form.base_fields
-        return formset
-
     @admin.display(description="Seen by the connected user")
     def visibility(self, obj: FieldMapping) -> str:
         if obj.pk and obj.salesforce_field in obj.object_mapping.skipped_fields:
@@ -251,6 +242,12 @@ class ObjectMappingAdmin(admin.ModelAdmin):
             return "-"
         url = reverse("admin:integrations_objectmapping_preview", args=[obj.pk])
         return format_html('<a href="{}">Preview the first 10 records</a>', url)
+
+    def get_formset_kwargs(self, request, obj, inline, prefix):
+        kwargs = super().get_formset_kwargs(request, obj, inline, prefix)
+        # Each field's picker lists the fields of this mapping's object.
+        kwargs["form_kwargs"] = {"object_mapping": obj if obj and obj.pk else None}
+        return kwargs
 
     def save_related(self, request, form, formsets, change) -> None:
         super().save_related(request, form, formsets, change)

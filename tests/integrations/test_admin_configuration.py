@@ -1,0 +1,132 @@
+import pytest
+from django.contrib.auth import get_user_model
+from django.urls import reverse
+
+from integrations.models import FieldMapping, ObjectMapping, SyncRun
+from integrations.sync.defaults import mapping_create_defaults
+from integrations.sync.run import connection_sync
+from people.models import CrmRecord, Person
+
+pytestmark = pytest.mark.django_db
+
+ADD_URL = reverse("admin:integrations_objectmapping_add")
+
+
+@pytest.fixture
+def staff_client(client):
+    staff = get_user_model().objects.create_superuser(
+        username="rep", email="rep@trig.example", password="a-long-password"
+    )
+    client.force_login(staff)
+    return client
+
+
+def _form(connection, **overrides):
+    data = {
+        "connection": connection.pk,
+        "object_name": "Guest_Review__c",
+        "target": "record",
+        "is_enabled": "on",
+        "position": 90,
+        "filter": "",
+        "cursor_field": "LastModifiedDate",
+        "person_lookup_field": "Contact__c",
+        "organisation_lookup_field": "",
+        "owner_lookup_field": "OwnerId",
+        "field_mappings-TOTAL_FORMS": "2",
+        "field_mappings-INITIAL_FORMS": "0",
+        "field_mappings-MIN_NUM_FORMS": "0",
+        "field_mappings-MAX_NUM_FORMS": "1000",
+        "field_mappings-0-salesforce_field": "Name",
+        "field_mappings-0-attribute": "name",
+        "field_mappings-1-salesforce_field": "Rating__c",
+        "field_mappings-1-transform": "",
+    }
+    data.update(overrides)
+    return data
+
+
+def test_staff_add_a_custom_object_in_the_admin_and_sync_it_now(
+    org, org_http, connection, staff_client, django_capture_on_commit_callbacks
+):
+    response = staff_client.post(ADD_URL, _form(connection))
+    assert response.status_code == 302, response.content.decode()[:2000]
+    mapping = ObjectMapping.objects.get(object_name="Guest_Review__c")
+    assert mapping.needs_backfill
+    assert set(mapping.field_mappings.values_list("salesforce_field", flat=True)) == {
+        "Name",
+        "Rating__c",
+    }
+    connection_sync(connection=connection, object_names=["Contact"])
+
+    with django_capture_on_commit_callbacks(execute=True):
+        staff_client.post(
+            reverse("admin:integrations_objectmapping_changelist"),
+            {"action": "sync_object_now", "_selected_action": [mapping.pk]},
+        )
+
+    run = SyncRun.objects.latest("started_at")
+    assert run.status == SyncRun.Status.SUCCESS
+    assert CrmRecord.objects.filter(object_name="Guest_Review__c").count() == (
+        org.store.count("Guest_Review__c")
+    )
+    assert CrmRecord.objects.filter(person__isnull=False).count() == org.store.count(
+        "Guest_Review__c"
+    )
+
+
+@pytest.mark.parametrize(
+    ("overrides", "reason"),
+    [
+        ({"filter": "Rating__c = "}, "not a SOQL condition"),
+        ({"filter": "Name = 'x') OR (Name != 'x'"}, "not a SOQL condition"),
+        ({"filter": "Stars__c > 3"}, "has no field Stars__c"),
+        ({"object_name": "Nope__c"}, "does not exist in this org"),
+        ({"object_name": "Guest_Review__c WHERE"}, "is not a Salesforce API name"),
+        ({"person_lookup_field": "Guest__c"}, "has no field Guest__c"),
+        ({"field_mappings-1-transform": "truncate"}, "number of characters"),
+    ],
+)
+def test_the_admin_refuses_a_bad_configuration_with_the_reason(
+    org, org_http, connection, staff_client, overrides, reason
+):
+    response = staff_client.post(ADD_URL, _form(connection, **overrides))
+
+    assert response.status_code == 200
+    assert reason in response.content.decode()
+    assert not ObjectMapping.objects.filter(object_name__startswith="Guest").exists()
+
+
+def test_the_field_picker_lists_describes_fields_and_flags_hidden_ones(
+    org, org_http, connection, staff_client
+):
+    contact = connection.object_mappings.get(object_name="Contact")
+    FieldMapping.objects.create(
+        object_mapping=contact, salesforce_field="Guest_Type__c"
+    )
+    org.hide_field("Contact", "Guest_Type__c")
+    connection_sync(connection=connection)
+
+    page = staff_client.get(
+        reverse("admin:integrations_objectmapping_change", args=[contact.pk])
+    ).content.decode()
+
+    assert "Department (string)" in page
+    assert "Guest_Type__c (hidden from the connected user)" in page
+    assert "hidden from the connected user" in page
+
+
+def test_preview_shows_the_first_ten_mapped_records_and_stores_nothing(
+    org, org_http, connection, staff_client
+):
+    mapping_create_defaults(connection=connection)
+    contact = connection.object_mappings.get(object_name="Contact")
+
+    page = staff_client.get(
+        reverse("admin:integrations_objectmapping_preview", args=[contact.pk])
+    ).content.decode()
+
+    first = sorted(org.store.records("Contact"), key=lambda c: c["Id"])[0]
+    assert page.count('<tr class="preview-row">') == 10
+    assert first["LastName"] in page
+    assert not Person.objects.exists()

@@ -1,0 +1,149 @@
+import pytest
+from django.core.exceptions import ValidationError
+
+from integrations.configuration import filter_check
+from integrations.models import ObjectMapping
+from integrations.salesforce import soql
+from integrations.salesforce.emulator import OfflineOrg
+from integrations.salesforce.schema import ObjectSchema
+from integrations.salesforce.soql_build import (
+    QueryTooLong,
+    encoded_size,
+    plan_select,
+    render_condition,
+)
+
+
+@pytest.fixture(scope="module")
+def account():
+    described = OfflineOrg(load_sample=False).schema.get("Account").describe
+    return ObjectSchema(
+        name="Account", fields={f["name"].lower(): f for f in described["fields"]}
+    )
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Industry = 'Banking' AND CreatedDate = LAST_N_DAYS:365",
+        "Id IN ('001000000000001AAA', '001000000000002AAA')",
+        "(Industry = 'Banking' OR Industry = 'Retail') AND NOT Name LIKE 'Test%'",
+        "AnnualRevenue > 1000000 AND CreatedDate >= 2024-01-01T00:00:00Z",
+        "Owner.Name = 'Ada Admin'",
+        "Website != null",
+    ],
+)
+def test_it_accepts_conditions_on_fields_the_user_can_see(account, text):
+    assert filter_check(text=text, schema=account) is not None
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("Industry = ", "not a SOQL condition"),
+        ("Industry = 'Banking' LIMIT 1", "not a SOQL condition"),
+        ("Name = 'x') OR (Name != 'x'", "not a SOQL condition"),
+        ("Name = 'x' -- comment", "not a SOQL condition"),
+        ("Name = 'a' AND Name = 'b' OR Name = 'c'", "not a SOQL condition"),
+        ("Industry = 'Banking'; DELETE", "not a SOQL condition"),
+        ("Tier__c = 'Gold'", "has no field Tier__c"),
+        ("Nope.Name = 'x'", "has no relationship Nope"),
+        ("AnnualRevenue = 'lots'", "is a currency field"),
+        ("CreatedDate > 2024-01-01", "is a datetime field"),
+        ("Name = 5", "is a string field"),
+        ("Name INCLUDES ('a')", "multi-select picklists only"),
+        ("AnnualRevenue LIKE '1%'", "LIKE works on text fields"),
+    ],
+)
+def test_it_refuses_what_is_not_a_valid_condition_with_the_reason(
+    account, text, reason
+):
+    with pytest.raises(ValidationError) as refused:
+        filter_check(text=text, schema=account)
+
+    assert reason in " ".join(refused.value.messages)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Name = 'O\\'Brien' AND Industry != null",
+        "NOT (A = 1 OR B = 2.5) AND C = true",
+        "D >= 2024-03-10T02:30:00Z AND E = 2024-01-01 AND F = LAST_N_DAYS:30",
+        "G INCLUDES ('a;b', 'c') AND H LIKE 'x\\_%'",
+    ],
+)
+def test_a_parsed_condition_is_written_back_to_the_same_condition(text):
+    condition = soql.parse_condition(text)
+
+    assert soql.parse_condition(render_condition(condition)) == condition
+
+
+def test_a_hostile_string_stays_one_literal():
+    condition = soql.Comparison(
+        field=soql.Field(("Name",)), operator="=", value="x' OR Name != '"
+    )
+
+    text = render_condition(condition)
+
+    assert soql.parse_condition(text) == condition
+
+
+def test_a_long_in_list_is_split_into_statements_under_the_budget():
+    ids = tuple(f"003{n:012d}AAA" for n in range(3000))
+    where = soql.And(
+        (
+            soql.Comparison(soql.Field(("Id",)), "IN", ids),
+            soql.Comparison(soql.Field(("Email",)), "!=", None),
+        )
+    )
+
+    plan = plan_select(
+        sobject="Contact", fields=["Id", "Email"], where=where, budget=8000
+    )
+
+    statements = [group[0] for group in plan.statements]
+    assert len(statements) > 10
+    assert all(encoded_size(s) <= 8000 for s in statements)
+    sent = [
+        value
+        for s in statements
+        for c in soql.comparisons(soql.parse(s).where)
+        if c.operator == "IN"
+        for value in c.value
+    ]
+    assert sorted(sent) == sorted(ids)
+
+
+def test_a_long_not_in_list_is_refused_rather_than_split_wrongly():
+    ids = tuple(f"003{n:012d}AAA" for n in range(3000))
+    where = soql.Comparison(soql.Field(("Id",)), "NOT IN", ids)
+
+    with pytest.raises(QueryTooLong, match="no IN list that could be split"):
+        plan_select(sobject="Contact", fields=["Id"], where=where, budget=8000)
+
+
+def test_a_string_longer_than_salesforce_allows_is_refused():
+    where = soql.Comparison(soql.Field(("Name",)), "=", "x" * 4001)
+
+    with pytest.raises(QueryTooLong, match="4,000 characters"):
+        plan_select(sobject="Contact", fields=["Id"], where=where, budget=8000)
+
+
+@pytest.mark.parametrize(
+    "name", ["Space__c", "ns__Tier__c", "Contact", "Location__Latitude__s"]
+)
+def test_an_api_name_is_accepted(name):
+    mapping = ObjectMapping(object_name=name, target=ObjectMapping.Target.RECORD)
+
+    mapping.clean()
+
+
+@pytest.mark.parametrize(
+    "name", ["Space__c WHERE", "Space__c;", "1Space__c", "Space__", "__c", "Spa ce__c"]
+)
+def test_an_object_name_that_is_not_an_api_name_is_refused(name):
+    mapping = ObjectMapping(object_name=name, target=ObjectMapping.Target.RECORD)
+
+    with pytest.raises(ValidationError, match="is not a Salesforce API name"):
+        mapping.clean()
