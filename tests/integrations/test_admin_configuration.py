@@ -130,3 +130,48 @@ def test_preview_shows_the_first_ten_mapped_records_and_stores_nothing(
     assert page.count('<tr class="preview-row">') == 10
     assert first["LastName"] in page
     assert not Person.objects.exists()
+
+
+def test_a_field_added_in_the_admin_is_backfilled_on_the_next_sync(
+    org, org_http, connection, staff_client
+):
+    connection_sync(connection=connection)
+    contact = connection.object_mappings.get(object_name="Contact")
+    existing = list(contact.field_mappings.all())
+    data = {
+        "connection": connection.pk,
+        "object_name": "Contact",
+        "target": "person",
+        "is_enabled": "on",
+        "position": contact.position,
+        "filter": "",
+        "cursor_field": "LastModifiedDate",
+        "person_lookup_field": "",
+        "organisation_lookup_field": "AccountId",
+        "owner_lookup_field": "OwnerId",
+        "field_mappings-TOTAL_FORMS": str(len(existing) + 1),
+        "field_mappings-INITIAL_FORMS": str(len(existing)),
+        "field_mappings-MIN_NUM_FORMS": "0",
+        "field_mappings-MAX_NUM_FORMS": "1000",
+    }
+    for n, field in enumerate(existing):
+        data.update(
+            {
+                f"field_mappings-{n}-id": field.pk,
+                f"field_mappings-{n}-object_mapping": contact.pk,
+                f"field_mappings-{n}-salesforce_field": field.salesforce_field,
+                f"field_mappings-{n}-attribute": field.attribute,
+            }
+        )
+    data[f"field_mappings-{len(existing)}-salesforce_field"] = "Preferred_Name__c"
+
+    response = staff_client.post(
+        reverse("admin:integrations_objectmapping_change", args=[contact.pk]), data
+    )
+    run = connection_sync(connection=connection, kind=SyncRun.Kind.RECENT)
+
+    assert response.status_code == 302, response.content.decode()[:3000]
+    with_name = [c for c in org.store.records("Contact") if c.get("Preferred_Name__c")]
+    person = Person.objects.get(salesforce_id=with_name[0]["Id"])
+    assert person.custom_values["Preferred_Name__c"] == with_name[0]["Department"]
+    assert run.records_fetched >= org.store.count("Contact")
