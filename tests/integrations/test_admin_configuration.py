@@ -173,5 +173,7 @@ def test_a_field_added_in_the_admin_is_backfilled_on_the_next_sync(
     assert response.status_code == 302, response.content.decode()[:3000]
     with_name = [c for c in org.store.records("Contact") if c.get("Preferred_Name__c")]
     person = Person.objects.get(salesforce_id=with_name[0]["Id"])
-    assert person.custom_values["Preferred_Name__c"] == with_name[0]["Department"]
+    assert (
+        person.custom_values["Preferred_Name__c"] == with_name[0]["Preferred_Name__c"]
+    )
     assert run.records_fetched >= org.store.count("Contact")
