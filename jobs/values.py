@@ -1,0 +1,237 @@
+"""Fit a value to a Salesforce field as describe reports it, or say why not.
+
+Values are checked here, before anything is sent, so that a value that
+cannot fit is recorded with a clear reason and costs no API call.
+https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/intro_valid_date_formats.htm
+"""
+
+from datetime import UTC, date, datetime
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
+from django.utils.dateparse import parse_date, parse_datetime
+
+TEXT_TYPES = frozenset(
+    {
+        "string",
+        "textarea",
+        "email",
+        "phone",
+        "url",
+        "picklist",
+        "multipicklist",
+        "combobox",
+        "encryptedstring",
+    }
+)
+NUMBER_TYPES = frozenset({"int", "double", "currency", "percent"})
+WRITABLE_TYPES = (
+    TEXT_TYPES
+    | NUMBER_TYPES
+    | {
+        "boolean",
+        "date",
+        "datetime",
+        "time",
+        "reference",
+    }
+)
+
+
+class ValueDoesNotFit(ValueError):
+    """The value cannot go into the field; the message says why."""
+
+
+def updateable_fields(describe: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Return the fields the connected user may update, by lower-case name.
+
+    Describe lists only the fields the user can see; `updateable` says
+    whether the user may also edit one. Formula, system and compound fields
+    are never updateable.
+    https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/resources_sobject_describe.htm
+    """
+    return {
+        field["name"].lower(): field
+        for field in describe.get("fields", [])
+        if field.get("updateable") and not field.get("calculated")
+    }
+
+
+def value_for_field(*, field: dict[str, Any], value: Any) -> Any:
+    """Return `value` as Salesforce takes it for this field.
+
+    Raise ValueDoesNotFit when it is of the wrong type, too long, too large
+    or not one of a picklist's values.
+    """
+    kind, name = field["type"], field["name"]
+    if kind not in WRITABLE_TYPES:
+        raise ValueDoesNotFit(f"Trig cannot write {kind} fields such as {name}.")
+    if value is None or value == "":
+        if not field.get("nillable", True) and kind != "boolean":
+            raise ValueDoesNotFit(f"{name} cannot be empty.")
+        return None
+    if kind == "boolean":
+        return _boolean(name, value)
+    if kind in NUMBER_TYPES:
+        return _number(field, value)
+    if kind == "date":
+        return _date(name, value).isoformat()
+    if kind == "datetime":
+        stamp = _datetime(name, value)
+        return f"{stamp:%Y-%m-%dT%H:%M:%S}.{stamp.microsecond // 1000:03d}Z"
+    if kind == "reference":
+        text = str(value)
+        if not (len(text) in (15, 18) and text.isascii() and text.isalnum()):
+            raise ValueDoesNotFit(f"{name} takes a Salesforce Id, not '{text}'.")
+        return text
+    if kind == "time":
+        return str(value)
+    return _text(field, value)
+
+
+def same_value(*, field: dict[str, Any], first: Any, second: Any) -> bool:
+    """Tell whether two values mean the same in a field, whatever their format."""
+    return _normal(field, first) == _normal(field, second)
+
+
+def _normal(field: dict[str, Any], value: Any) -> Any:
+    try:
+        fitted = value_for_field(field=field, value=value)
+    except ValueDoesNotFit:
+        return value
+    if field["type"] == "datetime" and fitted is not None:
+        return _datetime(field["name"], fitted)
+    if field["type"] == "multipicklist" and fitted is not None:
+        return sorted(fitted.split(";"))
+    return fitted
+
+
+def _boolean(name: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if str(value).strip().lower() in {"true", "false"}:
+        return str(value).strip().lower() == "true"
+    raise ValueDoesNotFit(f"{name} takes true or false, not '{value}'.")
+
+
+def _number(field: dict[str, Any], value: Any) -> int | float:
+    name = field["name"]
+    if isinstance(value, bool):
+        raise ValueDoesNotFit(f"{name} takes a number, not '{value}'.")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueDoesNotFit(f"{name} takes a number, not '{value}'.") from None
+    if field["type"] == "int":
+        if number != int(number):
+            raise ValueDoesNotFit(f"{name} takes a whole number, not '{value}'.")
+        number = int(number)
+    # Digits before the decimal point: precision minus scale.
+    precision, scale = field.get("precision") or 0, field.get("scale") or 0
+    if precision and len(str(int(abs(number)))) > precision - scale:
+        raise ValueDoesNotFit(f"{name} holds at most {precision - scale} digits.")
+    return number
+
+
+def _date(name: str, value: Any) -> date:
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).date()
+    if isinstance(value, date):
+        return value
+    text = str(value).strip()
+    stamp = parse_datetime(text) if "T" in text else None
+    if stamp is not None:
+        # A moment becomes the date it fell on in UTC.
+        return (
+            (stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC))
+            .astimezone(UTC)
+            .date()
+        )
+    try:
+        parsed = parse_date(text)
+    except ValueError:
+        parsed = None
+    if parsed is None:
+        raise ValueDoesNotFit(f"{name} takes a date (YYYY-MM-DD), not '{text}'.")
+    return parsed
+
+
+def _datetime(name: str, value: Any) -> datetime:
+    if isinstance(value, datetime):
+        stamp = value
+    else:
+        text = str(value).strip()
+        try:
+            day = parse_date(text) if len(text) == 10 else None
+            stamp = (
+                datetime(day.year, day.month, day.day, tzinfo=UTC)
+                if day
+                else parse_datetime(text.replace("+0000", "+00:00"))
+            )
+        except ValueError:
+            stamp = None
+        if stamp is None:
+            raise ValueDoesNotFit(
+                f"{name} takes a date and time (ISO 8601), not '{text}'."
+            )
+    if stamp.tzinfo is None:
+        raise ValueDoesNotFit(f"{name} needs a time zone in '{value}'.")
+    return stamp.astimezone(UTC)
+
+
+def _text(field: dict[str, Any], value: Any) -> str:
+    name, kind = field["name"], field["type"]
+    if isinstance(value, list | tuple) and kind == "multipicklist":
+        value = ";".join(str(item) for item in value)
+    if isinstance(value, dict | list | tuple):
+        raise ValueDoesNotFit(f"{name} takes text, not a list or an object.")
+    text = str(value)
+    length = field.get("length") or 0
+    if length and len(text) > length:
+        raise ValueDoesNotFit(
+            f"{name} holds at most {length} characters; the value has {len(text)}."
+        )
+    if kind == "email":
+        try:
+            validate_email(text)
+        except ValidationError:
+            raise ValueDoesNotFit(
+                f"{name} takes an e-mail address, not '{text}'."
+            ) from None
+    if kind in {"picklist", "multipicklist"}:
+        allowed = [
+            item["value"]
+            for item in field.get("picklistValues", [])
+            if item.get("active", True)
+        ]
+        chosen = text.split(";") if kind == "multipicklist" else [text]
+        wrong = [part for part in chosen if part not in allowed]
+        if wrong:
+            raise ValueDoesNotFit(
+                f"'{';'.join(wrong)}' is not a value of the picklist {name} "
+                f"({', '.join(allowed) or 'no values'})."
+            )
+    return text
+
+
+# The last three characters of an 18-character Id: one per block of five,
+# whose bits say which of the five are capitals.
+# https://developer.salesforce.com/docs/atlas.en-us.object_reference.meta/object_reference/field_types.htm#i1435616
+_ID_SUFFIX = "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"
+
+
+def record_id_18(value: str) -> str | None:
+    """Return the 18-character form of a Salesforce Id, or None if it is not one."""
+    if not (isinstance(value, str) and value.isascii() and value.isalnum()):
+        return None
+    if len(value) == 18:
+        return value
+    if len(value) != 15:
+        return None
+    suffix = ""
+    for start in (0, 5, 10):
+        block = value[start : start + 5]
+        bits = sum(1 << n for n, char in enumerate(block) if "A" <= char <= "Z")
+        suffix += _ID_SUFFIX[bits]
+    return value + suffix
