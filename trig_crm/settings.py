@@ -221,6 +221,35 @@ TOKEN_ENCRYPTION_KEYS = (
     else env.list("TOKEN_ENCRYPTION_KEYS")
 )
 
+# ---------------------------------------------------------------- Jobs (writeback)
+
+# Share of an org's daily API allocation that Jobs' writes may spend in any
+# 24 hours; syncs stop short of it, so neither starves the other.
+SALESFORCE_WRITE_SHARE_PERCENT = env.int("SALESFORCE_WRITE_SHARE_PERCENT", default=10)
+# Records per sObject Collections update; Salesforce takes at most 200.
+JOBS_WRITE_BATCH_SIZE = env.int("JOBS_WRITE_BATCH_SIZE", default=200)
+# Sends of a record within one run while Salesforce answers with a passing
+# error (a row lock, an outage), waiting BACKOFF, then twice as long, ...
+JOBS_WRITE_ATTEMPTS_PER_RUN = env.int("JOBS_WRITE_ATTEMPTS_PER_RUN", default=3)
+JOBS_WRITE_BACKOFF_SECONDS = env.float("JOBS_WRITE_BACKOFF_SECONDS", default=2.0)
+# A record still failing waits this long for a later run, twice as long
+# after each run; after MAX_ATTEMPTS sends it is given up.
+JOBS_WRITE_RETRY_SECONDS = env.int("JOBS_WRITE_RETRY_SECONDS", default=300)
+JOBS_WRITE_MAX_ATTEMPTS = env.int("JOBS_WRITE_MAX_ATTEMPTS", default=12)
+# Events arriving within this many seconds share one run and its batches.
+JOBS_WRITE_DELAY_SECONDS = env.int("JOBS_WRITE_DELAY_SECONDS", default=10)
+# How long writes wait when their share of the API allocation is spent.
+JOBS_BUDGET_WAIT_SECONDS = env.int("JOBS_BUDGET_WAIT_SECONDS", default=15 * 60)
+# A run waits this long for another run of its connection to end.
+JOBS_BUSY_RETRY_SECONDS = env.int("JOBS_BUSY_RETRY_SECONDS", default=30)
+# A running run older than this belongs to a worker that died.
+JOBS_RUN_TIMEOUT_SECONDS = env.int("JOBS_RUN_TIMEOUT_SECONDS", default=60 * 60)
+JOBS_EVENTS_PER_REQUEST = env.int("JOBS_EVENTS_PER_REQUEST", default=500)
+CELERY_BEAT_SCHEDULE["jobs-write-due-connections"] = {
+    "task": "jobs.write_due_connections",
+    "schedule": env.float("JOBS_WRITE_TICK_SECONDS", default=60.0),
+}
+
 # ---------------------------------------------------------------- Logging
 
 LOGGING = {

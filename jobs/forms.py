@@ -1,0 +1,88 @@
+import json
+from typing import Any
+
+from django import forms
+from django.utils import timezone
+
+from jobs.models import Event
+from jobs.values import record_id_18
+from people.models import Organisation, Person
+from trig_crm.models import Workspace
+
+MAX_PAYLOAD_BYTES = 8_000
+
+
+class EventForm(forms.Form):
+    """One event as the endpoint receives it, checked against the workspace."""
+
+    kind = forms.CharField(max_length=100)
+    idempotency_key = forms.CharField(max_length=200)
+    occurred_at = forms.DateTimeField(required=False)
+    person_id = forms.IntegerField(required=False)
+    organisation_id = forms.IntegerField(required=False)
+    record_id = forms.CharField(required=False, max_length=18)
+    payload = forms.JSONField(required=False)
+
+    def __init__(self, data: dict[str, Any], *, workspace: Workspace) -> None:
+        super().__init__(data)
+        self.workspace = workspace
+
+    def clean_kind(self) -> str:
+        kind = self.cleaned_data["kind"]
+        if kind not in Event.Kind.values:
+            known = ", ".join(Event.Kind.values)
+            raise forms.ValidationError(
+                f"Unknown event kind '{kind}'. Known kinds: {known}."
+            )
+        return kind
+
+    def clean_occurred_at(self):
+        # A time without a zone is taken as UTC (the current time zone).
+        return self.cleaned_data["occurred_at"] or timezone.now()
+
+    def clean_person_id(self) -> Person | None:
+        pk = self.cleaned_data["person_id"]
+        if pk is None:
+            return None
+        person = Person.objects.filter(workspace=self.workspace, pk=pk).first()
+        if person is None:
+            raise forms.ValidationError(f"No person {pk} in this workspace.")
+        return person
+
+    def clean_organisation_id(self) -> Organisation | None:
+        pk = self.cleaned_data["organisation_id"]
+        if pk is None:
+            return None
+        organisation = Organisation.objects.filter(
+            workspace=self.workspace, pk=pk
+        ).first()
+        if organisation is None:
+            raise forms.ValidationError(f"No organisation {pk} in this workspace.")
+        return organisation
+
+    def clean_record_id(self) -> str:
+        value = self.cleaned_data["record_id"]
+        if not value:
+            return ""
+        canonical = record_id_18(value)
+        if canonical is None:
+            raise forms.ValidationError(f"'{value}' is not a Salesforce record Id.")
+        return canonical
+
+    def clean_payload(self) -> dict[str, Any]:
+        payload = self.cleaned_data["payload"]
+        if payload is None:
+            return {}
+        if not isinstance(payload, dict):
+            raise forms.ValidationError("The payload must be a JSON object.")
+        if len(json.dumps(payload)) > MAX_PAYLOAD_BYTES:
+            raise forms.ValidationError(
+                f"The payload is larger than {MAX_PAYLOAD_BYTES:,} bytes."
+            )
+        return payload
+
+    def reason(self) -> str:
+        """All the form's errors as one line, for the sender and the record."""
+        return " ".join(
+            f"{name}: {' '.join(messages)}" for name, messages in self.errors.items()
+        )
