@@ -7,4 +7,5 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("accounts/", include("allauth.urls")),
     path("settings/integrations/", include("integrations.urls")),
+    path("api/", include("jobs.urls")),
 ]
