@@ -19,7 +19,7 @@ run: $(VENV)/.installed
 	$(BIN)/python manage.py run_local
 
 test: $(VENV)/.installed
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .
