@@ -1,0 +1,230 @@
+import re
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.urls import reverse
+
+from jobs.models import Action, ApiKey, FieldWrite, Job, JobRun
+from jobs.services import api_key_authenticate
+from jobs.writeback import connection_write_pending
+from tests.jobs.factories import ActionFactory, EventFactory, FieldWriteFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def staff_client(client):
+    staff = get_user_model().objects.create_superuser(
+        username="rep", email="rep@trig.example", password="a-long-password"
+    )
+    client.force_login(staff)
+    return client
+
+
+def _job_form(connection, **action) -> dict:
+    fields = {
+        "connection": connection.pk,
+        "target": Action.Target.PERSON_CONTACT,
+        "object_name": "",
+        "field_name": "Last_Trig_Email__c",
+        "value_source": Action.ValueSource.EVENT_TIME,
+        "value": "",
+        "is_enabled": "on",
+        "follows_merges": "on",
+        **action,
+    }
+    return {
+        "workspace": connection.workspace_id,
+        "name": "Stamp the last Trig e-mail",
+        "trigger_kind": "email.sent",
+        "conditions": "[]",
+        "is_enabled": "on",
+        "actions-TOTAL_FORMS": "1",
+        "actions-INITIAL_FORMS": "0",
+        "actions-MIN_NUM_FORMS": "1",
+        "actions-MAX_NUM_FORMS": "1000",
+        **{f"actions-0-{name}": value for name, value in fields.items()},
+    }
+
+
+def test_a_representative_sets_up_the_stamp_after_email_job(
+    org_http, connection, staff_client
+):
+    response = staff_client.post(
+        reverse("admin:jobs_job_add"),
+        _job_form(connection, field_name="last_trig_email__c"),
+    )
+
+    assert response.status_code == 302, response.content.decode()[:2000]
+    job = Job.objects.get()
+    action = job.actions.get()
+    assert job.is_enabled and job.trigger_kind == "email.sent"
+    assert (action.object_name, action.field_name) == ("Contact", "Last_Trig_Email__c")
+
+
+@pytest.mark.parametrize(
+    ("action", "message"),
+    [
+        ({"field_name": "Name"}, "is not a field the connected user may update"),
+        (
+            {
+                "field_name": "Trig_Engagement__c",
+                "value_source": "literal",
+                "value": "Lukewarm",
+            },
+            "is not a value of the picklist Trig_Engagement__c (Cold, Warm, Hot)",
+        ),
+        ({"value_source": "literal", "value": "soon"}, "takes a date"),
+    ],
+)
+def test_the_admin_refuses_an_action_describe_does_not_allow(
+    org_http, connection, staff_client, action, message
+):
+    response = staff_client.post(
+        reverse("admin:jobs_job_add"), _job_form(connection, **action)
+    )
+
+    assert response.status_code == 200
+    assert message in response.content.decode()
+    assert not Job.objects.exists()
+
+
+def test_the_job_page_offers_only_updateable_fields_and_shows_recent_runs(
+    org, org_http, connection, person, staff_client
+):
+    action = ActionFactory(connection=connection)
+    FieldWriteFactory(
+        action=action, event=EventFactory(workspace=connection.workspace, person=person)
+    )
+    run = connection_write_pending(connection=connection)
+
+    page = staff_client.get(
+        reverse("admin:jobs_job_change", args=[action.job.pk])
+    ).content.decode()
+
+    options = re.findall(r'<option value="([^"]+)"', page)
+    assert "Last_Trig_Email__c" in options and "Title" in options
+    assert "Name" not in options and "LastModifiedDate" not in options
+    assert reverse("admin:jobs_jobrun_change", args=[run.pk]) in page
+
+
+def test_a_run_shows_its_counts_and_its_failed_records(
+    org, org_http, connection, people, staff_client
+):
+    action = ActionFactory(connection=connection)
+    for person in people[:2]:
+        FieldWriteFactory(
+            action=action,
+            event=EventFactory(workspace=connection.workspace, person=person),
+        )
+    org.writes.fail(
+        people[1].salesforce_id,
+        "FIELD_CUSTOM_VALIDATION_EXCEPTION",
+        message="Gold tier requires a mailing country",
+    )
+    run = connection_write_pending(connection=connection)
+
+    page = staff_client.get(
+        reverse("admin:jobs_jobrun_change", args=[run.pk])
+    ).content.decode()
+    listing = staff_client.get(reverse("admin:jobs_jobrun_changelist")).content
+
+    assert "Completed with errors" in page
+    assert people[1].salesforce_id in page and people[0].salesforce_id not in page
+    assert "FIELD_CUSTOM_VALIDATION_EXCEPTION" in page
+    assert "Gold tier requires a mailing country" in page
+    assert b"Completed with errors" in listing
+
+
+def test_retrying_selected_failures_resends_only_the_failures(
+    org,
+    org_http,
+    connection,
+    people,
+    staff_client,
+    django_capture_on_commit_callbacks,
+):
+    action = ActionFactory(connection=connection)
+    written, failed = (
+        FieldWriteFactory(
+            action=action,
+            event=EventFactory(workspace=connection.workspace, person=person),
+        )
+        for person in people[:2]
+    )
+    org.writes.fail(
+        people[1].salesforce_id, "FIELD_CUSTOM_VALIDATION_EXCEPTION", times=1
+    )
+    connection_write_pending(connection=connection)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = staff_client.post(
+            reverse("admin:jobs_fieldwrite_changelist"),
+            {"action": "retry_selected", "_selected_action": [written.pk, failed.pk]},
+            follow=True,
+        )
+
+    failed.refresh_from_db()
+    page = response.content.decode()
+    assert "1 failed write(s) queued again." in page
+    assert "a written value is never sent twice" in page
+    assert failed.status == FieldWrite.Status.WRITTEN
+    assert org.writes.updates_of(people[0].salesforce_id) == [
+        {"Last_Trig_Email__c": "2025-03-12"}
+    ]
+    assert JobRun.objects.latest("pk").trigger == JobRun.Trigger.MANUAL
+
+
+def test_the_outcomes_list_finds_a_record_by_its_salesforce_id(
+    org, org_http, connection, person, staff_client
+):
+    action = ActionFactory(connection=connection)
+    FieldWriteFactory(
+        action=action, event=EventFactory(workspace=connection.workspace, person=person)
+    )
+    connection_write_pending(connection=connection)
+
+    page = staff_client.get(
+        reverse("admin:jobs_fieldwrite_changelist"), {"q": person.salesforce_id}
+    ).content.decode()
+
+    assert page.count('name="_selected_action"') == 1
+    assert f"{connection.instance_url}/{person.salesforce_id}" in page
+    assert "written" in page
+
+
+def test_an_api_key_is_shown_once_and_stored_only_as_a_hash(member, staff_client):
+    response = staff_client.post(
+        reverse("admin:jobs_apikey_add"),
+        {"workspace": member.workspace.pk, "name": "E-mail sender"},
+        follow=True,
+    )
+
+    api_key = ApiKey.objects.get()
+    secret = re.search(r"trig_[A-Za-z0-9_-]{40,}", response.content.decode()).group()
+    assert api_key_authenticate(secret=secret) == api_key
+    change_page = staff_client.get(
+        reverse("admin:jobs_apikey_change", args=[api_key.pk])
+    ).content.decode()
+    assert secret not in change_page and api_key.key_hash not in change_page
+    assert api_key.prefix in change_page
+
+
+def test_an_api_key_is_revoked_from_the_admin(member, staff_client):
+    from jobs.services import api_key_create
+
+    api_key, secret = api_key_create(workspace=member.workspace, name="Old")
+
+    staff_client.post(
+        reverse("admin:jobs_apikey_changelist"),
+        {"action": "revoke", "_selected_action": [api_key.pk]},
+    )
+
+    assert api_key_authenticate(secret=secret) is None
+
+
+@pytest.mark.parametrize("model", ["event", "rejectedevent", "fieldwrite", "jobrun"])
+def test_the_operator_lists_open(staff_client, model):
+    assert staff_client.get(reverse(f"admin:jobs_{model}_changelist")).status_code == (
+        200
+    )
