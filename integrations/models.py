@@ -131,6 +131,12 @@ class SyncRun(models.Model):
     records_updated = models.PositiveIntegerField(default=0)
     records_unchanged = models.PositiveIntegerField(default=0)
     records_failed = models.PositiveIntegerField(default=0)
+    # Rows marked deleted: deleted or merged in Salesforce, or no longer
+    # returned by a full read.
+    records_deleted = models.PositiveIntegerField(default=0)
+    # What a full sync found changed or missing that the recent-changes
+    # syncs before it had missed.
+    drift_repaired = models.PositiveIntegerField(default=0)
     api_calls = models.PositiveIntegerField(default=0)
 
     # Values that could not be stored as they came, one entry per record

@@ -17,6 +17,9 @@ class Owner(models.Model):
     email = models.EmailField(max_length=254, blank=True)
     # Named values from mapped custom fields: {name: value typed by describe}.
     custom_values = models.JSONField(default=dict, blank=True)
+    # Set when Salesforce deleted the record (or a full sync no longer finds
+    # it): the row is kept, with its history, and marked.
+    deleted_at = models.DateTimeField(null=True, blank=True)
     synced_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
@@ -79,6 +82,17 @@ class CrmAccount(models.Model):
     )
     # Named values from mapped custom fields: {name: value typed by describe}.
     custom_values = models.JSONField(default=dict, blank=True)
+    # Set when Salesforce deleted the record (or a full sync no longer finds
+    # it): the row is kept, with its history, and marked.
+    # The record a merge kept in this one's place.
+    merged_into = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="merged_from",
+    )
+    deleted_at = models.DateTimeField(null=True, blank=True)
     synced_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
@@ -128,6 +142,17 @@ class Person(models.Model):
     )
     # Named values from mapped custom fields: {name: value typed by describe}.
     custom_values = models.JSONField(default=dict, blank=True)
+    # Set when Salesforce deleted the record (or a full sync no longer finds
+    # it): the row is kept, with its history, and marked.
+    # The record a merge kept in this one's place.
+    merged_into = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="merged_from",
+    )
+    deleted_at = models.DateTimeField(null=True, blank=True)
     synced_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
@@ -190,6 +215,17 @@ class CrmRecord(models.Model):
     account_salesforce_id = models.CharField(max_length=18, blank=True)
     # Every mapped field's value: {name: value typed by describe}.
     custom_values = models.JSONField(default=dict, blank=True)
+    # Set when Salesforce deleted the record (or a full sync no longer finds
+    # it): the row is kept, with its history, and marked.
+    # The record a merge kept in this one's place.
+    merged_into = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="merged_from",
+    )
+    deleted_at = models.DateTimeField(null=True, blank=True)
     synced_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

@@ -134,6 +134,8 @@ def _clean_row(
     }
     if "custom_values" in row:
         values["custom_values"] = _clean_json(row["custom_values"])
+    if "deleted_at" in row:
+        values["deleted_at"] = row["deleted_at"]
     return values
 
 
@@ -612,3 +614,68 @@ def person_follow_merge(
             "Person re-linked to the merge survivor connection_id=%s", connection.pk
         )
     return bool(moved)
+
+
+def _moved_relations(model: type[models.Model]) -> list:
+    """Return the foreign keys elsewhere that point at rows of `model`."""
+    return [
+        relation
+        for relation in model._meta.related_objects
+        if (relation.many_to_one or relation.one_to_one)
+        and relation.field.name != "merged_into"
+    ]
+
+
+def merge_apply(
+    *,
+    connection: SalesforceConnection,
+    model: type[models.Model],
+    survivors: dict[str, str],
+) -> int:
+    """Record merges: each losing row points at its survivor, and what pointed
+    at the loser in Trig (records, job outcomes, signals) now points at the
+    survivor. `survivors` maps losing Salesforce Ids to surviving ones.
+
+    https://help.salesforce.com/s/articleView?id=sf.contacts_merge.htm
+    """
+    by_sf_id = {
+        obj.salesforce_id: obj
+        for obj in model.objects.filter(
+            connection=connection,
+            salesforce_id__in=[*survivors, *survivors.values()],
+        )
+    }
+    moved = 0
+    for loser_id, survivor_id in survivors.items():
+        loser, survivor = by_sf_id.get(loser_id), by_sf_id.get(survivor_id)
+        if loser is None or survivor is None or loser.pk == survivor.pk:
+            continue
+        with transaction.atomic():
+            for relation in _moved_relations(model):
+                moved += relation.related_model.objects.filter(
+                    **{relation.field.name: loser}
+                ).update(**{relation.field.name: survivor})
+            if loser.merged_into_id != survivor.pk:
+                model.objects.filter(pk=loser.pk).update(merged_into=survivor)
+    return moved
+
+
+def mark_missing_deleted(
+    *,
+    connection: SalesforceConnection,
+    model: type[models.Model],
+    seen_ids: set[str],
+    object_name: str | None = None,
+) -> int:
+    """Mark rows a full read no longer found as deleted; return how many."""
+    rows = model.objects.filter(connection=connection, deleted_at__isnull=True)
+    if object_name is not None:
+        rows = rows.filter(object_name=object_name)
+    missing = [
+        pk
+        for pk, sf_id in rows.values_list("pk", "salesforce_id")
+        if sf_id not in seen_ids
+    ]
+    if not missing:
+        return 0
+    return model.objects.filter(pk__in=missing).update(deleted_at=timezone.now())

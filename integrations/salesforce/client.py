@@ -171,14 +171,18 @@ class SalesforceClient:
     def describe(self, *, object_name: str) -> dict[str, Any]:
         return self._call(lambda sf: getattr(sf, object_name).describe())
 
-    def query_pages(self, *, soql: str) -> Iterator[list[dict[str, Any]]]:
+    def query_pages(
+        self, *, soql: str, include_deleted: bool = False
+    ) -> Iterator[list[dict[str, Any]]]:
         """Yield the records of a query page by page, following nextRecordsUrl.
 
         The end is `done: true`, never a short page: Salesforce may return
         fewer records than the batch size asked for.
         https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/resources_query.htm
         """
-        page = self._call(lambda sf: sf.query(soql))
+        # queryAll also returns deleted and merged records (IsDeleted = true)
+        # while they are in the recycle bin.
+        page = self._call(lambda sf: sf.query(soql, include_deleted=include_deleted))
         while True:
             records = _page_records(page)
             yield records

@@ -72,10 +72,17 @@ def encoded_size(statement: str) -> int:
     return _PATH_ALLOWANCE + len(quote_plus(statement, safe=""))
 
 
-def _statement(fields: Sequence[str], sobject: str, where: Condition | None) -> str:
+def _statement(
+    fields: Sequence[str],
+    sobject: str,
+    where: Condition | None,
+    order_by: Sequence[str] = (),
+) -> str:
     text = f"SELECT {', '.join(fields)} FROM {sobject}"
     if where is not None:
         text += f" WHERE {render_condition(where)}"
+    if order_by:
+        text += f" ORDER BY {', '.join(order_by)}"
     return text
 
 
@@ -102,6 +109,7 @@ def plan_select(
     fields: Sequence[str],
     where: Condition | None,
     budget: int,
+    order_by: Sequence[str] = (),
 ) -> Plan:
     """Return the statements that read `fields` of the rows matching `where`.
 
@@ -115,14 +123,17 @@ def plan_select(
 
     def fits(where_part: Condition | None) -> bool:
         return all(
-            encoded_size(_statement(group, sobject, where_part)) <= budget
-            and len(_statement(group, sobject, where_part)) <= MAX_STATEMENT_LENGTH
+            encoded_size(_statement(group, sobject, where_part, order_by)) <= budget
+            and len(_statement(group, sobject, where_part, order_by))
+            <= MAX_STATEMENT_LENGTH
             for group in field_groups
         )
 
     if fits(where):
         return Plan(
-            statements=(tuple(_statement(g, sobject, where) for g in field_groups),)
+            statements=(
+                tuple(_statement(g, sobject, where, order_by) for g in field_groups),
+            )
         )
 
     target = _longest_splittable_in(where)
@@ -153,7 +164,9 @@ def plan_select(
             else:
                 break
         part = _replace(where, target, tuple(values[start:end]))
-        parts.append(tuple(_statement(g, sobject, part) for g in field_groups))
+        parts.append(
+            tuple(_statement(g, sobject, part, order_by) for g in field_groups)
+        )
         start = end
     return Plan(statements=tuple(parts))
 

@@ -1,13 +1,18 @@
 """Turn Salesforce records into rows of ours, and hand them to the services."""
 
 import re
+from datetime import datetime
 from typing import Any
+
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
 from integrations.models import ObjectMapping, SalesforceConnection
 from integrations.salesforce.schema import typed_value
 from integrations.sync.plan import ObjectPlan
 from integrations.transforms import TransformError, transform_apply
 from people import services as people_services
+from people.models import CrmAccount, CrmRecord, Owner, Person
 from people.services import BatchResult, Problem
 
 # https://help.salesforce.com/s/articleView?id=000385008&type=1
@@ -16,6 +21,26 @@ _SALESFORCE_ID = re.compile(r"^[a-zA-Z0-9]{15}(?:[a-zA-Z0-9]{3})?$")
 
 def _is_id(value: Any) -> bool:
     return isinstance(value, str) and bool(_SALESFORCE_ID.match(value))
+
+
+def aware_datetime(value: Any) -> datetime | None:
+    """Return a Salesforce datetime, or None if it is not a proper one."""
+    try:
+        stamp = parse_datetime(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
+    if stamp is None or stamp.tzinfo is None:
+        return None
+    return stamp
+
+
+def _deleted_at(record: dict[str, Any], plan: ObjectPlan) -> datetime:
+    # Deleting a record moves its SystemModstamp: the best time we have.
+    for name in ("SystemModstamp", plan.cursor_field):
+        stamp = aware_datetime(record.get(name))
+        if stamp is not None:
+            return stamp
+    return timezone.now()
 
 
 def rows_from_records(
@@ -59,6 +84,12 @@ def rows_from_records(
                 row[field_mapping.attribute] = value
             else:
                 row.setdefault("custom_values", {})[field_mapping.value_name] = value
+        row["deleted_at"] = None
+        if record.get("IsDeleted") is True:
+            row["deleted_at"] = _deleted_at(record, plan)
+            survivor = record.get("MasterRecordId")
+            if _is_id(survivor):
+                row["merged_into_salesforce_id"] = survivor
         for key, name in plan.lookups.items():
             value = record.get(name)
             if value is not None and not _is_id(value):
@@ -84,4 +115,44 @@ def rows_upsert(
         return people_services.owner_upsert_batch(connection=connection, rows=rows)
     return people_services.record_upsert_batch(
         connection=connection, object_name=plan.schema.name, rows=rows
+    )
+
+
+_MODELS = {
+    ObjectMapping.Target.PERSON: Person,
+    ObjectMapping.Target.ORGANISATION: CrmAccount,
+    ObjectMapping.Target.OWNER: Owner,
+    ObjectMapping.Target.RECORD: CrmRecord,
+}
+
+
+def rows_merge(
+    *, plan: ObjectPlan, connection: SalesforceConnection, rows: list[dict[str, Any]]
+) -> int:
+    """Apply the merges among deleted rows: history moves to each survivor."""
+    survivors = {
+        row["salesforce_id"]: row["merged_into_salesforce_id"]
+        for row in rows
+        if row.get("merged_into_salesforce_id")
+    }
+    if not survivors or plan.mapping.target == ObjectMapping.Target.OWNER:
+        return 0
+    return people_services.merge_apply(
+        connection=connection, model=_MODELS[plan.mapping.target], survivors=survivors
+    )
+
+
+def rows_mark_missing(
+    *, plan: ObjectPlan, connection: SalesforceConnection, seen_ids: set[str]
+) -> int:
+    """After a full read, mark what the org no longer returns as deleted."""
+    target = plan.mapping.target
+    if target == ObjectMapping.Target.OWNER:
+        # Users are deactivated, never deleted; an owner stays an owner.
+        return 0
+    return people_services.mark_missing_deleted(
+        connection=connection,
+        model=_MODELS[target],
+        seen_ids=seen_ids,
+        object_name=plan.schema.name if target == ObjectMapping.Target.RECORD else None,
     )

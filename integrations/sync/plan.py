@@ -58,7 +58,22 @@ class ObjectPlan:
             fields=self.select,
             where=self.where,
             budget=settings.SALESFORCE_QUERY_URL_BUDGET,
+            order_by=self.order_by,
         )
+
+    @property
+    def include_deleted(self) -> bool:
+        """Recent changes include deletions and merges; a full read finds
+        them by what it no longer returns."""
+        return not self.is_full_read and self.schema.canonical("IsDeleted") is not None
+
+    @property
+    def order_by(self) -> tuple[str, ...]:
+        # Recent changes come oldest first, so that each page can move the
+        # checkpoint: everything before the page's last stamp has been read.
+        if self.is_full_read:
+            return ()
+        return (self.schema.canonical(self.cursor_field) or self.cursor_field, "Id")
 
     @property
     def cursor_field(self) -> str:
@@ -68,6 +83,10 @@ class ObjectPlan:
     def select(self) -> list[str]:
         names = ["Id", *(name for _, name in self.fields), *self.lookups.values()]
         names.append(self.schema.canonical(self.cursor_field) or self.cursor_field)
+        if self.include_deleted:
+            names.append("IsDeleted")
+            if self.schema.canonical("MasterRecordId"):
+                names.append("MasterRecordId")
         return list(dict.fromkeys(names))
 
 

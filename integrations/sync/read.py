@@ -15,6 +15,7 @@ def read_records(
     client: SalesforceClient,
     plan: Plan,
     on_incomplete: Callable[[str], None],
+    include_deleted: bool = False,
 ) -> Iterator[list[Record]]:
     """Yield records page by page; each record once, whole.
 
@@ -27,7 +28,9 @@ def read_records(
     seen: set[str] | None = set() if len(plan.statements) > 1 else None
     for group_statements in plan.statements:
         if len(group_statements) == 1:
-            pages = client.query_pages(soql=group_statements[0])
+            pages = client.query_pages(
+                soql=group_statements[0], include_deleted=include_deleted
+            )
         else:
             pages = _joined(
                 client=client, statements=group_statements, on_incomplete=on_incomplete

@@ -7,7 +7,6 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
-from django.utils.dateparse import parse_datetime
 
 from integrations.models import ObjectMapping, SalesforceConnection, SyncCursor, SyncRun
 from integrations.salesforce.client import (
@@ -21,7 +20,13 @@ from integrations.salesforce.schema import RunSchema
 from integrations.salesforce.soql_build import QueryTooLong
 from integrations.services import connection_client
 from integrations.sync.defaults import mapping_create_defaults
-from integrations.sync.load import rows_from_records, rows_upsert
+from integrations.sync.load import (
+    aware_datetime,
+    rows_from_records,
+    rows_mark_missing,
+    rows_merge,
+    rows_upsert,
+)
 from integrations.sync.plan import ObjectPlan, PlanError, object_plan
 from integrations.sync.read import read_records
 from people.services import Problem, clean_text
@@ -75,17 +80,6 @@ def _note(
         )
 
 
-def _stamp(value: object) -> datetime | None:
-    """Return a record's cursor stamp, or None if it is not a proper one."""
-    try:
-        stamp = parse_datetime(value) if isinstance(value, str) else None
-    except ValueError:
-        return None
-    if stamp is None or stamp.tzinfo is None:
-        return None
-    return stamp
-
-
 class _Claim:
     """This run's hold on its connection, renewed page by page.
 
@@ -127,6 +121,24 @@ class _Tally:
     def __init__(self) -> None:
         self.newest: datetime | None = None
         self.had_errors = False
+        self.written = 0
+        # Ids a full read returned; what Trig holds beyond them is gone.
+        self.seen: set[str] = set()
+        # Merges met on the way: losing Id -> surviving Id.
+        self.survivors: dict[str, str] = {}
+
+
+def _checkpoint(*, run: SyncRun, mapping: ObjectMapping, value: datetime) -> None:
+    """Move an object's cursor forward, never back."""
+    cursor, created = SyncCursor.objects.get_or_create(
+        connection=run.connection,
+        object_name=mapping.object_name,
+        defaults={"field_name": mapping.cursor_field, "value": value},
+    )
+    if not created and value > cursor.value:
+        SyncCursor.objects.filter(pk=cursor.pk).update(
+            value=value, field_name=mapping.cursor_field
+        )
 
 
 def _read_object(
@@ -140,6 +152,12 @@ def _read_object(
 ) -> None:
     connection = run.connection
     object_name = plan.schema.name
+    cursor_field = plan.schema.canonical(plan.cursor_field)
+    # Pages of one ordered statement move the checkpoint as they are stored:
+    # every record stamped before a page's last stamp has then been read,
+    # and the next read starts at that stamp (>=), so records sharing it are
+    # read again rather than skipped.
+    checkpoints = bool(plan.order_by) and not plan.query.is_split
 
     def on_incomplete(record_id: str) -> None:
         run.records_failed += 1
@@ -152,26 +170,42 @@ def _read_object(
             problem="changed while it was read in parts; read again next sync",
         )
 
-    for records in read_records(
-        client=client, plan=plan.query, on_incomplete=on_incomplete
-    ):
+    pages = read_records(
+        client=client,
+        plan=plan.query,
+        on_incomplete=on_incomplete,
+        include_deleted=plan.include_deleted,
+    )
+    for records in pages:
         rows, problems, transform_failures = rows_from_records(
             plan=plan, records=records
         )
         result = rows_upsert(plan=plan, connection=connection, rows=rows)
-        cursor_field = plan.schema.canonical(plan.cursor_field)
+        page_newest = None
         for record in records:
-            stamp = _stamp(record.get(cursor_field))
-            if stamp and (tally.newest is None or stamp > tally.newest):
-                tally.newest = stamp
+            stamp = aware_datetime(record.get(cursor_field))
+            if stamp and (page_newest is None or stamp > page_newest):
+                page_newest = stamp
+        if page_newest and (tally.newest is None or page_newest > tally.newest):
+            tally.newest = page_newest
+        for row in rows:
+            if plan.is_full_read:
+                tally.seen.add(row["salesforce_id"])
+            if row.get("merged_into_salesforce_id"):
+                tally.survivors[row["salesforce_id"]] = row["merged_into_salesforce_id"]
+        deleted = sum(1 for row in rows if row.get("deleted_at"))
 
         run.records_fetched += len(records)
         run.records_created += result.created
         run.records_updated += result.updated
         run.records_unchanged += result.unchanged
         run.records_failed += result.failed + (len(records) - len(rows))
+        run.records_deleted += deleted
         run.transform_failures += transform_failures
+        tally.written += result.created + result.updated
         _note_all(run, plan=plan, problems=problems + result.problems)
+        if checkpoints and page_newest is not None:
+            _checkpoint(run=run, mapping=plan.mapping, value=page_newest)
         claim.renew()
         if on_page:
             on_page(object_name, len(records))
@@ -230,14 +264,26 @@ def _sync_object(
             run, object_name=plan.schema.name, record_id="", field=name, problem=reason
         )
 
-    # TODO: checkpoint within an object, so that a run killed half-way through
-    # a large object resumes there instead of reading the object again.
-    if tally.newest is not None and (cursor is None or tally.newest > cursor.value):
-        SyncCursor.objects.update_or_create(
+    if tally.survivors:
+        rows_merge(
+            plan=plan,
             connection=run.connection,
-            object_name=mapping.object_name,
-            defaults={"field_name": mapping.cursor_field, "value": tally.newest},
+            rows=[
+                {"salesforce_id": loser, "merged_into_salesforce_id": survivor}
+                for loser, survivor in tally.survivors.items()
+            ],
         )
+    if plan.is_full_read:
+        missing = rows_mark_missing(
+            plan=plan, connection=run.connection, seen_ids=tally.seen
+        )
+        run.records_deleted += missing
+        # A full sync of an object the recent-changes syncs already follow:
+        # whatever it still had to write, they had missed.
+        if cursor is not None and run.kind == SyncRun.Kind.FULL:
+            run.drift_repaired += tally.written + missing
+    if tally.newest is not None:
+        _checkpoint(run=run, mapping=mapping, value=tally.newest)
     ObjectMapping.objects.filter(pk=mapping.pk).update(
         skipped_fields=plan.skipped,
         needs_backfill=mapping.needs_backfill and not plan.is_full_read,

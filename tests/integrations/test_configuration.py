@@ -26,7 +26,7 @@ def _queries(mock) -> list[str]:
     return [
         parse_qs(urlsplit(call.request.url).query)["q"][0]
         for call in mock.calls
-        if re.search(r"/query/?\?", call.request.url)
+        if re.search(r"/query(All)?/?\?", call.request.url)
     ]
 
 
