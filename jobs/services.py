@@ -305,40 +305,51 @@ def _writes_for(*, action: Action, event: Event) -> list[FieldWrite]:
             write(
                 record_id=record_id, status=FieldWrite.Status.FAILED, message=str(exc)
             )
-            for record_id, _ in targets
+            for record_id, _, _ in targets
         ]
 
     deleted = selectors.deleted_record_map(
-        connection=action.connection, record_ids=[record_id for record_id, _ in targets]
+        connection=action.connection, record_ids=[target[0] for target in targets]
     )
     writes = []
-    for record_id, parent_id in targets:
+    for record_id, parent_id, survivor in targets:
         gone = deleted.get(record_id)
-        if gone is None:
-            writes.append(write(record_id=record_id, parent_id=parent_id, value=value))
-        elif gone.master_record_id and action.follows_merges:
+        survivor = survivor or (gone.master_record_id if gone else "")
+        if survivor and action.follows_merges:
             # The record lost a merge earlier: write to the survivor at once.
             writes.append(
                 write(
                     record_id=record_id,
                     parent_id=parent_id,
                     value=value,
-                    merged_into_id=gone.master_record_id,
+                    merged_into_id=survivor,
                 )
             )
-        else:
+        elif survivor or gone:
+            message = (
+                f"Skipped: the record was merged into {survivor}, and the Action "
+                "does not follow merges."
+                if survivor
+                else "Skipped: the record was deleted in Salesforce."
+            )
             writes.append(
                 write(
                     record_id=record_id,
                     status=FieldWrite.Status.SKIPPED,
-                    message="Skipped: the record was deleted in Salesforce.",
+                    message=message,
                 )
             )
+        else:
+            writes.append(write(record_id=record_id, parent_id=parent_id, value=value))
     return writes
 
 
-def _targets(*, action: Action, event: Event) -> list[tuple[str, str]]:
-    """Return (record Id, parent Account Id) of each record the Action writes."""
+def _targets(*, action: Action, event: Event) -> list[tuple[str, str, str]]:
+    """Return the records an Action writes to for an event.
+
+    Each is (record Id, parent Account Id, surviving Id if the record is
+    known to have lost a merge).
+    """
     if action.target == Action.Target.PERSON_CONTACT:
         person = event.person
         if person is None:
@@ -347,7 +358,10 @@ def _targets(*, action: Action, event: Event) -> list[tuple[str, str]]:
             raise _NoTarget(
                 "Skipped: the person has no Contact in this Salesforce org."
             )
-        return [(person.salesforce_id, person.salesforce_account_id)]
+        survivor = person.merged_into.salesforce_id if person.merged_into_id else ""
+        if person.deleted_at and not survivor:
+            raise _NoTarget("Skipped: the record was deleted in Salesforce.")
+        return [(person.salesforce_id, person.salesforce_account_id, survivor)]
 
     if action.target == Action.Target.ORGANISATION_ACCOUNT:
         organisation = event.organisation or (
@@ -358,7 +372,9 @@ def _targets(*, action: Action, event: Event) -> list[tuple[str, str]]:
         # Accounts that share a website are one organisation: write to each.
         account_ids = list(
             CrmAccount.objects.filter(
-                organisation=organisation, connection_id=action.connection_id
+                organisation=organisation,
+                connection_id=action.connection_id,
+                deleted_at__isnull=True,
             )
             .order_by("salesforce_id")
             .values_list("salesforce_id", flat=True)
@@ -367,11 +383,11 @@ def _targets(*, action: Action, event: Event) -> list[tuple[str, str]]:
             raise _NoTarget(
                 "Skipped: the organisation has no Account in this Salesforce org."
             )
-        return [(account_id, "") for account_id in account_ids]
+        return [(account_id, "", "") for account_id in account_ids]
 
     if not event.record_id:
         raise _NoTarget("Skipped: the event names no Salesforce record.")
-    return [(event.record_id, "")]
+    return [(event.record_id, "", "")]
 
 
 def writes_enqueue(*, connection_ids: Iterable[int], trigger: str) -> None:

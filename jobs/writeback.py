@@ -47,7 +47,8 @@ from integrations.services import connection_client
 from jobs import selectors
 from jobs.models import DeletedRecord, FieldWrite, JobRun, KnownValue
 from jobs.values import ValueDoesNotFit, same_value, value_for_field
-from people.services import person_follow_merge
+from people.models import CrmAccount, Person
+from people.services import merge_apply
 
 logger = logging.getLogger(__name__)
 
@@ -780,9 +781,12 @@ class _Writer:
             salesforce_id=record_id,
             defaults={"object_name": object_name, "master_record_id": master},
         )
-        if master and object_name == "Contact":
-            person_follow_merge(
-                connection=self.connection, salesforce_id=record_id, survivor_id=master
+        # The person or organisation of the losing record points at the
+        # survivor's, as a sync does when it reads the merge.
+        model = {"Contact": Person, "Account": CrmAccount}.get(object_name)
+        if master and model is not None:
+            merge_apply(
+                connection=self.connection, model=model, survivors={record_id: master}
             )
 
     def _save(self) -> None:

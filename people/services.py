@@ -12,7 +12,7 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
-from django.db import DatabaseError, IntegrityError, models, transaction
+from django.db import DatabaseError, models, transaction
 from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
@@ -588,32 +588,6 @@ def crm_record_relink(
                 organisation_id=organisation_of
             )
     return changed
-
-
-def person_follow_merge(
-    *, connection: SalesforceConnection, salesforce_id: str, survivor_id: str
-) -> bool:
-    """Point the person of a Contact that lost a merge at the surviving Contact.
-
-    Nothing changes when another person already holds the survivor: joining
-    two people is not done here. Returns whether the person was re-linked.
-    https://developer.salesforce.com/docs/atlas.en-us.object_reference.meta/object_reference/sforce_api_objects_contact.htm
-    """
-    if Person.objects.filter(connection=connection, salesforce_id=survivor_id).exists():
-        return False
-    try:
-        with transaction.atomic():
-            moved = Person.objects.filter(
-                connection=connection, salesforce_id=salesforce_id
-            ).update(salesforce_id=survivor_id)
-    except IntegrityError:
-        # The survivor arrived from a sync meanwhile.
-        return False
-    if moved:
-        logger.info(
-            "Person re-linked to the merge survivor connection_id=%s", connection.pk
-        )
-    return bool(moved)
 
 
 def _moved_relations(model: type[models.Model]) -> list:

@@ -250,9 +250,10 @@ def test_a_record_rolled_back_for_anothers_failure_is_queued_again(
 
 
 def test_a_merged_record_is_followed_to_its_survivor_once(
-    org, org_http, connection, person
+    org, org_http, connection, people
 ):
-    survivor = org.store.records("Contact")[-1]["Id"]
+    person, kept = people[0], people[1]
+    survivor = kept.salesforce_id
     write = _write(ActionFactory(connection=connection), person)
     loser = person.salesforce_id
     org.writes.fail(loser, "ENTITY_IS_DELETED", merged_into=survivor)
@@ -269,7 +270,7 @@ def test_a_merged_record_is_followed_to_its_survivor_once(
     assert str(org.store.get(survivor)["Last_Trig_Email__c"]) == "2025-03-12"
     assert write.outcome == f"written on merged record {survivor}"
     assert write.merged_into_id == survivor and write.record_id == loser
-    assert Person.objects.get(pk=person.pk).salesforce_id == survivor
+    assert Person.objects.get(pk=person.pk).merged_into == kept
     assert DeletedRecord.objects.get(salesforce_id=loser).master_record_id == survivor
     assert run.status == JobRun.Status.COMPLETED
 
@@ -340,6 +341,30 @@ def test_later_jobs_make_no_call_for_a_person_whose_contact_was_deleted(
     assert later.status == FieldWrite.Status.SKIPPED
     assert "deleted in Salesforce" in later.message
     assert len(api_requests(org_http)) == calls
+
+
+def test_a_person_the_sync_found_merged_is_written_on_the_survivor_directly(
+    org, org_http, connection, people, django_capture_on_commit_callbacks
+):
+    loser, kept = people[:2]
+    Person.objects.filter(pk=loser.pk).update(merged_into=kept, deleted_at=SENT_AT)
+    loser.refresh_from_db()
+    ActionFactory(connection=connection)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        event_record(
+            workspace=connection.workspace,
+            kind=Event.Kind.EMAIL_SENT,
+            idempotency_key="after-the-merge",
+            occurred_at=SENT_AT,
+            person=loser,
+        )
+
+    write = FieldWrite.objects.get()
+    assert [[r["id"] for r in b] for b in update_requests(org_http)] == [
+        [kept.salesforce_id]
+    ]
+    assert write.outcome == f"written on merged record {kept.salesforce_id}"
 
 
 # ---------------------------------------------------------------- c25 read-only fields
