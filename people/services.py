@@ -595,7 +595,8 @@ def _moved_relations(model: type[models.Model]) -> list:
     return [
         relation
         for relation in model._meta.related_objects
-        if (relation.many_to_one or relation.one_to_one)
+        # From the target's side a foreign key is one-to-many.
+        if (relation.one_to_many or relation.one_to_one)
         and relation.field.name != "merged_into"
     ]
 

@@ -313,6 +313,13 @@ def connection_sync(
         raise SyncAlreadyRunning(f"A sync of connection {connection.pk} is running.")
 
     claim = _Claim(connection=connection, claimed_at=claimed_at)
+    # Holding the claim, any run still marked running is one whose worker
+    # died; what it had stored stays, and its checkpoints are where we resume.
+    SyncRun.objects.filter(connection=connection, status=SyncRun.Status.RUNNING).update(
+        status=SyncRun.Status.FAILED,
+        finished_at=timezone.now(),
+        error_message="Interrupted: the worker stopped before the run finished.",
+    )
     run = SyncRun.objects.create(connection=connection, kind=kind, trigger=trigger)
     client: SalesforceClient | None = None
     had_errors = False

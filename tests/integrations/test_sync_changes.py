@@ -1,0 +1,174 @@
+"""Recent changes, deletions, merges, drift and resuming: no change is lost."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from integrations.models import ObjectMapping, SyncCursor, SyncRun
+from integrations.offline_org import offline_org_connect
+from integrations.salesforce.emulator import OfflineOrg
+from integrations.salesforce.emulator.testing import mocked
+from integrations.sync.run import connection_sync
+from people.models import CrmRecord, Person
+from tests.conftest import OFFLINE_HOST
+
+pytestmark = pytest.mark.django_db
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest.fixture
+def clocked(member):
+    clock = _Clock()
+    org = OfflineOrg(clock=clock)
+    with mocked(org, base_url=f"https://{OFFLINE_HOST}") as mock:
+        connection = offline_org_connect(
+            workspace=member.workspace, user=member.user, login_host=OFFLINE_HOST
+        )
+        yield org, clock, connection, mock
+
+
+def _recent(connection, **kwargs) -> SyncRun:
+    return connection_sync(connection=connection, kind=SyncRun.Kind.RECENT, **kwargs)
+
+
+def test_a_deleted_contact_is_marked_deleted_with_its_time_not_erased(clocked):
+    org, clock, connection, _ = clocked
+    connection_sync(connection=connection)
+    gone = org.store.records("Contact")[0]
+    clock.now += timedelta(hours=1)
+    org.store.delete(gone["Id"])
+
+    run = _recent(connection)
+
+    person = Person.objects.get(salesforce_id=gone["Id"])
+    assert person.deleted_at == clock.now
+    assert run.records_deleted == 1
+    assert Person.objects.filter(deleted_at__isnull=True).count() == (
+        org.store.count("Contact")
+    )
+
+
+def test_a_merged_contact_hands_its_history_to_the_survivor(clocked):
+    org, clock, connection, _ = clocked
+    cases = ObjectMapping.objects.create(
+        connection=connection,
+        object_name="Case",
+        target=ObjectMapping.Target.RECORD,
+        person_lookup_field="ContactId",
+        position=60,
+    )
+    cases.field_mappings.create(salesforce_field="Subject", attribute="name")
+    connection_sync(connection=connection)
+    case = org.store.records("Case")[0]
+    loser_id = case["ContactId"]
+    survivor_id = next(
+        c["Id"] for c in org.store.records("Contact") if c["Id"] != loser_id
+    )
+    clock.now += timedelta(hours=1)
+    org.store.update(loser_id, {"MasterRecordId": survivor_id})
+    org.store.delete(loser_id)
+
+    _recent(connection)
+
+    loser = Person.objects.get(salesforce_id=loser_id)
+    survivor = Person.objects.get(salesforce_id=survivor_id)
+    assert loser.deleted_at is not None
+    assert loser.merged_into == survivor
+    assert CrmRecord.objects.get(salesforce_id=case["Id"]).person == survivor
+
+
+def test_a_full_sync_marks_what_the_org_no_longer_has_and_counts_the_drift(clocked):
+    org, clock, connection, _ = clocked
+    connection_sync(connection=connection)
+    purged, quiet = org.store.records("Contact")[1:3]
+    org.store.delete(purged["Id"])
+    # A change that moves no stamp the recent-changes syncs read.
+    _, live = org.store.lookup(quiet["Id"])
+    live["Title"] = "Changed without a stamp"
+
+    run = connection_sync(connection=connection)
+
+    assert Person.objects.get(salesforce_id=purged["Id"]).deleted_at is not None
+    assert Person.objects.get(salesforce_id=quiet["Id"]).title == (
+        "Changed without a stamp"
+    )
+    assert run.drift_repaired == 2
+
+
+def test_a_restored_record_comes_back_to_life(clocked):
+    org, clock, connection, _ = clocked
+    connection_sync(connection=connection)
+    record = org.store.records("Contact")[0]
+    Person.objects.filter(salesforce_id=record["Id"]).update(deleted_at=clock.now)
+
+    connection_sync(connection=connection)
+
+    assert Person.objects.get(salesforce_id=record["Id"]).deleted_at is None
+
+
+def test_a_record_committed_late_within_the_overlap_is_not_lost(clocked):
+    org, clock, connection, _ = clocked
+    connection_sync(connection=connection)
+    first, late = org.store.records("Contact")[:2]
+    clock.now += timedelta(hours=1)
+    org.store.update(first["Id"], {"Title": "Read first"})
+    # A record whose transaction began earlier commits after the run read:
+    # its stamp is older than the newest stamp already read.
+    clock.now -= timedelta(minutes=2)
+    _recent(connection)
+    org.store.update(late["Id"], {"Title": "Committed late"})
+    clock.now += timedelta(minutes=10)
+
+    _recent(connection)
+
+    assert Person.objects.get(salesforce_id=late["Id"]).title == "Committed late"
+
+
+def test_records_sharing_one_stamp_across_pages_survive_a_crash(clocked):
+    org, clock, connection, _ = clocked
+    connection_sync(connection=connection)
+    clock.now += timedelta(hours=1)
+    contacts = org.store.records("Contact")
+    for contact in contacts:
+        org.store.update(contact["Id"], {"Title": "Same second"})
+    pages = []
+
+    def crash_after_first_page(object_name, count):
+        if object_name == "Contact":
+            pages.append(count)
+            if len(pages) == 1:
+                raise KeyboardInterrupt("worker killed")
+
+    with pytest.raises(KeyboardInterrupt):
+        _recent(connection, batch_size=200, on_page=crash_after_first_page)
+    checkpoint = SyncCursor.objects.get(connection=connection, object_name="Contact")
+    resumed = _recent(connection, batch_size=200)
+
+    interrupted = SyncRun.objects.exclude(pk=resumed.pk).latest("started_at")
+    assert checkpoint.value == clock.now
+    assert resumed.status == SyncRun.Status.SUCCESS
+    assert interrupted.status == SyncRun.Status.FAILED
+    assert "Interrupted" in interrupted.error_message
+    assert Person.objects.filter(title="Same second").count() == len(contacts) > 200
+    assert Person.objects.count() == org.store.count("Contact")
+
+
+def test_a_no_change_recent_sync_costs_one_call_per_object_and_writes_nothing(clocked):
+    org, clock, connection, mock = clocked
+    connection_sync(connection=connection)
+    clock.now += timedelta(hours=1)
+    before = len(mock.calls)
+
+    run = _recent(connection)
+
+    queries = [c for c in mock.calls[before:] if "/query" in c.request.url]
+    objects = connection.object_mappings.filter(is_enabled=True).count()
+    assert len(queries) == objects
+    assert run.records_created == run.records_updated == run.records_deleted == 0
