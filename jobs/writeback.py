@@ -46,7 +46,7 @@ from integrations.salesforce.client import (
 from integrations.services import connection_client
 from jobs import selectors
 from jobs.models import DeletedRecord, FieldWrite, JobRun, KnownValue
-from jobs.values import ValueDoesNotFit, same_value, value_for_field
+from jobs.values import ValueDoesNotFit, record_id_18, same_value, value_for_field
 from people.models import CrmAccount, Person
 from people.services import merge_apply
 
@@ -313,6 +313,13 @@ class _Writer:
     ) -> _Entry | None:
         """Check a write against describe; settle it if it cannot be sent."""
         target = write.merged_into_id or write.record_id
+        if record_id_18(target) != target:
+            self._settle(
+                write,
+                FieldWrite.Status.FAILED,
+                message=f"'{target}' is not an 18-character Salesforce Id.",
+            )
+            return None
         if key_prefix and not target.startswith(key_prefix):
             self._settle(
                 write,

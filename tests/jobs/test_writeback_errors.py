@@ -464,6 +464,21 @@ def test_an_event_record_of_another_object_is_not_written(org, org_http, connect
     assert update_requests(org_http) == []
 
 
+def test_a_target_that_is_not_an_id_fails_without_a_call(org, org_http, connection):
+    action = ActionFactory(
+        connection=connection, target="event_record", object_name="Contact"
+    )
+    event = EventFactory(workspace=connection.workspace)
+    write = FieldWriteFactory(action=action, event=event, record_id="003-not-an-id")
+
+    connection_write_pending(connection=connection)
+
+    write.refresh_from_db()
+    assert write.status == FieldWrite.Status.FAILED
+    assert "not an 18-character Salesforce Id" in write.message
+    assert update_requests(org_http) == []
+
+
 # ---------------------------------------------------------------- Outages
 
 
