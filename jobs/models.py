@@ -152,6 +152,7 @@ class Job(models.Model):
         return self.name
 
     def clean(self) -> None:
+        # Imported here: jobs.matching imports these models.
         from jobs.matching import conditions_check
 
         conditions_check(conditions=self.conditions)

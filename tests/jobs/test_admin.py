@@ -228,3 +228,18 @@ def test_the_operator_lists_open(staff_client, model):
     assert staff_client.get(reverse(f"admin:jobs_{model}_changelist")).status_code == (
         200
     )
+
+
+def test_conditions_that_cannot_be_evaluated_are_refused_on_save(
+    org_http, connection, staff_client
+):
+    form = _job_form(connection)
+    form["conditions"] = '[{"on": "event", "field": "subject", "operator": "equals"}]'
+
+    response = staff_client.post(reverse("admin:jobs_job_add"), form)
+
+    assert response.status_code == 200
+    assert "Condition 1: &#x27;subject&#x27; is not a field of an event" in (
+        response.content.decode()
+    )
+    assert not Job.objects.exists()
