@@ -75,6 +75,7 @@ class SalesforceConnectionAdmin(admin.ModelAdmin):
         "status",
         "username",
         "last_full_sync_at",
+        "last_recent_sync_at",
         "next_full_sync_at",
         "api_usage",
     ]
@@ -104,6 +105,9 @@ class SalesforceConnectionAdmin(admin.ModelAdmin):
         "connected_by",
         "connected_at",
         "last_full_sync_at",
+        "next_full_sync_at",
+        "last_recent_sync_at",
+        "next_recent_sync_at",
         "sync_claimed_at",
         "api_usage_used",
         "api_usage_max",

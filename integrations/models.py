@@ -50,6 +50,11 @@ class SalesforceConnection(models.Model):
     # Scheduling and the single-run claim.
     last_full_sync_at = models.DateTimeField(null=True, blank=True)
     next_full_sync_at = models.DateTimeField(null=True, blank=True)
+    recent_sync_minutes = models.PositiveSmallIntegerField(
+        default=15, help_text="Minutes between recent-changes syncs; 0 turns them off."
+    )
+    last_recent_sync_at = models.DateTimeField(null=True, blank=True)
+    next_recent_sync_at = models.DateTimeField(null=True, blank=True)
     sync_claimed_at = models.DateTimeField(null=True, blank=True)
 
     # The org's API usage as the last response reported it.

@@ -16,12 +16,21 @@ def sync_due_connections() -> int:
     return len(sync_enqueue_due())
 
 
+# A run asked for by a person waits for the one going; a scheduled run that
+# finds one going is simply skipped, as the next tick will come.
+MANUAL_WAIT_SECONDS = 60
+MANUAL_WAIT_TRIES = 60
+
+
 @shared_task(
+    bind=True,
     name="integrations.sync_connection",
     queue="default",
     soft_time_limit=6 * 60 * 60,
+    max_retries=MANUAL_WAIT_TRIES,
 )
 def sync_connection(
+    self,
     connection_id: int,
     *,
     kind: str = SyncRun.Kind.FULL,
@@ -39,7 +48,12 @@ def sync_connection(
             trigger=trigger,
             object_names=object_names,
         )
-    except SyncAlreadyRunning:
+    except SyncAlreadyRunning as exc:
+        if trigger == SyncRun.Trigger.MANUAL and not self.request.is_eager:
+            logger.info(
+                "Sync waits for the one running connection_id=%s", connection_id
+            )
+            raise self.retry(countdown=MANUAL_WAIT_SECONDS, exc=exc) from exc
         logger.info("Sync skipped, one is running connection_id=%s", connection_id)
         return None
     return run.pk

@@ -413,6 +413,8 @@ def _record(*, run: SyncRun, client: SalesforceClient | None) -> None:
             updates["next_full_sync_at"] = run.started_at + timedelta(
                 hours=settings.SALESFORCE_FULL_SYNC_HOURS
             )
+    elif run.status != SyncRun.Status.FAILED:
+        updates["last_recent_sync_at"] = run.started_at
     if updates:
         SalesforceConnection.objects.filter(pk=connection.pk).update(**updates)
     logger.info(

@@ -32,33 +32,61 @@ def sync_enqueue(
     )
 
 
-def sync_enqueue_due(*, now=None) -> list[int]:
-    """Queue a full sync of each connection whose full sync is due.
+def _take(*, pk: int, field: str, seen, until) -> bool:
+    """Take a due connection with a conditional UPDATE; False if another tick did."""
+    return bool(
+        SalesforceConnection.objects.filter(pk=pk, **{field: seen}).update(
+            **{field: until}
+        )
+    )
 
-    A connection never synced is due at once: its first import runs on the
-    next tick after connecting. Each connection is taken with a conditional
-    UPDATE, so overlapping ticks queue it once.
+
+def sync_enqueue_due(*, now=None) -> list[tuple[int, str]]:
+    """Queue the syncs that are due: full ones, then recent-changes ones.
+
+    A connection never synced is due a full sync at once: its first import
+    runs on the next tick after connecting, and later full syncs come 24
+    hours after the previous one started, so connections made at different
+    times never all start together. Recent-changes syncs come every
+    `recent_sync_minutes` once a full sync has run. Overlapping ticks queue
+    a connection once; a run that finds another going is skipped (see the
+    task).
     """
     now = now or timezone.now()
-    due = SalesforceConnection.objects.filter(
-        Q(next_full_sync_at__isnull=True) | Q(next_full_sync_at__lte=now),
-        status=SalesforceConnection.Status.CONNECTED,
-    ).values_list("pk", "next_full_sync_at")
+    connected = SalesforceConnection.objects.filter(
+        status=SalesforceConnection.Status.CONNECTED
+    )
+    queued: list[tuple[int, str]] = []
 
-    queued = []
-    for pk, next_at in due:
-        taken = SalesforceConnection.objects.filter(
-            pk=pk, next_full_sync_at=next_at
-        ).update(next_full_sync_at=now + QUEUED_GRACE)
-        if not taken:
-            continue
-        connection = SalesforceConnection(pk=pk)
+    full_due = connected.filter(
+        Q(next_full_sync_at__isnull=True) | Q(next_full_sync_at__lte=now)
+    ).values_list("pk", "next_full_sync_at")
+    for pk, seen in full_due:
+        if _take(pk=pk, field="next_full_sync_at", seen=seen, until=now + QUEUED_GRACE):
+            queued.append((pk, SyncRun.Kind.FULL))
+
+    taken = {pk for pk, _ in queued}
+    recent_due = (
+        connected.filter(last_full_sync_at__isnull=False, recent_sync_minutes__gt=0)
+        .filter(Q(next_recent_sync_at__isnull=True) | Q(next_recent_sync_at__lte=now))
+        .exclude(pk__in=taken)
+        .values_list("pk", "next_recent_sync_at", "recent_sync_minutes")
+    )
+    for pk, seen, minutes in recent_due:
+        if _take(
+            pk=pk,
+            field="next_recent_sync_at",
+            seen=seen,
+            until=now + timedelta(minutes=minutes),
+        ):
+            queued.append((pk, SyncRun.Kind.RECENT))
+
+    for pk, kind in queued:
         sync_enqueue(
-            connection=connection,
-            kind=SyncRun.Kind.FULL,
+            connection=SalesforceConnection(pk=pk),
+            kind=kind,
             trigger=SyncRun.Trigger.SCHEDULE,
         )
-        queued.append(pk)
     if queued:
-        logger.info("Queued scheduled full syncs count=%s", len(queued))
+        logger.info("Queued scheduled syncs count=%s", len(queued))
     return queued

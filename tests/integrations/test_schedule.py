@@ -21,7 +21,7 @@ def test_it_queues_a_new_connection_on_the_next_tick_and_only_once(
     with django_capture_on_commit_callbacks() as second:
         second_tick = sync_enqueue_due()
 
-    assert first_tick == [connection.pk] and len(first) == 1
+    assert first_tick == [(connection.pk, "full")] and len(first) == 1
     assert second_tick == [] and second == []
 
 
@@ -31,7 +31,7 @@ def test_it_queues_again_once_the_day_has_passed():
     )
     SalesforceConnectionFactory(next_full_sync_at=timezone.now() + timedelta(hours=3))
 
-    assert sync_enqueue_due() == [connection.pk]
+    assert sync_enqueue_due() == [(connection.pk, "full")]
 
 
 def test_it_does_not_queue_a_connection_that_needs_reconnecting():
@@ -60,3 +60,35 @@ def test_it_takes_over_the_claim_of_a_worker_that_died(settings):
     )
 
     assert sync_claim(connection=connection) is not None
+
+
+def test_it_queues_recent_changes_every_few_minutes_once_a_full_sync_ran():
+    now = timezone.now()
+    connection = SalesforceConnectionFactory(
+        last_full_sync_at=now - timedelta(hours=1),
+        next_full_sync_at=now + timedelta(hours=23),
+        recent_sync_minutes=15,
+    )
+    SalesforceConnectionFactory(
+        last_full_sync_at=now - timedelta(hours=1),
+        next_full_sync_at=now + timedelta(hours=23),
+        recent_sync_minutes=0,
+    )
+
+    first = sync_enqueue_due(now=now)
+    too_soon = sync_enqueue_due(now=now + timedelta(minutes=14))
+    later = sync_enqueue_due(now=now + timedelta(minutes=15))
+
+    assert first == [(connection.pk, "recent")]
+    assert too_soon == []
+    assert later == [(connection.pk, "recent")]
+
+
+def test_a_due_full_sync_takes_the_place_of_recent_changes():
+    now = timezone.now()
+    connection = SalesforceConnectionFactory(
+        last_full_sync_at=now - timedelta(days=1),
+        next_full_sync_at=now - timedelta(minutes=1),
+    )
+
+    assert sync_enqueue_due(now=now) == [(connection.pk, "full")]
