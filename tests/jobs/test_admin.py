@@ -48,18 +48,47 @@ def _job_form(connection, **action) -> dict:
 
 
 def test_a_representative_sets_up_the_stamp_after_email_job(
-    org_http, connection, staff_client
+    org,
+    org_http,
+    connection,
+    person,
+    staff_client,
+    django_capture_on_commit_callbacks,
 ):
+    # As the README tells it: a Job with its Action, a key for the sender,
+    # then an e-mail sent.
     response = staff_client.post(
         reverse("admin:jobs_job_add"),
         _job_form(connection, field_name="last_trig_email__c"),
     )
+    page = staff_client.post(
+        reverse("admin:jobs_apikey_add"),
+        {"workspace": connection.workspace_id, "name": "E-mail sender"},
+        follow=True,
+    ).content.decode()
+    secret = re.search(r"trig_[A-Za-z0-9_-]{40,}", page).group()
+    with django_capture_on_commit_callbacks(execute=True):
+        sent = staff_client.post(
+            reverse("jobs:events"),
+            {
+                "kind": "email.sent",
+                "idempotency_key": "message-1",
+                "occurred_at": "2025-03-12T09:30:00Z",
+                "person_id": person.pk,
+            },
+            content_type="application/json",
+            HTTP_AUTHORIZATION=f"Bearer {secret}",
+        )
 
     assert response.status_code == 302, response.content.decode()[:2000]
     job = Job.objects.get()
     action = job.actions.get()
     assert job.is_enabled and job.trigger_kind == "email.sent"
     assert (action.object_name, action.field_name) == ("Contact", "Last_Trig_Email__c")
+    assert sent.status_code == 201
+    contact = org.store.get(person.salesforce_id)
+    assert str(contact["Last_Trig_Email__c"]) == "2025-03-12"
+    assert action.writes.get().status == FieldWrite.Status.WRITTEN
 
 
 @pytest.mark.parametrize(
