@@ -118,6 +118,9 @@ class SyncRun(models.Model):
         RUNNING = "running", "Running"
         SUCCESS = "success", "Success"
         COMPLETED_WITH_ERRORS = "completed_with_errors", "Completed with errors"
+        # Stopped at a checkpoint to spare the org's API allocation; the next
+        # run goes on from there.
+        PARTIAL = "partial", "Partial — API budget"
         FAILED = "failed", "Failed"
 
     connection = models.ForeignKey(
@@ -155,6 +158,9 @@ class SyncRun(models.Model):
     skipped_fields = models.JSONField(default=list, blank=True)
     # Objects whose part of the run failed: {object: Salesforce's message}.
     object_errors = models.JSONField(default=dict, blank=True)
+    # Objects read to the end; a full sync that stopped partway goes on with
+    # the others next time.
+    objects_done = models.JSONField(default=list, blank=True)
     error_message = models.TextField(blank=True)
 
     class Meta:

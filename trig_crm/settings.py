@@ -207,6 +207,13 @@ SALESFORCE_HTTP_BACKOFF_SECONDS = env.float(
 # refuses a request line plus headers over 16,384 bytes; statements longer
 # than this budget are split.
 SALESFORCE_QUERY_URL_BUDGET = env.int("SALESFORCE_QUERY_URL_BUDGET", default=8000)
+# Tries of a read that meets a passing failure (a row lock, an outage, too
+# many long requests at once), with growing waits between them.
+SALESFORCE_TRANSIENT_ATTEMPTS = env.int("SALESFORCE_TRANSIENT_ATTEMPTS", default=4)
+# One run may spend this share of the org's daily API allocation; all syncs
+# pause while the org as a whole has used more than the second share.
+SALESFORCE_RUN_BUDGET_PERCENT = env.int("SALESFORCE_RUN_BUDGET_PERCENT", default=10)
+SALESFORCE_PAUSE_ABOVE_PERCENT = env.int("SALESFORCE_PAUSE_ABOVE_PERCENT", default=80)
 SALESFORCE_FULL_SYNC_HOURS = env.int("SALESFORCE_FULL_SYNC_HOURS", default=24)
 # A sync claim older than this is taken to belong to a worker that died.
 SALESFORCE_SYNC_CLAIM_TIMEOUT_SECONDS = env.int(

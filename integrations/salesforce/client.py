@@ -15,6 +15,12 @@ import requests
 from django.conf import settings
 from simple_salesforce import Salesforce
 from simple_salesforce.exceptions import SalesforceError, SalesforceExpiredSession
+from tenacity import (
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
 
 from integrations.models import SalesforceConnection
 from integrations.salesforce.http import salesforce_session
@@ -41,6 +47,10 @@ class SalesforceRejectedError(SalesforceClientError):
 
 class ReconnectRequired(SalesforceClientError):
     """The OAuth grant is gone; the customer must connect the org again."""
+
+
+class DailyLimitReached(SalesforceClientError):
+    """The org's daily API allocation is spent; nothing more until it renews."""
 
 
 class SessionRefused(SalesforceClientError):
@@ -104,6 +114,7 @@ class SalesforceClient:
     ) -> None:
         self.connection = connection
         self.calls = 0
+        self._asking_limits = False
         self._on_token_expired = on_token_expired
         self._batch_size = batch_size
         self._session = salesforce_session()
@@ -144,7 +155,10 @@ class SalesforceClient:
                 continue
             except SalesforceError as exc:
                 self.calls += 1
-                raise _error_from(exc) from exc
+                error = _error_from(exc)
+                if error.code == "REQUEST_LIMIT_EXCEEDED":
+                    raise self._limit_error(error) from exc
+                raise error from exc
             except ValueError as exc:
                 # An answer that is not JSON where JSON was due: a proxy's or
                 # an outage's HTML page. The decoder's words mean nothing here.
@@ -160,6 +174,58 @@ class SalesforceClient:
             return result
         raise AssertionError("unreachable")
 
+    def _limit_error(self, error: SalesforceClientError) -> SalesforceClientError:
+        """Tell a spent daily allocation from too many long requests at once.
+
+        Both answer 403 REQUEST_LIMIT_EXCEEDED; the usage figures, not the
+        message, tell which: at or past the maximum, the day is spent.
+        https://developer.salesforce.com/docs/atlas.en-us.salesforce_app_limits_cheatsheet.meta/salesforce_app_limits_cheatsheet/salesforce_app_limits_platform_api.htm
+        """
+        usage = self.api_usage or self._usage_from_limits()
+        if usage is not None and usage[0] >= usage[1]:
+            figures = f" ({usage[0]:,}/{usage[1]:,})" if usage[1] > 1 else ""
+            return DailyLimitReached(
+                f"Daily API allowance used up{figures}; syncs go on when it renews.",
+                status=403,
+                code=error.code,
+            )
+        return SalesforceTransientError(str(error), status=403, code=error.code)
+
+    def _usage_from_limits(self) -> tuple[int, int] | None:
+        """Ask /limits for the day's usage when no answer has told it yet."""
+        if self._asking_limits:
+            return None
+        self._asking_limits = True
+        try:
+            daily = self._call(lambda sf: sf.limits()).get("DailyApiRequests", {})
+            maximum, remaining = int(daily["Max"]), int(daily["Remaining"])
+        except SalesforceClientError as exc:
+            # /limits is a short call: refused for the limit too, the day is spent.
+            return (1, 1) if exc.code == "REQUEST_LIMIT_EXCEEDED" else None
+        except (KeyError, TypeError, ValueError):
+            return None
+        finally:
+            self._asking_limits = False
+        return maximum - remaining, maximum
+
+    def _read(self, request: Callable[[Salesforce], T]) -> T:
+        """Send a read, retrying passing failures with growing, jittered waits."""
+        retrying = Retrying(
+            retry=retry_if_exception_type(SalesforceTransientError),
+            stop=stop_after_attempt(settings.SALESFORCE_TRANSIENT_ATTEMPTS),
+            wait=wait_exponential_jitter(
+                multiplier=settings.SALESFORCE_HTTP_BACKOFF_SECONDS,
+                max=60,
+                jitter=settings.SALESFORCE_HTTP_BACKOFF_SECONDS,
+            ),
+            reraise=True,
+        )
+        return retrying(self._call, request)
+
+    def limits(self) -> dict[str, Any]:
+        """Return the org's limits; `DailyApiRequests` has Max and Remaining."""
+        return self._read(lambda sf: sf.limits())
+
     @property
     def api_usage(self) -> tuple[int, int] | None:
         """Return (used, max) of the org's daily API requests, as last reported."""
@@ -169,7 +235,7 @@ class SalesforceClient:
         return usage.used, usage.total
 
     def describe(self, *, object_name: str) -> dict[str, Any]:
-        return self._call(lambda sf: getattr(sf, object_name).describe())
+        return self._read(lambda sf: getattr(sf, object_name).describe())
 
     def query_pages(
         self, *, soql: str, include_deleted: bool = False
@@ -182,7 +248,7 @@ class SalesforceClient:
         """
         # queryAll also returns deleted and merged records (IsDeleted = true)
         # while they are in the recycle bin.
-        page = self._call(lambda sf: sf.query(soql, include_deleted=include_deleted))
+        page = self._read(lambda sf: sf.query(soql, include_deleted=include_deleted))
         while True:
             records = _page_records(page)
             yield records
@@ -203,7 +269,7 @@ class SalesforceClient:
                     "Salesforce said the query was not done but gave no usable "
                     "next page."
                 )
-            page = self._call(
+            page = self._read(
                 lambda sf, url=next_url: sf.query_more(url, identifier_is_url=True)
             )
 

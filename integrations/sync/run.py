@@ -9,7 +9,9 @@ from django.db.models import Q
 from django.utils import timezone
 
 from integrations.models import ObjectMapping, SalesforceConnection, SyncCursor, SyncRun
+from integrations.salesforce.budget import sync_may_continue
 from integrations.salesforce.client import (
+    DailyLimitReached,
     ReconnectRequired,
     SalesforceClient,
     SalesforceClientError,
@@ -40,6 +42,37 @@ OnPage = Callable[[str, int], None]
 
 class SyncAlreadyRunning(Exception):
     """Another run of this connection holds the claim."""
+
+
+class BudgetReached(Exception):
+    """The run has spent what it may of the org's API allocation."""
+
+
+def _budget_check(*, client: SalesforceClient) -> None:
+    """Stop the run at this checkpoint if going on would overspend.
+
+    One run may spend SALESFORCE_RUN_BUDGET_PERCENT of the org's daily
+    allocation; no sync goes on while the org as a whole is above
+    SALESFORCE_PAUSE_ABOVE_PERCENT, or when what is left is the share kept
+    for writes. The customer's other integrations need the rest.
+    https://developer.salesforce.com/docs/atlas.en-us.salesforce_app_limits_cheatsheet.meta/salesforce_app_limits_cheatsheet/salesforce_app_limits_platform_api.htm
+    """
+    usage = client.api_usage
+    if usage is None:
+        return
+    used, maximum = usage
+    if client.calls >= maximum * settings.SALESFORCE_RUN_BUDGET_PERCENT / 100:
+        raise BudgetReached(
+            f"Partial — API budget: this run used {client.calls:,} calls, its share "
+            f"of the org's {maximum:,} a day. The next run goes on from here."
+        )
+    if used >= maximum * settings.SALESFORCE_PAUSE_ABOVE_PERCENT / 100 or not (
+        sync_may_continue(usage=usage)
+    ):
+        raise BudgetReached(
+            f"Partial — API budget: the org has used {used:,} of its {maximum:,} "
+            "API calls today; syncs wait so its other integrations keep theirs."
+        )
 
 
 def sync_claim(*, connection: SalesforceConnection) -> datetime | None:
@@ -209,6 +242,7 @@ def _read_object(
         claim.renew()
         if on_page:
             on_page(object_name, len(records))
+        _budget_check(client=client)
 
 
 def _sync_object(
@@ -330,9 +364,12 @@ def connection_sync(
         )
         if object_names is not None:
             mappings = mappings.filter(object_name__in=object_names)
+        if kind == SyncRun.Kind.FULL:
+            mappings = mappings.exclude(object_name__in=_done_by_unfinished_full(run))
         client = connection_client(connection=connection, batch_size=batch_size)
         schema = RunSchema(client=client, connection=connection)
         for mapping in mappings:
+            _budget_check(client=client)
             try:
                 had_errors |= _sync_object(
                     run=run,
@@ -342,7 +379,8 @@ def connection_sync(
                     claim=claim,
                     on_page=on_page,
                 )
-            except (ReconnectRequired, SessionRefused):
+                run.objects_done.append(mapping.object_name)
+            except (ReconnectRequired, SessionRefused, DailyLimitReached):
                 raise
             except (SalesforceClientError, PlanError, QueryTooLong) as exc:
                 run.object_errors[mapping.object_name] = str(exc)
@@ -356,6 +394,11 @@ def connection_sync(
     except (ReconnectRequired, SessionRefused) as exc:
         run.status = SyncRun.Status.FAILED
         run.error_message = str(exc)
+    except (BudgetReached, DailyLimitReached) as exc:
+        # Whatever was stored stays, and so do the checkpoints: the next run
+        # goes on from them.
+        run.status = SyncRun.Status.PARTIAL
+        run.error_message = str(exc)
     except Exception as exc:
         run.status = SyncRun.Status.FAILED
         run.error_message = f"Internal error: {type(exc).__name__}"
@@ -363,6 +406,34 @@ def connection_sync(
     finally:
         _finish(run=run, client=client, claim=claim)
     return run
+
+
+def _done_by_unfinished_full(run: SyncRun) -> list[str]:
+    """Return the objects a full sync stopped for its API budget already read.
+
+    Such a run's next full sync goes on with the objects it had not reached,
+    within the day the stopped one began.
+    """
+    previous = (
+        SyncRun.objects.filter(
+            connection=run.connection,
+            kind=SyncRun.Kind.FULL,
+            started_at__lt=run.started_at,
+        )
+        .exclude(status=SyncRun.Status.RUNNING)
+        .order_by("-started_at")
+        .first()
+    )
+    if (
+        previous is None
+        or previous.status != SyncRun.Status.PARTIAL
+        or previous.started_at < run.started_at - timedelta(hours=24)
+    ):
+        return []
+    done = list(previous.objects_done)
+    # A chain of partial runs carries what all of them read.
+    run.objects_done = done
+    return done
 
 
 def _conclude(*, run: SyncRun, attempted: int, had_errors: bool) -> None:
@@ -405,7 +476,7 @@ def _record(*, run: SyncRun, client: SalesforceClient | None) -> None:
             api_usage_seen_at=run.finished_at,
         )
     if run.kind == SyncRun.Kind.FULL:
-        if run.status == SyncRun.Status.FAILED:
+        if run.status in (SyncRun.Status.FAILED, SyncRun.Status.PARTIAL):
             # Try again within the hour rather than waiting a whole day.
             updates["next_full_sync_at"] = run.finished_at + timedelta(hours=1)
         else:

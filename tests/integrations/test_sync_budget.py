@@ -1,0 +1,75 @@
+"""API limits: a run spends its share of the org's allocation and no more."""
+
+import pytest
+
+from integrations.models import SalesforceConnection, SyncRun
+from integrations.offline_org import offline_org_connect
+from integrations.salesforce.emulator import OfflineOrg
+from integrations.salesforce.emulator.testing import mocked
+from integrations.sync.run import connection_sync
+from people.models import CrmRecord, Person
+from tests.conftest import OFFLINE_HOST
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def small_org(member):
+    # A day's allocation of 60 calls: one run may spend 6 of them.
+    org = OfflineOrg(daily_api_requests=60)
+    with mocked(org, base_url=f"https://{OFFLINE_HOST}") as mock:
+        connection = offline_org_connect(
+            workspace=member.workspace, user=member.user, login_host=OFFLINE_HOST
+        )
+        yield org, connection, mock
+
+
+def _api_calls(mock, since: int) -> int:
+    return sum(1 for c in mock.calls[since:] if "/services/data/" in c.request.url)
+
+
+def test_a_run_stops_at_its_share_and_the_next_goes_on_from_there(small_org):
+    org, connection, mock = small_org
+    runs, sent = [], []
+    while not runs or runs[-1].status == SyncRun.Status.PARTIAL:
+        before = len(mock.calls)
+        runs.append(connection_sync(connection=connection))
+        sent.append(_api_calls(mock, before))
+        assert len(runs) < 10
+
+    assert runs[0].status == SyncRun.Status.PARTIAL
+    assert "Partial — API budget" in runs[0].error_message
+    assert all(calls <= 6 + 1 for calls in sent)
+    assert runs[-1].status == SyncRun.Status.SUCCESS
+    assert Person.objects.count() == org.store.count("Contact")
+    assert CrmRecord.objects.filter(object_name="Lead").count() == org.store.count(
+        "Lead"
+    )
+    connection.refresh_from_db()
+    assert connection.status == SalesforceConnection.Status.CONNECTED
+
+
+def test_syncs_pause_while_the_org_is_above_its_threshold(org, org_http, connection):
+    org.set_api_usage(12_500)  # of 15,000: above 80 %
+
+    run = connection_sync(connection=connection)
+
+    assert run.status == SyncRun.Status.PARTIAL
+    assert "the org has used 12,50" in run.error_message
+    assert run.api_calls <= 2
+
+
+def test_a_spent_daily_allocation_ends_the_run_partial_without_a_refresh(
+    org, org_http, connection
+):
+    org.set_api_usage(15_000)
+    before = len(org_http.calls)
+
+    run = connection_sync(connection=connection)
+
+    calls = org_http.calls[before:]
+    connection.refresh_from_db()
+    assert run.status == SyncRun.Status.PARTIAL
+    assert "Daily API allowance used up" in run.error_message
+    assert not any("/oauth2/token" in c.request.url for c in calls)
+    assert connection.status == SalesforceConnection.Status.CONNECTED
