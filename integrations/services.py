@@ -251,6 +251,12 @@ def connection_client(
 ) -> SalesforceClient:
     if connection.status != SalesforceConnection.Status.CONNECTED:
         raise ReconnectRequired(connection.status_reason or "The org is not connected.")
+    # Token answers carry no lifetime; the org's session timeout (two hours
+    # unless changed) is the likely one. Refreshing first spares a 401.
+    lifetime = timedelta(minutes=settings.SALESFORCE_SESSION_MINUTES)
+    issued = connection.token_issued_at
+    if issued is None or issued < timezone.now() - lifetime:
+        connection = connection_refresh_token(connection=connection)
     return SalesforceClient(
         connection=connection,
         on_token_expired=lambda c: connection_refresh_token(connection=c),

@@ -214,6 +214,9 @@ SALESFORCE_TRANSIENT_ATTEMPTS = env.int("SALESFORCE_TRANSIENT_ATTEMPTS", default
 # pause while the org as a whole has used more than the second share.
 SALESFORCE_RUN_BUDGET_PERCENT = env.int("SALESFORCE_RUN_BUDGET_PERCENT", default=10)
 SALESFORCE_PAUSE_ABOVE_PERCENT = env.int("SALESFORCE_PAUSE_ABOVE_PERCENT", default=80)
+# Minutes an access token is taken to live; Salesforce's default session
+# timeout is two hours. Older tokens are refreshed before they are used.
+SALESFORCE_SESSION_MINUTES = env.int("SALESFORCE_SESSION_MINUTES", default=110)
 SALESFORCE_FULL_SYNC_HOURS = env.int("SALESFORCE_FULL_SYNC_HOURS", default=24)
 # A sync claim older than this is taken to belong to a worker that died.
 SALESFORCE_SYNC_CLAIM_TIMEOUT_SECONDS = env.int(

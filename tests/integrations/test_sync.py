@@ -279,3 +279,23 @@ def test_it_imports_email_opt_outs(org, org_http, connection):
     assert Person.objects.get(salesforce_id=opted_out["Id"]).has_opted_out_of_email
     assert Person.objects.filter(has_opted_out_of_email=True).count() == 1
     assert "Contact.HasOptedOutOfEmail" not in run.skipped_fields
+
+
+def test_an_old_token_is_refreshed_before_it_is_used(org, org_http, connection):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    SalesforceConnection.objects.filter(pk=connection.pk).update(
+        token_issued_at=timezone.now() - timedelta(hours=3)
+    )
+    connection.refresh_from_db()
+    org.expire_access_tokens()
+    before = len(org_http.calls)
+
+    run = connection_sync(connection=connection)
+
+    statuses = [c.response.status_code for c in org_http.calls[before:]]
+    assert run.status == SyncRun.Status.SUCCESS
+    assert "/oauth2/token" in org_http.calls[before].request.url
+    assert 401 not in statuses
