@@ -3,6 +3,7 @@
 https://developer.salesforce.com/docs/atlas.en-us.object_reference.meta/object_reference/field_types.htm#i1435616
 """
 
+import functools
 import hashlib
 
 _BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
@@ -31,10 +32,7 @@ def checksum(id15: str) -> str:
 
 def make_id(key_prefix: str, sequence: int) -> str:
     """Return the 18-character Id of the `sequence`-th record of an object."""
-    # Start each object at its own offset so that Ids mix capitals, small
-    # letters and digits as real ones do, and checksums vary.
-    sequence += int.from_bytes(hashlib.blake2b(key_prefix.encode()).digest()[:4])
-    sequence %= 62**6
+    sequence = (sequence + _offset(key_prefix)) % 62**6
     digits = ""
     while sequence:
         sequence, remainder = divmod(sequence, 62)
@@ -43,6 +41,13 @@ def make_id(key_prefix: str, sequence: int) -> str:
     if len(id15) != 15:
         raise ValueError(f"sequence too large for key prefix {key_prefix}")
     return id15 + checksum(id15)
+
+
+@functools.cache
+def _offset(key_prefix: str) -> int:
+    # Start each object at its own offset so that Ids mix capitals, small
+    # letters and digits as real ones do, and checksums vary.
+    return int.from_bytes(hashlib.blake2b(key_prefix.encode()).digest()[:4])
 
 
 def to_18(value: str) -> str | None:

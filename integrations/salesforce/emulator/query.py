@@ -69,6 +69,31 @@ class _Path:
     final: dict[str, Any]
 
 
+@dataclass(frozen=True)
+class QueryPlan:
+    """A query bound to the schema, before any record is read.
+
+    `columns` are the selected fields as (canonical name, path), in the
+    order of the SELECT; `COUNT()` has none.
+    """
+
+    text: str
+    query: soql.Query
+    sobject: SObjectType
+    columns: list[tuple[str, _Path]]
+    where: soql.Condition | None
+    order: list[tuple[_Path, soql.OrderBy]]
+    filter_paths: dict[soql.Field, _Path]
+
+    def filtered_fields(self) -> list[tuple[soql.Comparison, dict[str, Any]]]:
+        """Return each comparison of the WHERE clause with its field's describe."""
+        return [
+            (comparison, self.filter_paths[comparison.field].final)
+            for comparison in soql.comparisons(self.where)
+            if not self.filter_paths[comparison.field].hops
+        ]
+
+
 @dataclass
 class QueryEngine:
     schema: Schema
@@ -77,8 +102,35 @@ class QueryEngine:
     today: date
     base_path: str
 
-    def run(self, text: str, *, include_deleted: bool) -> QueryResult:
-        """Answer a query; hold the store's lock while calling this."""
+    def run(
+        self,
+        text: str,
+        *,
+        include_deleted: bool,
+        check: Callable[[QueryPlan], None] | None = None,
+    ) -> QueryResult:
+        """Answer a query; hold the store's lock while calling this.
+
+        `check` sees the bound query before any record is read, and may
+        refuse it by raising ApiError.
+        """
+        plan = self.plan(text)
+        if check is not None:
+            check(plan)
+        records = self.execute(plan, include_deleted=include_deleted)
+
+        if plan.query.is_count:
+            return QueryResult(total_size=len(records), rows=None)
+        paths = [path for _, path in plan.columns]
+        rows = [self._project(plan.sobject, record, paths) for record in records]
+        return QueryResult(
+            total_size=len(rows),
+            rows=rows,
+            max_batch_size=_batch_cap(paths),
+        )
+
+    def plan(self, text: str) -> QueryPlan:
+        """Parse a query and bind it to the schema as the user sees it."""
         # https://developer.salesforce.com/docs/atlas.en-us.salesforce_app_limits_cheatsheet.meta/salesforce_app_limits_cheatsheet/salesforce_app_limits_platform_soslsoql.htm
         if len(text) > soql.MAX_STATEMENT_LENGTH:
             message = (
@@ -99,42 +151,54 @@ class QueryEngine:
 
         binder = _Binder(self, text)
         sobject = binder.sobject(query)
-        paths = [binder.path(sobject, item) for item in query.fields]
+        columns = [
+            binder.column(sobject, item)
+            for item in query.fields
+            if isinstance(item, soql.Field)
+        ]
         where = binder.condition(sobject, query.where)
         order = [(binder.sortable(sobject, item), item) for item in query.order_by]
         binder.check_paging(query)
+        return QueryPlan(
+            text=text,
+            query=query,
+            sobject=sobject,
+            columns=columns,
+            where=where,
+            order=order,
+            filter_paths=binder.paths,
+        )
 
+    def execute(
+        self, plan: QueryPlan, *, include_deleted: bool
+    ) -> list[dict[str, Any]]:
+        """Return the live records a plan selects, filtered, sorted and paged."""
         records = [
             record
-            for record in self.store.rows(sobject.name)
+            for record in self.store.rows(plan.sobject.name)
             if include_deleted or not record.get("IsDeleted")
         ]
-        if where is not None:
+        if plan.where is not None:
             records = [
                 record
                 for record in records
                 if soql.evaluate(
-                    where,
+                    plan.where,
                     value_of=lambda field, record=record: self._filter_value(
-                        record, binder.paths[field]
+                        record, plan.filter_paths[field]
                     ),
                     today=self.today,
                 )
             ]
-        for path, item in reversed(order):
+        for path, item in reversed(plan.order):
             records.sort(key=self._sort_key(path, item), reverse=item.descending)
-        start = query.offset or 0
-        end = None if query.limit is None else start + query.limit
-        records = records[start:end]
+        start = plan.query.offset or 0
+        end = None if plan.query.limit is None else start + plan.query.limit
+        return records[start:end]
 
-        if query.is_count:
-            return QueryResult(total_size=len(records), rows=None)
-        rows = [self._project(sobject, record, paths) for record in records]
-        return QueryResult(
-            total_size=len(rows),
-            rows=rows,
-            max_batch_size=_batch_cap([path for path in paths if path]),
-        )
+    def raw_value(self, record: dict[str, Any], path: _Path) -> Any:
+        """Return a selected field's stored value, through parents if need be."""
+        return self._value(record, path)[1]
 
     # ------------------------------------------------------------ Values
 
@@ -180,14 +244,16 @@ class QueryEngine:
         self,
         sobject: SObjectType,
         record: dict[str, Any],
-        paths: list[_Path | None],
+        paths: list[_Path],
     ) -> dict[str, Any]:
         row: dict[str, Any] = {
             "attributes": self._attributes(sobject.name, record["Id"])
         }
         for path in paths:
-            if path is not None:
+            if path.hops:
                 self._put(row, record, path, depth=0)
+            else:
+                row[path.final["name"]] = self._output(path, record)
         return row
 
     def _put(
@@ -272,10 +338,9 @@ class _Binder:
             raise self.error("MALFORMED_QUERY", query.fields[0].position, reason)
         return sobject
 
-    def path(self, sobject: SObjectType, item: soql.Field | soql.Count) -> _Path | None:
-        if isinstance(item, soql.Count):
-            return None
-        return self._resolve(sobject, item)[1]
+    def column(self, sobject: SObjectType, item: soql.Field) -> tuple[str, _Path]:
+        canonical, path = self._resolve(sobject, item)
+        return canonical.name, path
 
     def _resolve(
         self, sobject: SObjectType, item: soql.Field

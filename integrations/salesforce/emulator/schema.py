@@ -557,5 +557,5 @@ def serialise(field_describe: dict[str, Any], value: Any) -> Any:
 
 def format_datetime(value: datetime) -> str:
     # https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/intro_valid_date_formats.htm
-    stamp = value.astimezone(UTC)
-    return f"{stamp:%Y-%m-%dT%H:%M:%S}.{stamp.microsecond // 1000:03d}+0000"
+    text = value.astimezone(UTC).isoformat(timespec="milliseconds")
+    return text.removesuffix("+00:00") + "+0000"
