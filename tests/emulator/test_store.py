@@ -92,3 +92,87 @@ def test_it_lets_a_visibility_hook_decide_per_user(clock):
     assert not org.is_field_visible(
         user_id=org.admin_user_id, sobject="Contact", field="Email"
     )
+
+
+def _contacts_of(org, account_id: str) -> list[str]:
+    return [
+        c["Id"]
+        for c in org.store.records("Contact")
+        if c.get("AccountId") == account_id
+    ]
+
+
+def test_a_merge_deletes_the_loser_and_points_it_at_the_survivor(org, clock):
+    loser, survivor = org.store.records("Contact")[:2]
+    clock.advance(hours=1)
+
+    org.store.merge(loser["Id"][:15], survivor["Id"])
+
+    gone, kept = org.store.get(loser["Id"]), org.store.get(survivor["Id"])
+    assert gone["IsDeleted"] is True and gone["MasterRecordId"] == survivor["Id"]
+    assert gone["SystemModstamp"] == clock.now
+    assert kept["IsDeleted"] is False and kept["LastModifiedDate"] == clock.now
+    assert org.store.delete_log[loser["Id"]] == ("Contact", clock.now)
+
+
+def test_a_merge_moves_related_records_to_the_survivor(org, clock):
+    accounts = [a["Id"] for a in org.store.records("Account")]
+    loser, survivor = sorted(accounts, key=lambda a: -len(_contacts_of(org, a)))[:2]
+    moving = _contacts_of(org, loser)
+    staying = _contacts_of(org, survivor)
+    clock.advance(hours=1)
+
+    org.store.merge(loser, survivor)
+
+    assert _contacts_of(org, loser) == []
+    assert sorted(_contacts_of(org, survivor)) == sorted(moving + staying)
+    assert {org.store.get(c)["LastModifiedDate"] for c in moving} == {clock.now}
+
+
+@pytest.mark.parametrize("sobject", ["Opportunity", "Case"])
+def test_only_accounts_contacts_and_leads_merge(org, sobject):
+    loser, survivor = org.store.records(sobject)[:2]
+
+    with pytest.raises(ValueError):
+        org.store.merge(loser["Id"], survivor["Id"])
+
+
+def test_a_merge_refuses_other_objects_itself_and_deleted_records(org):
+    first, second, third = org.store.records("Contact")[:3]
+    account = org.store.records("Account")[0]
+    org.store.delete(third["Id"])
+
+    for loser, survivor in [
+        (first["Id"], account["Id"]),
+        (first["Id"], first["Id"]),
+        (first["Id"], third["Id"]),
+    ]:
+        with pytest.raises(ValueError):
+            org.store.merge(loser, survivor)
+    assert org.store.get(first["Id"])["IsDeleted"] is False
+    assert second["IsDeleted"] is False
+
+
+def test_it_restores_a_record_from_the_recycle_bin(org, clock):
+    loser, survivor = org.store.records("Lead")[:2]
+    org.store.merge(loser["Id"], survivor["Id"])
+    clock.advance(minutes=5)
+
+    org.store.undelete(loser["Id"])
+
+    restored = org.store.get(loser["Id"])
+    assert restored["IsDeleted"] is False and restored["MasterRecordId"] is None
+    assert restored["LastModifiedDate"] == clock.now
+    assert loser["Id"] not in org.store.delete_log
+
+
+def test_a_user_may_save_a_record_without_changing_it(org, clock):
+    contact = org.store.records("Contact")[0]
+
+    org.store.save_unchanged(contact["Id"])
+
+    saved = org.store.get(contact["Id"])
+    assert saved == contact | {
+        "LastModifiedDate": clock.now,
+        "SystemModstamp": clock.now,
+    }

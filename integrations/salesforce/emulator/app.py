@@ -9,6 +9,7 @@ methods below, without HTTP.
 
 from __future__ import annotations
 
+import functools
 import html
 import json
 import re
@@ -35,12 +36,7 @@ from integrations.salesforce.emulator.limits import (
     DEVELOPER_EDITION_DAILY_API_REQUESTS,
     ApiUsage,
 )
-from integrations.salesforce.emulator.loader import (
-    DATA_DIR,
-    build_schema,
-    load_sample_org,
-    load_users,
-)
+from integrations.salesforce.emulator.loader import DATA_DIR, new_store
 from integrations.salesforce.emulator.objects import SYSTEM_FIELD_NAMES
 from integrations.salesforce.emulator.query import QueryEngine
 from integrations.salesforce.emulator.schema import (
@@ -48,7 +44,7 @@ from integrations.salesforce.emulator.schema import (
     render_global_entry,
     serialise,
 )
-from integrations.salesforce.emulator.store import Clock, Store
+from integrations.salesforce.emulator.store import Clock
 from integrations.salesforce.emulator.writes import RecordWrites
 
 DEFAULT_CLIENT_ID = "trig-offline-client"
@@ -130,12 +126,10 @@ class OfflineOrg:
         self.clock: Clock = clock or (lambda: datetime.now(UTC))
         self.lock = threading.RLock()
         self.org_id = ORG_ID
-        self.schema = build_schema(data_dir=data_dir)
-        self.store = Store(schema=self.schema, clock=self.clock, lock=self.lock)
-        if load_sample:
-            load_sample_org(self.store, data_dir=data_dir)
-        else:
-            load_users(self.store)
+        self.store = new_store(
+            data_dir=data_dir, load_sample=load_sample, clock=self.clock, lock=self.lock
+        )
+        self.schema = self.store.schema
         self.user_ids = [user["Id"] for user in self.store.records("User")]
         # The user who signs in on the consent page: the admin.
         self.connecting_user_id = self.user_ids[0]
@@ -753,7 +747,9 @@ class _Context:
     base_path: str
 
 
+@functools.cache
 def _url_map() -> Map:
+    # Built once: compiling the rules costs more than loading the sample org.
     data = "/services/data/v<version>"
     rules = [
         Rule(

@@ -9,8 +9,11 @@ https://developer.salesforce.com/docs/atlas.en-us.sfdx_cli_reference.meta/sfdx_c
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
+import pickle
+import threading
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -32,7 +35,7 @@ from integrations.salesforce.emulator.schema import (
     infer_field,
     load_recorded,
 )
-from integrations.salesforce.emulator.store import Store
+from integrations.salesforce.emulator.store import SAMPLE_EPOCH, Clock, Store
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +61,42 @@ SAMPLE_USERS = (
     SampleUser("Dan", "Evans", "Sales Development Representative"),
 )
 USERNAME_DOMAIN = "offline-org.example.com"
+
+
+def new_store(
+    *, data_dir: Path, load_sample: bool, clock: Clock, lock: threading.RLock
+) -> Store:
+    """Return a store holding the sample org, or only its users, and its schema.
+
+    The shipped data is loaded once per process and each store starts from
+    a copy: tests make hundreds of orgs.
+    """
+    if data_dir != DATA_DIR:
+        store = Store(schema=build_schema(data_dir=data_dir), clock=clock, lock=lock)
+        _load(store, data_dir=data_dir, load_sample=load_sample)
+        return store
+    schema_blob, template = _shipped_org(load_sample)
+    store = Store(schema=pickle.loads(schema_blob), clock=clock, lock=lock)
+    store.copy_records(template)
+    return store
+
+
+@functools.cache
+def _shipped_org(load_sample: bool) -> tuple[bytes, Store]:
+    store = Store(
+        schema=build_schema(data_dir=DATA_DIR),
+        clock=lambda: SAMPLE_EPOCH,
+        lock=threading.RLock(),
+    )
+    _load(store, data_dir=DATA_DIR, load_sample=load_sample)
+    return pickle.dumps(store.schema), store
+
+
+def _load(store: Store, *, data_dir: Path, load_sample: bool) -> None:
+    if load_sample:
+        load_sample_org(store, data_dir=data_dir)
+    else:
+        load_users(store)
 
 
 def build_schema(*, data_dir: Path = DATA_DIR) -> Schema:
