@@ -3,8 +3,9 @@
 `OfflineOrg()` loads the sample org and serves OAuth (authorize, token,
 revoke), identity, the API versions, describes, query/queryAll with paging,
 /limits, record reads and record updates (one record, or sObject Collections;
-see `writes`). Tests and scripts change its state through the
-methods below, without HTTP.
+see `writes`), getUpdated and getDeleted (`replication`) and Bulk API 2.0
+query jobs (`bulk`). Tests and scripts change its state through the methods
+below, without HTTP, and switch faults on through `org.faults` (`faults`).
 """
 
 from __future__ import annotations
@@ -25,13 +26,15 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
-from integrations.salesforce.emulator import ids
+from integrations.salesforce.emulator import ids, replication
 from integrations.salesforce.emulator.auth import (
     AuthServer,
     ConnectedApp,
     Tokens,
 )
+from integrations.salesforce.emulator.bulk import OLDEST_BULK_VERSION, BulkQueryJobs
 from integrations.salesforce.emulator.errors import ApiError, OAuthError, not_found
+from integrations.salesforce.emulator.faults import Faults
 from integrations.salesforce.emulator.limits import (
     DEVELOPER_EDITION_DAILY_API_REQUESTS,
     ApiUsage,
@@ -122,6 +125,7 @@ class OfflineOrg:
         field_visibility: FieldVisibility | None = None,
         load_sample: bool = True,
         data_dir: Path = DATA_DIR,
+        bulk_polls_to_complete: int = 0,
     ) -> None:
         self.clock: Clock = clock or (lambda: datetime.now(UTC))
         self.lock = threading.RLock()
@@ -148,6 +152,22 @@ class OfflineOrg:
             rotate_refresh_tokens=rotate_refresh_tokens,
         )
         self.usage = ApiUsage(maximum=daily_api_requests, clock=self.clock)
+        self.faults = Faults(
+            lock=self.lock,
+            expire_access_tokens=self.auth.expire_access_tokens,
+            revoke_grants=self.auth.revoke_grants,
+            spend_daily_limit=lambda: self.usage.set_used(self.usage.maximum),
+        )
+        self.bulk = BulkQueryJobs(
+            lock=self.lock,
+            usage=self.usage,
+            faults=self.faults,
+            clock=self.clock,
+            polls_to_complete=bulk_polls_to_complete,
+        )
+        # How far getUpdated's and getDeleted's latestDateCovered trails the
+        # clock, as changes still being committed do.
+        self.replication_lag = timedelta(0)
         self._field_visibility = field_visibility
         self._hidden: set[tuple[str, str, str]] = set()
         # Record updates, and the faults tests switch on for them.
@@ -222,6 +242,13 @@ class OfflineOrg:
         with self.lock:
             self.usage.set_used(used)
 
+    def set_bulk_usage(
+        self, *, jobs: int | None = None, storage_mb: int | None = None
+    ) -> None:
+        """Set how many Bulk query jobs, and MB of results, today has used."""
+        with self.lock:
+            self.usage.set_bulk_usage(jobs=jobs, storage_mb=storage_mb)
+
     # ------------------------------------------------------------ WSGI
 
     def __call__(self, environ: dict[str, Any], start_response: Callable) -> Any:
@@ -235,6 +262,20 @@ class OfflineOrg:
             return Response(
                 URI_TOO_LONG_PAGE, status=414, content_type="text/html;charset=utf-8"
             )
+        failure = self.faults.take_request_fault(
+            method=request.method, path=request.path
+        )
+        if failure is not None:
+            if failure.error is None:
+                return Response(
+                    failure.page,
+                    status=failure.status,
+                    content_type="text/html;charset=utf-8",
+                )
+            response = _json(failure.error.body(), failure.status)
+            if request.path.startswith("/services/data/v"):
+                response.headers["Sforce-Limit-Info"] = self.usage.header()
+            return response
 
         adapter = self._url_map.bind_to_environ(request.environ)
         try:
@@ -469,6 +510,7 @@ class OfflineOrg:
             return _json(not_found().body(), 404)
 
         # https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/errorcodes.htm
+        self.faults.before_api_call()
         user_id = self.auth.authenticate(_bearer(request))
         if user_id is None:
             error = ApiError(401, "INVALID_SESSION_ID", "Session expired or invalid")
@@ -482,6 +524,7 @@ class OfflineOrg:
             return self._with_usage(_json(error.body(), 403), number)
 
         self.usage.count_call()
+        self.faults.count_api_call()
         context = _Context(
             request=request,
             user_id=user_id,
@@ -518,7 +561,7 @@ class OfflineOrg:
         raise ApiError(405, "METHOD_NOT_ALLOWED", message)
 
     def _api_resources(self, context: _Context) -> Response:
-        names = ("sobjects", "query", "queryAll", "limits")
+        names = ("sobjects", "query", "queryAll", "limits", "jobs")
         return _json({name: f"{context.base_path}/{name}" for name in names}, 200)
 
     def _api_limits(self, context: _Context) -> Response:
@@ -641,6 +684,76 @@ class OfflineOrg:
     def _api_query_all_more(self, context: _Context, locator: str) -> Response:
         return self._next_page(context, locator)
 
+    def _api_updated(self, context: _Context, sobject: str) -> Response:
+        body = replication.updated(
+            self.store,
+            self._sobject_type(sobject),
+            start=context.request.args.get("start"),
+            end=context.request.args.get("end"),
+            now=self.clock(),
+            lag=self.replication_lag,
+        )
+        return _json(body, 200)
+
+    def _api_deleted(self, context: _Context, sobject: str) -> Response:
+        body = replication.deleted(
+            self.store,
+            self._sobject_type(sobject),
+            start=context.request.args.get("start"),
+            end=context.request.args.get("end"),
+            now=self.clock(),
+            lag=self.replication_lag,
+        )
+        return _json(body, 200)
+
+    # ------------------------------------------------------------ Bulk API 2.0
+
+    def _api_bulk_create(self, context: _Context) -> Response:
+        self._check_bulk_version(context)
+        job = self.bulk.create(
+            engine=self._engine(context),
+            user_id=context.user_id,
+            version=context.version,
+            body=context.request.get_data(),
+        )
+        return _json(job.info(full=False), 200)
+
+    def _api_bulk_jobs(self, context: _Context) -> Response:
+        self._check_bulk_version(context)
+        records = [job.info(full=True) for job in self.bulk.all()]
+        return _json({"done": True, "records": records, "nextRecordsUrl": None}, 200)
+
+    def _api_bulk_job(self, context: _Context, job_id: str) -> Response:
+        self._check_bulk_version(context)
+        return _json(self.bulk.poll(job_id).info(full=True), 200)
+
+    def _api_bulk_abort(self, context: _Context, job_id: str) -> Response:
+        self._check_bulk_version(context)
+        job = self.bulk.abort(job_id, body=context.request.get_data())
+        return _json(job.info(full=False), 200)
+
+    def _api_bulk_delete(self, context: _Context, job_id: str) -> Response:
+        self._check_bulk_version(context)
+        self.bulk.delete(job_id)
+        return Response(status=204)
+
+    def _api_bulk_results(self, context: _Context, job_id: str) -> Response:
+        # https://developer.salesforce.com/docs/atlas.en-us.api_asynch.meta/api_asynch/query_get_job_results.htm
+        self._check_bulk_version(context)
+        page = self.bulk.results(
+            job_id,
+            max_records=context.request.args.get("maxRecords"),
+            locator=context.request.args.get("locator"),
+        )
+        response = Response(page.body, status=200, content_type="text/csv")
+        response.headers["Sforce-Locator"] = page.next_locator or "null"
+        response.headers["Sforce-NumberOfRecords"] = str(page.records)
+        return response
+
+    def _check_bulk_version(self, context: _Context) -> None:
+        if float(context.version) < OLDEST_BULK_VERSION:
+            raise not_found()
+
     def _sobject_type(self, name: str) -> Any:
         sobject_type = self.schema.get(name)
         if sobject_type is None:
@@ -654,14 +767,11 @@ class OfflineOrg:
         text = context.request.args.get("q")
         if not text:
             raise ApiError(400, "MALFORMED_QUERY", "A query string has to be specified")
-        engine = QueryEngine(
-            schema=self.schema,
-            store=self.store,
-            is_visible=self._visible(context.user_id),
-            today=self.clock().astimezone(UTC).date(),
-            base_path=context.base_path,
+        result = self._engine(context).run(
+            text,
+            include_deleted=include_deleted,
+            check=lambda plan: self.faults.check_query(plan, now=self.clock()),
         )
-        result = engine.run(text, include_deleted=include_deleted)
         if result.rows is None:
             return _json(
                 {"totalSize": result.total_size, "done": True, "records": []}, 200
@@ -670,7 +780,8 @@ class OfflineOrg:
         batch_size = _batch_size(context.request, default=DEFAULT_BATCH_SIZE)
         if result.max_batch_size is not None:
             batch_size = min(batch_size, result.max_batch_size)
-        if len(result.rows) <= batch_size:
+        fits = len(result.rows) <= batch_size
+        if fits and not self.faults.has_short_page(rows=len(result.rows)):
             body = {
                 "totalSize": result.total_size,
                 "done": True,
@@ -689,6 +800,15 @@ class OfflineOrg:
             user_id=context.user_id,
         )
         return self._page(context, locator, offset=0, batch_size=batch_size)
+
+    def _engine(self, context: _Context) -> QueryEngine:
+        return QueryEngine(
+            schema=self.schema,
+            store=self.store,
+            is_visible=self._visible(context.user_id),
+            today=self.clock().astimezone(UTC).date(),
+            base_path=context.base_path,
+        )
 
     def _release_cursors(self, *, user_id: str) -> None:
         """Drop expired cursors, and the user's oldest beyond the limit."""
@@ -727,7 +847,9 @@ class OfflineOrg:
         self, context: _Context, locator: str, *, offset: int, batch_size: int
     ) -> Response:
         cursor = self._cursors[locator]
-        end = offset + batch_size
+        end = offset + self.faults.take_short_page(
+            wanted=batch_size, remaining=len(cursor.rows) - offset
+        )
         body: dict[str, Any] = {
             "totalSize": len(cursor.rows),
             "done": end >= len(cursor.rows),
@@ -782,6 +904,22 @@ def _url_map() -> Map:
             f"{data}/composite/sobjects",
             endpoint="collection_update",
             methods=["PATCH"],
+        ),
+        Rule(
+            f"{data}/sobjects/<sobject>/updated/", endpoint="updated", methods=["GET"]
+        ),
+        Rule(
+            f"{data}/sobjects/<sobject>/deleted/", endpoint="deleted", methods=["GET"]
+        ),
+        Rule(f"{data}/jobs/query", endpoint="bulk_create", methods=["POST"]),
+        Rule(f"{data}/jobs/query", endpoint="bulk_jobs", methods=["GET"]),
+        Rule(f"{data}/jobs/query/<job_id>", endpoint="bulk_job", methods=["GET"]),
+        Rule(f"{data}/jobs/query/<job_id>", endpoint="bulk_abort", methods=["PATCH"]),
+        Rule(f"{data}/jobs/query/<job_id>", endpoint="bulk_delete", methods=["DELETE"]),
+        Rule(
+            f"{data}/jobs/query/<job_id>/results",
+            endpoint="bulk_results",
+            methods=["GET"],
         ),
         Rule(f"{data}/query/", endpoint="query", methods=["GET"]),
         Rule(f"{data}/query/<locator>", endpoint="query_more", methods=["GET"]),
