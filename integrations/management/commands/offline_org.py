@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import time
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from integrations.salesforce.emulator import OfflineOrg
+from integrations.salesforce.emulator.generate import parse_spec
 from integrations.salesforce.emulator.server import DEFAULT_HOST, DEFAULT_PORT, serve
 
 
@@ -45,6 +47,25 @@ class Command(BaseCommand):
             help="Where the CA and server certificate live (made if missing); "
             "default: VAR_DIR/offline_org.",
         )
+        parser.add_argument(
+            "--generate",
+            type=_generate_spec,
+            default=None,
+            metavar="contacts=N[,accounts=N,opportunities=N]",
+            help="Add a generated org: Contacts, with about one Account per 10 "
+            "and one Opportunity per 20 unless given.",
+        )
+        parser.add_argument(
+            "--seed",
+            type=int,
+            default=1,
+            help="The same seed generates the same org (default 1).",
+        )
+        parser.add_argument(
+            "--no-sample",
+            action="store_true",
+            help="Leave out the sample org's records (its users stay).",
+        )
 
     def _serve(
         self,
@@ -52,10 +73,21 @@ class Command(BaseCommand):
         port: int,
         request_log: Path | None,
         cert_dir: Path | None,
+        generate: dict[str, int] | None,
+        seed: int,
+        no_sample: bool,
         **options: Any,
     ) -> None:
         cert_dir = cert_dir or Path(settings.VAR_DIR) / "offline_org"
-        org = OfflineOrg()
+        started = time.monotonic()
+        org = OfflineOrg(generate=generate, seed=seed, load_sample=not no_sample)
+        if generate:
+            counts = ", ".join(
+                f"{org.store.count(name)} {name}"
+                for name in ("Account", "Contact", "Opportunity")
+            )
+            elapsed = time.monotonic() - started
+            self.stdout.write(f"Generated {counts} in {elapsed:.1f} s (seed {seed}).")
         self.stdout.write(
             f"Offline org at https://{DEFAULT_HOST}:{port} "
             f"(trust {cert_dir / 'ca.pem'}); Ctrl-C stops it."
@@ -117,3 +149,10 @@ class Command(BaseCommand):
         except ConnectError as exc:
             raise CommandError(str(exc)) from exc
         self.stdout.write(str(connection.pk))
+
+
+def _generate_spec(text: str) -> dict[str, int]:
+    try:
+        return parse_spec(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc

@@ -4,8 +4,10 @@
 revoke), identity, the API versions, describes, query/queryAll with paging,
 /limits, record reads and record updates (one record, or sObject Collections;
 see `writes`), getUpdated and getDeleted (`replication`) and Bulk API 2.0
-query jobs (`bulk`). Tests and scripts change its state through the methods
-below, without HTTP, and switch faults on through `org.faults` (`faults`).
+query jobs (`bulk`). `OfflineOrg(generate={"contacts": 100_000}, seed=1)`
+adds a large generated org (`generate`). Tests and scripts change its state
+through the methods below, without HTTP, and switch faults on through
+`org.faults` (`faults`).
 """
 
 from __future__ import annotations
@@ -13,9 +15,10 @@ from __future__ import annotations
 import functools
 import html
 import json
+import random
 import re
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -35,6 +38,7 @@ from integrations.salesforce.emulator.auth import (
 from integrations.salesforce.emulator.bulk import OLDEST_BULK_VERSION, BulkQueryJobs
 from integrations.salesforce.emulator.errors import ApiError, OAuthError, not_found
 from integrations.salesforce.emulator.faults import Faults
+from integrations.salesforce.emulator.generate import generate_org
 from integrations.salesforce.emulator.limits import (
     DEVELOPER_EDITION_DAILY_API_REQUESTS,
     ApiUsage,
@@ -125,6 +129,8 @@ class OfflineOrg:
         field_visibility: FieldVisibility | None = None,
         load_sample: bool = True,
         data_dir: Path = DATA_DIR,
+        generate: Mapping[str, int] | None = None,
+        seed: int = 1,
         bulk_polls_to_complete: int = 0,
     ) -> None:
         self.clock: Clock = clock or (lambda: datetime.now(UTC))
@@ -135,6 +141,8 @@ class OfflineOrg:
         )
         self.schema = self.store.schema
         self.user_ids = [user["Id"] for user in self.store.records("User")]
+        if generate:
+            generate_org(self.store, spec=generate, seed=seed, owners=self.user_ids)
         # The user who signs in on the consent page: the admin.
         self.connecting_user_id = self.user_ids[0]
 
@@ -248,6 +256,27 @@ class OfflineOrg:
         """Set how many Bulk query jobs, and MB of results, today has used."""
         with self.lock:
             self.usage.set_bulk_usage(jobs=jobs, storage_mb=storage_mb)
+
+    def touch_random(
+        self, sobject: str, fraction: float, *, seed: int = 1
+    ) -> list[str]:
+        """Change a share of an object's live records now, as users would.
+
+        Their LastModifiedDate and SystemModstamp move to the clock's time;
+        the same seed picks the same records. Return their Ids.
+        """
+        if not 0 <= fraction <= 1:
+            raise ValueError("fraction is between 0 and 1")
+        with self.lock:
+            live = [
+                record["Id"]
+                for record in self.store.rows(sobject)
+                if not record.get("IsDeleted")
+            ]
+            chosen = random.Random(seed).sample(live, round(len(live) * fraction))
+            for record_id in chosen:
+                self.store.save_unchanged(record_id)
+            return chosen
 
     # ------------------------------------------------------------ WSGI
 
