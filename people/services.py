@@ -397,27 +397,35 @@ def organisation_upsert_batch(
     return result
 
 
+def _relink(*, rows: models.QuerySet, link: str, target: Subquery) -> int:
+    """Point `link` of `rows` at `target` where it differs: one read, one write."""
+    linked = rows.annotate(target=target).values_list("pk", link, "target")
+    stale = [pk for pk, current, wanted in linked if current != wanted]
+    if not stale:
+        return 0
+    return rows.model.objects.filter(pk__in=stale).update(**{link: target})
+
+
+def _organisation_of(
+    connection: SalesforceConnection, account_id_field: str
+) -> Subquery:
+    return Subquery(
+        CrmAccount.objects.filter(
+            connection=connection, salesforce_id=OuterRef(account_id_field)
+        ).values("organisation_id")[:1]
+    )
+
+
 def person_relink_organisations(
     *, connection: SalesforceConnection, account_ids: Iterable[str]
 ) -> int:
     """Point people at the organisation of their Account, where it changed."""
-    organisation_of_account = Subquery(
-        CrmAccount.objects.filter(
-            connection=connection, salesforce_id=OuterRef("salesforce_account_id")
-        ).values("organisation_id")[:1]
-    )
-    linked = (
-        Person.objects.filter(
+    return _relink(
+        rows=Person.objects.filter(
             connection=connection, salesforce_account_id__in=list(account_ids)
-        )
-        .annotate(target=organisation_of_account)
-        .values_list("pk", "organisation_id", "target")
-    )
-    stale_pks = [pk for pk, current, target in linked if current != target]
-    if not stale_pks:
-        return 0
-    return Person.objects.filter(pk__in=stale_pks).update(
-        organisation_id=organisation_of_account
+        ),
+        link="organisation_id",
+        target=_organisation_of(connection, "salesforce_account_id"),
     )
 
 
@@ -549,44 +557,25 @@ def crm_record_relink(
     account_ids: Iterable[str] = (),
 ) -> int:
     """Link records to people and organisations that arrived after them."""
+    records = CrmRecord.objects.filter(connection=connection)
     changed = 0
-    person_ids, account_ids = list(person_ids), list(account_ids)
-    if person_ids:
-        person_of = Subquery(
-            Person.objects.filter(
-                connection=connection, salesforce_id=OuterRef("person_salesforce_id")
-            ).values("pk")[:1]
+    if person_ids := list(person_ids):
+        changed += _relink(
+            rows=records.filter(person_salesforce_id__in=person_ids),
+            link="person_id",
+            target=Subquery(
+                Person.objects.filter(
+                    connection=connection,
+                    salesforce_id=OuterRef("person_salesforce_id"),
+                ).values("pk")[:1]
+            ),
         )
-        linked = (
-            CrmRecord.objects.filter(
-                connection=connection, person_salesforce_id__in=person_ids
-            )
-            .annotate(target=person_of)
-            .values_list("pk", "person_id", "target")
+    if account_ids := list(account_ids):
+        changed += _relink(
+            rows=records.filter(account_salesforce_id__in=account_ids),
+            link="organisation_id",
+            target=_organisation_of(connection, "account_salesforce_id"),
         )
-        stale = [pk for pk, current, target in linked if current != target]
-        if stale:
-            changed += CrmRecord.objects.filter(pk__in=stale).update(
-                person_id=person_of
-            )
-    if account_ids:
-        organisation_of = Subquery(
-            CrmAccount.objects.filter(
-                connection=connection, salesforce_id=OuterRef("account_salesforce_id")
-            ).values("organisation_id")[:1]
-        )
-        linked = (
-            CrmRecord.objects.filter(
-                connection=connection, account_salesforce_id__in=account_ids
-            )
-            .annotate(target=organisation_of)
-            .values_list("pk", "organisation_id", "target")
-        )
-        stale = [pk for pk, current, target in linked if current != target]
-        if stale:
-            changed += CrmRecord.objects.filter(pk__in=stale).update(
-                organisation_id=organisation_of
-            )
     return changed
 
 
