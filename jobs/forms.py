@@ -75,7 +75,12 @@ class EventForm(forms.Form):
             return {}
         if not isinstance(payload, dict):
             raise forms.ValidationError("The payload must be a JSON object.")
-        if len(json.dumps(payload)) > MAX_PAYLOAD_BYTES:
+        text = json.dumps(payload)
+        if "\\u0000" in text:
+            raise forms.ValidationError(
+                "The payload holds a NUL character (\\u0000), which Trig cannot store."
+            )
+        if len(text) > MAX_PAYLOAD_BYTES:
             raise forms.ValidationError(
                 f"The payload is larger than {MAX_PAYLOAD_BYTES:,} bytes."
             )

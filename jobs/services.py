@@ -44,6 +44,7 @@ from jobs.models import (
 from jobs.values import (
     TEXT_TYPES,
     ValueDoesNotFit,
+    storable,
     updateable_fields,
     value_for_field,
 )
@@ -221,9 +222,9 @@ def event_reject(
     rejected = RejectedEvent.objects.create(
         workspace=workspace,
         api_key=api_key,
-        kind=kind[:100],
-        idempotency_key=idempotency_key[:200],
-        reason=reason,
+        kind=storable(kind)[:100],
+        idempotency_key=storable(idempotency_key)[:200],
+        reason=storable(reason),
     )
     logger.warning(
         "Event rejected workspace_id=%s rejected_event_id=%s",

@@ -43,6 +43,21 @@ class ValueDoesNotFit(ValueError):
     """The value cannot go into the field; the message says why."""
 
 
+def storable(value: Any) -> Any:
+    """Drop NUL characters, which PostgreSQL refuses in text and JSON.
+
+    Salesforce messages and values are written by an org's admins and
+    users; nothing they could mean by a NUL is lost.
+    """
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if isinstance(value, list):
+        return [storable(item) for item in value]
+    if isinstance(value, dict):
+        return {storable(key): storable(item) for key, item in value.items()}
+    return value
+
+
 def updateable_fields(describe: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Return the fields the connected user may update, by lower-case name.
 

@@ -46,7 +46,13 @@ from integrations.salesforce.client import (
 from integrations.services import connection_client
 from jobs import selectors
 from jobs.models import DeletedRecord, FieldWrite, JobRun, KnownValue
-from jobs.values import ValueDoesNotFit, record_id_18, same_value, value_for_field
+from jobs.values import (
+    ValueDoesNotFit,
+    record_id_18,
+    same_value,
+    storable,
+    value_for_field,
+)
 from people.models import CrmAccount, Person
 from people.services import merge_apply
 
@@ -686,9 +692,9 @@ class _Writer:
         write.is_retryable = fields.pop("is_retryable", False)
         write.is_in_flight = fields.pop("is_in_flight", False)
         write.next_attempt_at = fields.pop("next_attempt_at", None)
-        write.status_code = fields.pop("status_code", "")
-        write.message = fields.pop("message", "")
-        write.error_fields = fields.pop("error_fields", [])
+        write.status_code = storable(fields.pop("status_code", ""))
+        write.message = storable(fields.pop("message", ""))
+        write.error_fields = storable(fields.pop("error_fields", []))
         for name, value in fields.items():
             setattr(write, name, value)
         self.changed[write.pk] = write
@@ -778,7 +784,7 @@ class _Writer:
             record_id=record_id,
             field_name=field_name,
         )
-        known.value = value
+        known.value = storable(value)
         known.seen_at = timezone.now()
         self.known[key] = self.known_changed[key] = known
 

@@ -149,6 +149,30 @@ def test_a_malformed_request_is_refused_with_the_reason_recorded(
     assert not Event.objects.exists()
 
 
+def test_nul_characters_are_refused_in_a_payload_and_dropped_from_reasons(
+    client, key, person
+):
+    _, secret = key
+
+    response = _post(
+        client,
+        {
+            "events": [
+                _event(person, "m-1", payload={"subject": "Hi\u0000"}),
+                _event(person, "m-2\u0000", kind="email.\u0000"),
+            ]
+        },
+        secret,
+    )
+
+    results = response.json()["results"]
+    assert "NUL character" in results[0]["error"]
+    assert "Null characters are not allowed" in results[1]["error"]
+    assert not Event.objects.exists()
+    stored = RejectedEvent.objects.order_by("pk").last()
+    assert (stored.kind, stored.idempotency_key) == ("email.", "m-2")
+
+
 def test_a_single_rejected_event_answers_400_with_the_reason(client, key, person):
     _, secret = key
 

@@ -171,6 +171,18 @@ def test_permanent_errors_are_recorded_with_their_fields_and_not_retried(
     assert len(update_requests(org_http)) == 1
 
 
+def test_a_message_with_nul_characters_is_stored_without_them(
+    org, org_http, connection, person
+):
+    write = _write(ActionFactory(connection=connection), person)
+    org.writes.fail(person.salesforce_id, VALIDATION, message="Gold\x00 tier\x00")
+
+    connection_write_pending(connection=connection)
+
+    write.refresh_from_db()
+    assert write.message == "Gold tier"
+
+
 def _answer_first_update_with(org, answer):
     """Serve the org, but answer the first update with `answer` (a function)."""
     mock = responses.RequestsMock(assert_all_requests_are_fired=False)
