@@ -37,6 +37,7 @@ from integrations.models import SalesforceConnection
 from integrations.salesforce.budget import write_calls_left
 from integrations.salesforce.client import (
     TRANSIENT_CODES,
+    DailyLimitReached,
     ReconnectRequired,
     SalesforceClient,
     SalesforceClientError,
@@ -217,7 +218,7 @@ class _Writer:
         try:
             for object_name, writes in by_object.items():
                 self._write_object(object_name, writes)
-        except _BudgetSpent:
+        except (_BudgetSpent, DailyLimitReached):
             self._wait_for_budget([w for w in due if w.pk not in self.settled])
         finally:
             self._save()
@@ -499,6 +500,11 @@ class _Writer:
                 for record in pending:
                     record.failure = (exc.code, str(exc), [])
                 retry, lost = pending, True
+            except DailyLimitReached as exc:
+                # Refused before anything was done: nothing is in flight.
+                self.run.update_calls += 1
+                self._unmark_in_flight(pending)
+                raise _BudgetSpent from exc
             except SalesforceRejectedError as exc:
                 self.run.update_calls += 1
                 self._unmark_in_flight(pending)

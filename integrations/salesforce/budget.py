@@ -29,9 +29,7 @@ def write_calls_left(*, usage: tuple[int, int], spent_by_writes: int) -> int:
 def sync_may_continue(*, usage: tuple[int, int] | None) -> bool:
     """Tell whether a sync may make another call without eating the writes' share.
 
-    TODO: integrations.sync.run does not ask this yet; a sync that runs the
-    allocation down can still leave nothing for writes. Call it before each
-    page, and end the run as paused (not failed) when it says no.
+    The sync asks before each page and pauses when the answer is no.
     """
     if usage is None:
         return True
