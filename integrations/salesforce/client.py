@@ -7,7 +7,10 @@ calls it makes, and turns Salesforce's errors into two kinds of ours:
 describes; it has no way to create or delete a record.
 """
 
+import codecs
+import io
 import logging
+import re
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
@@ -49,8 +52,16 @@ class ReconnectRequired(SalesforceClientError):
     """The OAuth grant is gone; the customer must connect the org again."""
 
 
-class DailyLimitReached(SalesforceClientError):
+class ApiLimitReached(SalesforceClientError):
+    """Salesforce refuses more calls for now: stop at a checkpoint, go on later."""
+
+
+class DailyLimitReached(ApiLimitReached):
     """The org's daily API allocation is spent; nothing more until it renews."""
+
+
+class _RequestLimitBusy(SalesforceTransientError):
+    """REQUEST_LIMIT_EXCEEDED while the day is not known to be spent."""
 
 
 class SessionRefused(SalesforceClientError):
@@ -102,6 +113,9 @@ def _page_records(page: Any) -> list[dict[str, Any]]:
     return records
 
 
+_API_USAGE = re.compile(r"(?:^|[;,\s])api-usage=(\d+)/(\d+)")
+
+
 class SalesforceClient:
     """Reads one connection's org through simple-salesforce."""
 
@@ -118,7 +132,19 @@ class SalesforceClient:
         self._on_token_expired = on_token_expired
         self._batch_size = batch_size
         self._session = salesforce_session()
+        self._usage: tuple[int, int] | None = None
+        self._session.hooks["response"].append(self._note_usage)
         self._sf = self._build()
+
+    def _note_usage(self, response: requests.Response, *args, **kwargs) -> None:
+        """Read the org's daily API usage off every answer, refusals included.
+
+        The header may carry more elements (`per-app-api-usage`, `api-bursts`).
+        https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/headers_api_usage.htm
+        """
+        found = _API_USAGE.search(response.headers.get("Sforce-Limit-Info", ""))
+        if found:
+            self._usage = (int(found[1]), int(found[2]))
 
     def _build(self) -> Salesforce:
         sf = Salesforce(
@@ -183,13 +209,13 @@ class SalesforceClient:
         """
         usage = self.api_usage or self._usage_from_limits()
         if usage is not None and usage[0] >= usage[1]:
-            figures = f" ({usage[0]:,}/{usage[1]:,})" if usage[1] > 1 else ""
             return DailyLimitReached(
-                f"Daily API allowance used up{figures}; syncs go on when it renews.",
+                f"Daily API allowance used up ({usage[0]:,}/{usage[1]:,}); syncs "
+                "go on when it renews.",
                 status=403,
                 code=error.code,
             )
-        return SalesforceTransientError(str(error), status=403, code=error.code)
+        return _RequestLimitBusy(str(error), status=403, code=error.code)
 
     def _usage_from_limits(self) -> tuple[int, int] | None:
         """Ask /limits for the day's usage when no answer has told it yet."""
@@ -199,10 +225,7 @@ class SalesforceClient:
         try:
             daily = self._call(lambda sf: sf.limits()).get("DailyApiRequests", {})
             maximum, remaining = int(daily["Max"]), int(daily["Remaining"])
-        except SalesforceClientError as exc:
-            # /limits is a short call: refused for the limit too, the day is spent.
-            return (1, 1) if exc.code == "REQUEST_LIMIT_EXCEEDED" else None
-        except (KeyError, TypeError, ValueError):
+        except (SalesforceClientError, KeyError, TypeError, ValueError):
             return None
         finally:
             self._asking_limits = False
@@ -220,7 +243,16 @@ class SalesforceClient:
             ),
             reraise=True,
         )
-        return retrying(self._call, request)
+        try:
+            return retrying(self._call, request)
+        except _RequestLimitBusy as exc:
+            # Still refused after waiting: stop here and go on next run.
+            raise ApiLimitReached(
+                f"Salesforce kept refusing calls for its request limit ({exc}); "
+                "the next run goes on from here.",
+                status=403,
+                code=exc.code,
+            ) from exc
 
     def limits(self) -> dict[str, Any]:
         """Return the org's limits; `DailyApiRequests` has Max and Remaining."""
@@ -229,10 +261,7 @@ class SalesforceClient:
     @property
     def api_usage(self) -> tuple[int, int] | None:
         """Return (used, max) of the org's daily API requests, as last reported."""
-        usage = self._sf.api_usage.get("api-usage")
-        if usage is None:
-            return None
-        return usage.used, usage.total
+        return self._usage
 
     def describe(self, *, object_name: str) -> dict[str, Any]:
         return self._read(lambda sf: getattr(sf, object_name).describe())
@@ -384,3 +413,128 @@ class SalesforceClient:
         for name in names:
             if not (name and name.isascii() and name.replace("_", "").isalnum()):
                 raise ValueError(f"Not a Salesforce API name: {name!r}")
+
+    # ------------------------------------------------------------ Bulk API 2.0
+    # Query jobs for full reads of large objects: a job, a few status reads
+    # and CSV result pages cost a handful of calls where REST needs one per
+    # 2,000 records.
+    # https://developer.salesforce.com/docs/atlas.en-us.api_asynch.meta/api_asynch/queries.htm
+
+    def query_pages_sized(
+        self, *, soql: str, include_deleted: bool = False
+    ) -> tuple[int | None, Iterator[list[dict[str, Any]]]]:
+        """Send a query's first call; return its `totalSize` and all its pages.
+
+        The size comes with the first page, so choosing between REST and Bulk
+        costs no call of its own. The pages are those `query_pages` yields.
+        https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/resources_query.htm
+        """
+        first = self._read(lambda sf: sf.query(soql, include_deleted=include_deleted))
+        total = first.get("totalSize") if isinstance(first, dict) else None
+        return (total if isinstance(total, int) else None), self._pages_from(first)
+
+    def _pages_from(self, page: Any) -> Iterator[list[dict[str, Any]]]:
+        # TODO: query_pages could start from here too; it keeps its own loop
+        # so that this section stays apart from the reading code above.
+        while True:
+            yield _page_records(page)
+            done = page.get("done")
+            if done is True:
+                return
+            next_url = page.get("nextRecordsUrl")
+            if done is not False or not (
+                isinstance(next_url, str) and next_url.startswith("/services/data/")
+            ):
+                raise SalesforceRejectedError(
+                    "Salesforce said the query was not done but gave no usable "
+                    "next page."
+                )
+            page = self._read(
+                lambda sf, url=next_url: sf.query_more(url, identifier_is_url=True)
+            )
+
+    def bulk_query_create(self, *, soql: str, include_deleted: bool = False) -> str:
+        """Start a Bulk 2.0 query job and return its Id.
+
+        https://developer.salesforce.com/docs/atlas.en-us.api_asynch.meta/api_asynch/query_create_job.htm
+        """
+        body = {
+            "operation": "queryAll" if include_deleted else "query",
+            "query": soql,
+            "contentType": "CSV",
+            "columnDelimiter": "COMMA",
+            "lineEnding": "LF",
+        }
+        # Not retried: a job created twice would be read twice.
+        job = self._call(lambda sf: sf.restful("jobs/query", method="POST", json=body))
+        job_id = job.get("id") if isinstance(job, dict) else None
+        if not self._is_record_id(job_id):
+            raise SalesforceRejectedError("Salesforce created a query job without Id.")
+        return job_id
+
+    def bulk_query_state(self, *, job_id: str) -> dict[str, Any]:
+        """Return a query job's status: `state`, and `errorMessage` if it failed.
+
+        https://developer.salesforce.com/docs/atlas.en-us.api_asynch.meta/api_asynch/query_get_one_job.htm
+        """
+        self._check_names(job_id)
+        job = self._read(lambda sf: sf.restful(f"jobs/query/{job_id}"))
+        if not isinstance(job, dict) or not isinstance(job.get("state"), str):
+            raise SalesforceRejectedError("Salesforce answered a job status oddly.")
+        return job
+
+    def bulk_query_results(
+        self, *, job_id: str, max_records: int, locator: str | None
+    ) -> "BulkResultsPage":
+        """Open one CSV page of a finished job's results, to be read as it streams.
+
+        https://developer.salesforce.com/docs/atlas.en-us.api_asynch.meta/api_asynch/query_get_job_results.htm
+        """
+        self._check_names(job_id)
+        params: dict[str, Any] = {"maxRecords": max_records}
+        if locator:
+            params["locator"] = locator
+        url = f"jobs/query/{job_id}/results"
+        response = self._read(
+            lambda sf: sf._call_salesforce(
+                "GET", sf.base_url + url, name=url, params=params, stream=True
+            )
+        )
+        next_locator = response.headers.get("Sforce-Locator") or ""
+        count = response.headers.get("Sforce-NumberOfRecords", "")
+        return BulkResultsPage(
+            # Salesforce says "null" after the last page.
+            next_locator=None if next_locator in ("", "null") else next_locator,
+            records=int(count) if count.isdigit() else None,
+            lines=_text_lines(response.iter_content(chunk_size=64 * 1024)),
+        )
+
+
+class BulkResultsPage:
+    """One page of CSV results: its declared row count and its text, by line."""
+
+    def __init__(
+        self, *, next_locator: str | None, records: int | None, lines: Iterator[str]
+    ) -> None:
+        self.next_locator = next_locator
+        self.records = records
+        self.lines = lines
+
+
+def _text_lines(chunks: Iterator[bytes]) -> Iterator[str]:
+    """Decode UTF-8 chunks into lines that keep their line ends, for `csv`.
+
+    A line is cut only after a "\\n", so a "\\r\\n" never splits and a quoted
+    field holding a line break reaches the CSV parser whole.
+    """
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    rest = ""
+    for chunk in chunks:
+        rest += decoder.decode(chunk)
+        end = rest.rfind("\n") + 1
+        if end:
+            yield from io.StringIO(rest[:end], newline="")
+            rest = rest[end:]
+    rest += decoder.decode(b"", final=True)
+    if rest:
+        yield from io.StringIO(rest, newline="")

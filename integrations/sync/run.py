@@ -11,7 +11,7 @@ from django.utils import timezone
 from integrations.models import ObjectMapping, SalesforceConnection, SyncCursor, SyncRun
 from integrations.salesforce.budget import sync_may_continue
 from integrations.salesforce.client import (
-    DailyLimitReached,
+    ApiLimitReached,
     ReconnectRequired,
     SalesforceClient,
     SalesforceClientError,
@@ -380,7 +380,7 @@ def connection_sync(
                     on_page=on_page,
                 )
                 run.objects_done.append(mapping.object_name)
-            except (ReconnectRequired, SessionRefused, DailyLimitReached):
+            except (ReconnectRequired, SessionRefused, ApiLimitReached):
                 raise
             except (SalesforceClientError, PlanError, QueryTooLong) as exc:
                 run.object_errors[mapping.object_name] = str(exc)
@@ -394,7 +394,7 @@ def connection_sync(
     except (ReconnectRequired, SessionRefused) as exc:
         run.status = SyncRun.Status.FAILED
         run.error_message = str(exc)
-    except (BudgetReached, DailyLimitReached) as exc:
+    except (BudgetReached, ApiLimitReached) as exc:
         # Whatever was stored stays, and so do the checkpoints: the next run
         # goes on from them.
         run.status = SyncRun.Status.PARTIAL

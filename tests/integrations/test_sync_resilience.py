@@ -1,0 +1,139 @@
+"""The faults an org can show mid-run: the sync survives each, losing nothing."""
+
+from datetime import timedelta
+
+import pytest
+
+from integrations.models import SalesforceConnection, SyncRun
+from integrations.sync.run import connection_sync
+from people.models import Person
+
+pytestmark = pytest.mark.django_db
+
+
+def _token_requests(mock, since: int) -> int:
+    return sum(1 for c in mock.calls[since:] if c.request.url.endswith("/oauth2/token"))
+
+
+def _all_contacts_stored(org) -> bool:
+    return Person.objects.count() == org.store.count("Contact")
+
+
+def test_a_session_that_expires_mid_run_is_refreshed_once_and_nothing_is_lost(
+    org, org_http, connection
+):
+    org.faults.expire_sessions(after_calls=4)
+    before = len(org_http.calls)
+
+    run = connection_sync(connection=connection, batch_size=200)
+
+    assert run.status == SyncRun.Status.SUCCESS
+    assert _token_requests(org_http, before) == 1
+    assert _all_contacts_stored(org)
+
+
+def test_a_grant_revoked_mid_run_asks_for_a_reconnect_and_keeps_what_was_read(
+    org, org_http, connection
+):
+    org.faults.revoke_grants(after_calls=4)
+    before = len(org_http.calls)
+
+    run = connection_sync(connection=connection, batch_size=200)
+
+    connection.refresh_from_db()
+    assert run.status == SyncRun.Status.FAILED
+    assert connection.status == SalesforceConnection.Status.RECONNECT_REQUIRED
+    assert _token_requests(org_http, before) == 1
+    assert run.records_created > 0
+    assert Person.objects.count() + run.records_created > 0
+
+
+def test_a_daily_limit_reached_mid_run_ends_it_partial_and_the_next_goes_on(
+    org, org_http, connection
+):
+    org.faults.spend_daily_limit(after_calls=5)
+
+    run = connection_sync(connection=connection, batch_size=200)
+
+    assert run.status == SyncRun.Status.PARTIAL
+    assert "Daily API allowance used up" in run.error_message
+    org.faults.clear()
+    org.set_api_usage(0)
+    resumed = connection_sync(connection=connection, batch_size=200)
+    assert resumed.status == SyncRun.Status.SUCCESS
+    assert _all_contacts_stored(org)
+
+
+def test_too_many_long_requests_at_once_is_waited_out(org, org_http, connection):
+    org.faults.limit_concurrency(times=2, path_contains="/query")
+
+    run = connection_sync(connection=connection)
+
+    assert run.status == SyncRun.Status.SUCCESS
+    assert _all_contacts_stored(org)
+
+
+def test_a_locked_row_while_reading_is_retried(org, org_http, connection):
+    org.faults.lock_rows(path_contains="/query", times=2)
+
+    run = connection_sync(connection=connection)
+
+    assert run.status == SyncRun.Status.SUCCESS
+    assert _all_contacts_stored(org)
+
+
+@pytest.mark.parametrize("status", [500, 503])
+def test_an_outage_is_retried(org, org_http, connection, status):
+    org.faults.outage(status=status, times=2)
+
+    run = connection_sync(connection=connection)
+
+    assert run.status == SyncRun.Status.SUCCESS
+    assert _all_contacts_stored(org)
+
+
+def test_a_long_outage_fails_the_objects_it_hits_with_the_status(
+    org, org_http, connection
+):
+    org.faults.outage(status=503, times=1000)
+
+    run = connection_sync(connection=connection)
+
+    connection.refresh_from_db()
+    assert run.status == SyncRun.Status.FAILED
+    assert "503" in run.error_message
+    assert connection.status == SalesforceConnection.Status.CONNECTED
+
+
+def test_a_short_page_is_followed_to_the_end(org, org_http, connection):
+    org.faults.short_pages(records=3, times=2)
+
+    run = connection_sync(connection=connection, batch_size=200)
+
+    assert run.status == SyncRun.Status.SUCCESS
+    assert _all_contacts_stored(org)
+
+
+def test_a_query_timeout_fails_that_object_and_the_others_go_on(
+    org, org_http, connection
+):
+    connection_sync(connection=connection)
+    org.faults.time_out_queries(wider_than=timedelta(days=1), sobject="Contact")
+
+    run = connection_sync(connection=connection, kind=SyncRun.Kind.RECENT)
+
+    assert run.status == SyncRun.Status.COMPLETED_WITH_ERRORS
+    assert "QUERY_TIMEOUT" in run.object_errors["Contact"]
+    assert set(run.objects_done) == {"User", "Account", "Opportunity", "Lead"}
+
+
+def test_a_spent_day_shown_by_the_usage_figures_is_named_with_them(
+    org, org_http, connection
+):
+    connection_sync(connection=connection)
+    org.set_api_usage(14_999)
+
+    run = connection_sync(connection=connection)
+
+    assert run.status == SyncRun.Status.PARTIAL
+    assert "Daily API allowance used up (15,000/15,000)" in run.error_message
