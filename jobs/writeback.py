@@ -3,18 +3,18 @@
 One run per connection at a time. For each object the run:
 
 1. describes it once, and leaves out writes to fields the connected user
-   can no longer see or edit, and values that do not fit (c25);
+   can no longer see or edit, and values that do not fit;
 2. keeps, of several writes to one field of one record, the one whose event
    happened last;
 3. reads current values where an Action asks for the conflict check, and
    where an earlier request's answer was lost, so nothing is written twice;
 4. sends the records with sObject Collections, at most 200 to a call, an
    Account's Contacts in the same call, allOrNone false, and takes each
-   record's result by its position (c23);
+   record's result by its position;
 5. sends again, with growing waits, only the records that failed for a
-   passing reason such as a row lock (c22); permanent failures are kept and
+   passing reason such as a row lock; permanent failures are kept and
    never sent again; a deleted record is looked up once with queryAll and,
-   if it lost a merge, written once to the survivor (c24).
+   if it lost a merge, written once to the survivor.
 
 https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/resources_composite_sobjects_collections_update.htm
 """
@@ -372,7 +372,7 @@ class _Writer:
             record.entries[entry.field["name"]] = entry
 
         # A field left out of a record that is still sent is named on the
-        # writes that go, as a warning (c25).
+        # writes that go, as a warning.
         for target, names in self.dropped.items():
             if target in records:
                 warning = f"Sent without {', '.join(names)}: hidden or read-only now."
@@ -446,7 +446,7 @@ class _Writer:
         """Split records into as few requests as can be, an Account's children together.
 
         Contacts of one Account sent in two requests at once lock the Account
-        against each other (UNABLE_TO_LOCK_ROW, c22). Families are packed
+        against each other (UNABLE_TO_LOCK_ROW). Families are packed
         largest first; only when that would cost a request more are they
         split, and then only where one request ends and the next begins.
         """
@@ -555,7 +555,7 @@ class _Writer:
 
         A result whose `id` names another record than the one in its place,
         or a count that differs, makes every outcome of the batch unknown:
-        none is guessed (c23).
+        none is guessed.
         """
         lined_up = len(results) == len(pending) and all(
             not result.get("id")
@@ -639,7 +639,7 @@ class _Writer:
 
         queryAll still finds a deleted record in the recycle bin; one that
         lost a merge names the survivor in MasterRecordId. A purged record
-        is not found at all. Either way nothing is ever created (c24).
+        is not found at all. Either way nothing is ever created.
         https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/resources_queryall.htm
         """
         names = ["IsDeleted"]

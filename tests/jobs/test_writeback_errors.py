@@ -1,4 +1,4 @@
-"""How the writeback meets Salesforce's errors: cases c22 to c25 and bad values."""
+"""How the writeback meets Salesforce's errors, deleted records and bad values."""
 
 import json
 import re
@@ -41,7 +41,7 @@ def _stamp(org, person):
     return org.store.get(person.salesforce_id).get("Last_Trig_Email__c")
 
 
-# ---------------------------------------------------------------- c22 row lock
+# ---------------------------------------------------------------- Row locks
 
 
 def test_a_locked_row_is_retried_alone_with_growing_waits_then_queued(
@@ -121,7 +121,7 @@ def test_a_row_locked_for_good_is_given_up_after_the_last_attempt(
     assert connection_write_pending(connection=connection) is None
 
 
-# ---------------------------------------------------------------- c23 partial success
+# ---------------------------------------------------------------- Partial success
 
 
 def test_a_validation_failure_fails_its_record_only_and_is_never_sent_again(
@@ -258,7 +258,7 @@ def test_a_record_rolled_back_for_anothers_failure_is_queued_again(
     assert rejected.status_code == VALIDATION and rejected.attempts == 1
 
 
-# ---------------------------------------------------------------- c24 deleted
+# ---------------------------------------------------------------- Deleted and merged
 
 
 def test_a_merged_record_is_followed_to_its_survivor_once(
@@ -379,7 +379,7 @@ def test_a_person_the_sync_found_merged_is_written_on_the_survivor_directly(
     assert write.outcome == f"written on merged record {kept.salesforce_id}"
 
 
-# ---------------------------------------------------------------- c25 read-only fields
+# ---------------------------------------------------------------- Read-only fields
 
 
 def test_a_field_made_read_only_is_left_out_and_the_rest_is_sent_with_a_warning(
