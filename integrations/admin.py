@@ -1,10 +1,13 @@
+from datetime import timedelta
+
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
-from django.db.models import QuerySet
+from django.db.models import QuerySet, Sum
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils import timezone
 from django.utils.html import format_html
 
 from integrations.admin_forms import FieldMappingForm, ObjectMappingForm
@@ -112,6 +115,8 @@ class SalesforceConnectionAdmin(admin.ModelAdmin):
         "api_usage_used",
         "api_usage_max",
         "api_usage_seen_at",
+        "api_usage",
+        "sync_calls_today",
         "open_in_salesforce",
     ]
     inlines = [ObjectMappingInline, SyncRunInline]
@@ -121,11 +126,21 @@ class SalesforceConnectionAdmin(admin.ModelAdmin):
         # Connections are made by customers through OAuth, not typed in.
         return False
 
-    @admin.display(description="API usage today")
+    @admin.display(description="API usage today (org / allocation)")
     def api_usage(self, obj: SalesforceConnection) -> str:
         if obj.api_usage_used is None:
             return "-"
         return f"{obj.api_usage_used:,} / {obj.api_usage_max:,}"
+
+    @admin.display(description="Calls by Trig's syncs in the last 24 hours")
+    def sync_calls_today(self, obj: SalesforceConnection) -> int:
+        since = timezone.now() - timedelta(hours=24)
+        return (
+            obj.sync_runs.filter(started_at__gte=since).aggregate(
+                total=Sum("api_calls")
+            )["total"]
+            or 0
+        )
 
     @admin.display(description="Salesforce")
     def open_in_salesforce(self, obj: SalesforceConnection) -> str:
@@ -169,6 +184,8 @@ class SyncRunAdmin(admin.ModelAdmin):
         "records_updated",
         "records_unchanged",
         "records_failed",
+        "records_deleted",
+        "drift_repaired",
         "problem_count",
         "api_calls",
     ]

@@ -85,3 +85,21 @@ def test_a_customer_cannot_open_the_admin(client, member):
 
     assert response.status_code == 302
     assert SalesforceConnection.objects.count() == 0
+
+
+def test_the_connection_page_shows_the_schedule_runs_and_api_usage(
+    org, org_http, connection, staff_client
+):
+    from integrations.sync.run import connection_sync
+
+    run = connection_sync(connection=connection)
+
+    page = staff_client.get(
+        reverse("admin:integrations_salesforceconnection_change", args=[connection.pk])
+    ).content.decode()
+
+    connection.refresh_from_db()
+    assert "Next full sync" in page and "Last recent sync" in page
+    assert f"{connection.api_usage_used:,} / {connection.api_usage_max:,}" in page
+    assert "Calls by Trig" in page
+    assert f"<p>{run.api_calls}</p>" in page or f">{run.api_calls}<" in page
