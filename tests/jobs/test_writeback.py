@@ -300,7 +300,7 @@ def test_writes_make_no_call_when_the_org_has_none_left(
     assert run.writes_waiting == 1
 
 
-def test_a_spent_allocation_leaves_the_writes_waiting(
+def test_the_last_call_of_the_day_is_not_followed_by_an_update(
     org, org_http, connection, person
 ):
     (write,) = _writes(ActionFactory(connection=connection), [person])
@@ -309,7 +309,22 @@ def test_a_spent_allocation_leaves_the_writes_waiting(
     run = connection_write_pending(connection=connection)
 
     write.refresh_from_db()
-    methods = [r.method for r in api_requests(org_http)]
-    assert methods[:2] == ["GET", "PATCH"] and methods.count("PATCH") == 1
-    assert write.status == FieldWrite.Status.PENDING and not write.is_in_flight
+    assert [r.method for r in api_requests(org_http)] == ["GET"]
+    assert write.status == FieldWrite.Status.PENDING
     assert run.writes_waiting == 1
+
+
+def test_an_allocation_spent_under_way_leaves_the_writes_waiting(
+    org, org_http, connection, person
+):
+    (write,) = _writes(ActionFactory(connection=connection), [person])
+    org.faults.spend_daily_limit(after_calls=1)  # after the describe
+
+    run = connection_write_pending(connection=connection)
+
+    write.refresh_from_db()
+    assert [r.method for r in api_requests(org_http)][:2] == ["GET", "PATCH"]
+    assert write.status == FieldWrite.Status.PENDING and not write.is_in_flight
+    assert "Waiting" in write.message
+    assert run.writes_waiting == 1
+    assert run.status == JobRun.Status.COMPLETED_WITH_ERRORS
