@@ -383,7 +383,7 @@ def connection_sync(
             except (ReconnectRequired, SessionRefused, ApiLimitReached):
                 raise
             except (SalesforceClientError, PlanError, QueryTooLong) as exc:
-                run.object_errors[mapping.object_name] = str(exc)
+                run.object_errors[mapping.object_name] = clean_text(str(exc))
                 logger.warning(
                     "Salesforce object failed connection_id=%s run_id=%s object=%s",
                     connection.pk,
