@@ -441,9 +441,15 @@ class SalesforceClient:
             done = page.get("done")
             if done is True:
                 return
+            if done is not False:
+                raise SalesforceRejectedError(
+                    f"Salesforce answered a query page with done={done!r}."
+                )
             next_url = page.get("nextRecordsUrl")
-            if done is not False or not (
-                isinstance(next_url, str) and next_url.startswith("/services/data/")
+            # The next page is on the instance we already call; a URL that
+            # could lead elsewhere would carry our token with it.
+            if not isinstance(next_url, str) or not next_url.startswith(
+                "/services/data/"
             ):
                 raise SalesforceRejectedError(
                     "Salesforce said the query was not done but gave no usable "

@@ -9,6 +9,7 @@ from integrations.models import FieldMapping, ObjectMapping, SyncCursor
 from integrations.salesforce import soql
 from integrations.salesforce.schema import ObjectSchema, RunSchema
 from integrations.salesforce.soql_build import Plan, plan_select
+from integrations.sync.bulk import BulkCandidate, FullReadPlan
 
 # Read a little before the cursor: a record committed late can carry a stamp
 # older than the newest one already read. Upserts are idempotent, so reading
@@ -60,6 +61,15 @@ class ObjectPlan:
             budget=settings.SALESFORCE_QUERY_URL_BUDGET,
             order_by=self.order_by,
         )
+        # A full read may go through Bulk when the object turns out large;
+        # the count that decides is made when the read starts.
+        if self.is_full_read:
+            self.query = FullReadPlan(
+                statements=self.query.statements,
+                bulk=BulkCandidate(
+                    schema=self.schema, fields=tuple(self.select), where=self.where
+                ),
+            )
 
     @property
     def include_deleted(self) -> bool:

@@ -5,6 +5,7 @@ from typing import Any
 
 from integrations.salesforce.client import SalesforceClient
 from integrations.salesforce.soql_build import Plan
+from integrations.sync.bulk import FullReadPlan, bulk_pages, bulk_threshold
 
 Record = dict[str, Any]
 PAGE = 2000
@@ -19,6 +20,9 @@ def read_records(
 ) -> Iterator[list[Record]]:
     """Yield records page by page; each record once, whole.
 
+    A full read of an object larger than SALESFORCE_BULK_THRESHOLD goes
+    through a Bulk API 2.0 query job (see bulk.py), the rest through REST.
+
     A plain plan streams Salesforce's pages as they come. When a long `IN`
     list was split, a record matched by several parts is yielded once. When
     a wide field list was split, the groups' rows are joined by Id, and a
@@ -26,14 +30,36 @@ def read_records(
     dropped and reported through `on_incomplete`, never stored half-empty.
     """
     seen: set[str] | None = set() if len(plan.statements) > 1 else None
-    for group_statements in plan.statements:
-        if len(group_statements) == 1:
-            pages = client.query_pages(
+    for index, group_statements in enumerate(plan.statements):
+        first = None
+        if index == 0 and _may_go_bulk(plan):
+            # The first page says how many records the read matches: a large
+            # full read drops it and goes through Bulk instead.
+            total, first = client.query_pages_sized(
                 soql=group_statements[0], include_deleted=include_deleted
+            )
+            if total is not None and total > bulk_threshold():
+                bulk = bulk_pages(
+                    client=client, candidate=plan.bulk, include_deleted=include_deleted
+                )
+                if bulk is not None:
+                    first.close()
+                    yield from bulk
+                    return
+        if len(group_statements) == 1:
+            pages = (
+                first
+                if first is not None
+                else client.query_pages(
+                    soql=group_statements[0], include_deleted=include_deleted
+                )
             )
         else:
             pages = _joined(
-                client=client, statements=group_statements, on_incomplete=on_incomplete
+                client=client,
+                statements=group_statements,
+                on_incomplete=on_incomplete,
+                first=first,
             )
         for page in pages:
             if seen is not None:
@@ -42,19 +68,31 @@ def read_records(
             yield page
 
 
+def _may_go_bulk(plan: Plan) -> bool:
+    """Only a full read may go through Bulk, and only one that is not cut into
+    parts of an `IN` list: the first part's size is not the whole's."""
+    return (
+        isinstance(plan, FullReadPlan)
+        and plan.bulk is not None
+        and len(plan.statements) == 1
+    )
+
+
 def _joined(
     *,
     client: SalesforceClient,
     statements: tuple[str, ...],
     on_incomplete: Callable[[str], None],
+    first: Iterator[list[Record]] | None = None,
 ) -> Iterator[list[Record]]:
     # TODO: join the groups' pages as they stream (ordered by Id) instead of
     # holding the object's rows; only objects too wide for one statement
     # come here, so their rows are held in memory for now.
     rows: dict[str, Record] = {}
     hits: dict[str, int] = {}
-    for statement in statements:
-        for page in client.query_pages(soql=statement):
+    for number, statement in enumerate(statements):
+        pages = first if number == 0 and first else client.query_pages(soql=statement)
+        for page in pages:
             for record in page:
                 record_id = record.get("Id")
                 rows.setdefault(record_id, {}).update(record)

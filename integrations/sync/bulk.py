@@ -1,0 +1,278 @@
+"""Read a large object's full extent through a Bulk API 2.0 query job.
+
+The pages come out shaped like REST's: typed values, datetimes as REST
+writes them, compound fields as nested objects, so the rest of the sync
+cannot tell which way a record came.
+https://developer.salesforce.com/docs/atlas.en-us.api_asynch.meta/api_asynch/queries.htm
+"""
+
+import csv
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+
+from integrations.salesforce import soql
+from integrations.salesforce.client import (
+    SalesforceClient,
+    SalesforceRejectedError,
+)
+from integrations.salesforce.schema import ObjectSchema
+from integrations.salesforce.soql_build import Plan, QueryTooLong, plan_select
+
+logger = logging.getLogger(__name__)
+
+Record = dict[str, Any]
+
+# Bulk suits 10,000 records and more; below, a job's fixed overhead of
+# several seconds costs more than the few REST pages it saves.
+DEFAULT_THRESHOLD = 10_000
+DEFAULT_MAX_RECORDS = 50_000
+DEFAULT_POLL_SECONDS = 1.0
+DEFAULT_MAX_WAIT_SECONDS = 30 * 60
+# A SOQL statement must stay under 100,000 characters; a job's query goes in
+# a POST body, so the URI limit that splits REST statements does not apply.
+STATEMENT_BUDGET = 100_000
+
+COMPOUND_TYPES = frozenset({"address", "location"})
+# Refusals after which the object is read through REST in the same run.
+# https://developer.salesforce.com/docs/atlas.en-us.api_asynch.meta/api_asynch/bulk_api_2_limits.htm
+FALLBACK_MESSAGES = (
+    "Max bulk v2",
+    "Selecting compound data not supported in Bulk Query",
+)
+PAGE = 2000
+
+
+@dataclass(frozen=True)
+class BulkCandidate:
+    """What a full read selects, for Bulk to read instead when it is large."""
+
+    schema: ObjectSchema
+    fields: tuple[str, ...]
+    where: soql.Condition | None
+
+
+@dataclass(frozen=True)
+class FullReadPlan(Plan):
+    """REST statements of a full read, with what a Bulk job would read."""
+
+    bulk: BulkCandidate | None = None
+
+
+class BulkCountMismatch(SalesforceRejectedError):
+    """A result page held another number of rows than Salesforce declared."""
+
+
+def _setting(name: str, default: Any) -> Any:
+    return getattr(settings, name, default)
+
+
+def bulk_columns(schema: ObjectSchema, fields: tuple[str, ...]) -> list[str]:
+    """Return the fields with each compound replaced by its visible components.
+
+    Bulk queries refuse address and location fields; describe's
+    `compoundFieldName` names the fields they are made of.
+    https://developer.salesforce.com/docs/atlas.en-us.object_reference.meta/object_reference/compound_fields.htm
+    """
+    columns: list[str] = []
+    for name in fields:
+        if schema.type_of(name) in COMPOUND_TYPES:
+            columns.extend(_components(schema, name))
+        else:
+            columns.append(name)
+    return list(dict.fromkeys(columns))
+
+
+def _components(schema: ObjectSchema, compound: str) -> list[str]:
+    return [
+        described["name"]
+        for described in schema.fields.values()
+        if described.get("compoundFieldName") == compound
+        and described["name"] != compound
+    ]
+
+
+def _part_key(compound: str, part: str) -> str:
+    """Name a component as REST does inside the compound: BillingCity -> city."""
+    prefix = compound.removesuffix("Address").removesuffix("__c")
+    key = part.removeprefix(prefix).removeprefix("__").removesuffix("__s")
+    return key[:1].lower() + key[1:]
+
+
+def bulk_statement(candidate: BulkCandidate) -> str | None:
+    """Return the one statement a job would run, or None if it needs more."""
+    try:
+        query = plan_select(
+            sobject=candidate.schema.name,
+            fields=bulk_columns(candidate.schema, candidate.fields),
+            where=candidate.where,
+            budget=STATEMENT_BUDGET,
+        )
+    except QueryTooLong:
+        return None
+    return None if query.is_split else query.statements[0][0]
+
+
+def bulk_threshold() -> int:
+    return _setting("SALESFORCE_BULK_THRESHOLD", DEFAULT_THRESHOLD)
+
+
+def bulk_pages(
+    *, client: SalesforceClient, candidate: BulkCandidate, include_deleted: bool
+) -> Iterator[list[Record]] | None:
+    """Start and await a job for a large full read; None to read through REST.
+
+    None when Bulk refused the job for a reason REST does not share (the
+    daily Bulk caps, compound fields) or when the job failed; otherwise the
+    job's pages, in REST's shape.
+    """
+    if getattr(client, "bulk_refused", False):
+        return None
+    statement = bulk_statement(candidate)
+    if statement is None:
+        return None
+
+    # TODO: read /limits first and skip Bulk when DailyBulkV2QueryJobs has
+    # nothing left (case c30), and remember a refusal across runs; both cost
+    # a call per run that the calls-per-10k target has no room for, so the
+    # refusal below is what switches to REST, and only for this run.
+    object_name = candidate.schema.name
+    try:
+        job_id = client.bulk_query_create(
+            soql=statement, include_deleted=include_deleted
+        )
+    except SalesforceRejectedError as exc:
+        if exc.code != "LIMIT_EXCEEDED" and not any(
+            text in str(exc) for text in FALLBACK_MESSAGES
+        ):
+            raise
+        client.bulk_refused = True
+        logger.warning(
+            "Bulk query refused, reading through REST object=%s error=%s",
+            object_name,
+            exc.code,
+        )
+        return None
+
+    state = _await(client=client, job_id=job_id)
+    if state != "JobComplete":
+        logger.warning(
+            "Bulk query job ended without results, reading through REST "
+            "object=%s job=%s state=%s",
+            object_name,
+            job_id,
+            state,
+        )
+        return None
+    return _results(client=client, candidate=candidate, job_id=job_id)
+
+
+def _await(*, client: SalesforceClient, job_id: str) -> str:
+    """Poll a job with growing waits until it ends; return its last state."""
+    wait = _setting("SALESFORCE_BULK_POLL_SECONDS", DEFAULT_POLL_SECONDS)
+    deadline = time.monotonic() + _setting(
+        "SALESFORCE_BULK_MAX_WAIT_SECONDS", DEFAULT_MAX_WAIT_SECONDS
+    )
+    while True:
+        state = client.bulk_query_state(job_id=job_id)["state"]
+        if state in ("JobComplete", "Failed", "Aborted"):
+            return state
+        if time.monotonic() + wait > deadline:
+            # TODO: abort the job (PATCH state=Aborted) so it stops using the
+            # org's Bulk allocation; the client has no abort call yet.
+            return "TimedOut"
+        time.sleep(wait)
+        wait = min(wait * 2, 30.0) if wait else 0
+
+
+def _results(
+    *, client: SalesforceClient, candidate: BulkCandidate, job_id: str
+) -> Iterator[list[Record]]:
+    """Stream the job's CSV pages, checking each one's declared row count."""
+    max_records = _setting("SALESFORCE_BULK_MAX_RECORDS", DEFAULT_MAX_RECORDS)
+    convert = _converter(candidate)
+    locator: str | None = None
+    while True:
+        page = client.bulk_query_results(
+            job_id=job_id, max_records=max_records, locator=locator
+        )
+        reader = csv.reader(page.lines)
+        header = next(reader, None) or []
+        rows = 0
+        batch: list[Record] = []
+        for values in reader:
+            rows += 1
+            batch.append(convert(header, values))
+            if len(batch) == PAGE:
+                yield batch
+                batch = []
+        if page.records is not None and rows != page.records:
+            # https://developer.salesforce.com/docs/atlas.en-us.api_asynch.meta/api_asynch/query_get_job_results.htm
+            raise BulkCountMismatch(
+                f"A Bulk result page of {candidate.schema.name} held {rows:,} "
+                f"rows where Salesforce declared {page.records:,}; the read "
+                "stopped so nothing is taken as deleted.",
+                code="BULK_COUNT_MISMATCH",
+            )
+        if batch:
+            yield batch
+        if page.next_locator is None:
+            return
+        locator = page.next_locator
+
+
+def _converter(candidate: BulkCandidate):
+    """Return a function making a REST-shaped record of one CSV row."""
+    schema = candidate.schema
+    compounds = {
+        name: _components(schema, name)
+        for name in candidate.fields
+        if schema.type_of(name) in COMPOUND_TYPES
+    }
+    mapped = set(candidate.fields)
+    types: dict[str, str] = {}
+
+    def convert(header: list[str], values: list[str]) -> Record:
+        if not types:
+            types.update({name: schema.type_of(name) for name in header})
+        record = {
+            name: _value(types[name], value)
+            for name, value in zip(header, values, strict=True)
+        }
+        for compound, parts in compounds.items():
+            nested = {
+                _part_key(compound, part): (
+                    record.get(part) if part in mapped else record.pop(part, None)
+                )
+                for part in parts
+            }
+            if all(value is None for value in nested.values()):
+                record[compound] = None
+            else:
+                record[compound] = dict(sorted(nested.items()))
+        return record
+
+    return convert
+
+
+def _value(field_type: str, text: str) -> Any:
+    """Return a CSV cell as REST's JSON would have it.
+
+    Bulk writes null as an empty cell, booleans as true/false and
+    datetimes in UTC with a Z; REST writes `...+0000`.
+    """
+    if text == "":
+        return None
+    if field_type == "boolean":
+        return text == "true"
+    if field_type == "int":
+        return int(text)
+    if field_type in ("double", "currency", "percent"):
+        return float(text)
+    if field_type == "datetime" and text.endswith("Z"):
+        return text.removesuffix("Z") + "+0000"
+    return text

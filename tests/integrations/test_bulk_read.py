@@ -1,0 +1,190 @@
+import re
+
+import pytest
+from django.forms.models import model_to_dict
+
+from integrations.models import FieldMapping, ObjectMapping, SyncRun
+from integrations.offline_org import offline_org_connect
+from integrations.salesforce.emulator import OfflineOrg
+from integrations.salesforce.emulator import bulk as emulator_bulk
+from integrations.salesforce.emulator.testing import mocked
+from integrations.sync.run import connection_sync
+from people.models import CrmAccount, Person
+from tests.conftest import OFFLINE_HOST
+
+pytestmark = pytest.mark.django_db
+
+CONTACTS = 3000
+
+
+@pytest.fixture(autouse=True)
+def _bulk_settings(settings):
+    settings.SALESFORCE_BULK_THRESHOLD = 1000
+    settings.SALESFORCE_BULK_MAX_RECORDS = 1000
+    settings.SALESFORCE_BULK_POLL_SECONDS = 0
+
+
+@pytest.fixture
+def org():
+    return OfflineOrg(
+        generate={"contacts": CONTACTS},
+        seed=1,
+        load_sample=False,
+        bulk_polls_to_complete=2,
+    )
+
+
+@pytest.fixture
+def org_http(org):
+    with mocked(org, base_url=f"https://{OFFLINE_HOST}") as mock:
+        yield mock
+
+
+@pytest.fixture
+def connection(org_http, member):
+    return offline_org_connect(
+        workspace=member.workspace, user=member.user, login_host=OFFLINE_HOST
+    )
+
+
+def _paths(mock, part: str) -> list[str]:
+    return [
+        f"{call.request.method} {call.request.url}"
+        for call in mock.calls
+        if part in call.request.url
+    ]
+
+
+def _people() -> dict[str, dict]:
+    return {
+        person.salesforce_id: model_to_dict(
+            person, exclude=["id", "created_at", "updated_at", "synced_at"]
+        )
+        for person in Person.objects.all()
+    }
+
+
+def _map_billing_address(connection) -> None:
+    mapping = ObjectMapping.objects.get(connection=connection, object_name="Account")
+    FieldMapping.objects.create(
+        object_mapping=mapping, salesforce_field="BillingAddress", attribute=""
+    )
+
+
+def test_it_reads_a_large_object_through_bulk(org, org_http, connection):
+    run = connection_sync(connection=connection)
+
+    assert run.status == SyncRun.Status.SUCCESS
+    assert Person.objects.count() == CONTACTS
+    contact_jobs = [
+        path for path in _paths(org_http, "/jobs/query") if path.startswith("POST")
+    ]
+    # Contacts are above the threshold; Accounts (about 300) are not. The
+    # first REST page of Contacts, which tells their number, is the last.
+    assert len(contact_jobs) == 1
+    assert len(_paths(org_http, "FROM+Contact")) == 1
+    assert not re.search(r"/data/v[\d.]+/query/[^?]", " ".join(_paths(org_http, "")))
+
+
+def test_bulk_and_rest_store_the_same(org, org_http, connection, settings):
+    _map_billing_address(connection)
+    settings.SALESFORCE_BULK_THRESHOLD = 10**9
+    rest = connection_sync(connection=connection)
+    through_rest = _people()
+    addresses = dict(CrmAccount.objects.values_list("salesforce_id", "custom_values"))
+
+    settings.SALESFORCE_BULK_THRESHOLD = 100
+    bulk = connection_sync(connection=connection)
+
+    assert rest.status == bulk.status == SyncRun.Status.SUCCESS
+    assert _paths(org_http, "/jobs/query")
+    # Nothing read through Bulk differs from what REST stored.
+    assert bulk.records_created == bulk.records_updated == 0
+    assert _people() == through_rest
+    assert (
+        dict(CrmAccount.objects.values_list("salesforce_id", "custom_values"))
+        == addresses
+    )
+    assert any(values.get("BillingAddress") for values in addresses.values())
+
+
+def test_it_reads_compound_fields_through_their_components(
+    org, org_http, connection, settings
+):
+    _map_billing_address(connection)
+    settings.SALESFORCE_BULK_THRESHOLD = 100
+    account = org.store.records("Account")[0]
+
+    connection_sync(connection=connection)
+
+    creates = [
+        call.request.body
+        for call in org_http.calls
+        if call.request.method == "POST" and "/jobs/query" in call.request.url
+    ]
+    account_job = next(body for body in creates if b"FROM Account" in body)
+    assert b"BillingAddress" not in account_job
+    assert b"BillingCity" in account_job
+    stored = CrmAccount.objects.get(salesforce_id=account["Id"])
+    assert stored.custom_values["BillingAddress"]["city"] == account["BillingCity"]
+
+
+def test_the_bulk_path_costs_a_few_calls_whatever_the_size(member, settings):
+    settings.SALESFORCE_BULK_THRESHOLD = 10_000
+    settings.SALESFORCE_BULK_MAX_RECORDS = 50_000
+    org = OfflineOrg(generate={"contacts": 20_000}, seed=2, load_sample=False)
+    with mocked(org, base_url=f"https://{OFFLINE_HOST}") as mock:
+        connection = offline_org_connect(
+            workspace=member.workspace, user=member.user, login_host=OFFLINE_HOST
+        )
+
+        connection_sync(connection=connection)
+
+        contact_calls = [
+            call.request.url
+            for call in mock.calls
+            if "/jobs/query" in call.request.url or "FROM+Contact" in call.request.url
+        ]
+    # The first REST page (which tells the size), a job, one status read and
+    # one result page of up to 50,000 rows: 5 calls at 100,000, 0.5 per 10k.
+    assert len(contact_calls) == 4
+    assert Person.objects.count() == 20_000
+
+
+def test_a_page_holding_other_than_its_declared_rows_is_an_error(
+    org, org_http, connection, monkeypatch
+):
+    # The org loses a row of every page, and still declares the whole count.
+    whole_pages = emulator_bulk._csv
+    monkeypatch.setattr(
+        emulator_bulk, "_csv", lambda job, rows: whole_pages(job, rows[:-1])
+    )
+
+    run = connection_sync(connection=connection)
+
+    assert run.status == SyncRun.Status.COMPLETED_WITH_ERRORS
+    assert "declared 1,000" in run.object_errors["Contact"]
+    # A read cut short takes nothing as deleted.
+    assert not Person.objects.filter(deleted_at__isnull=False).exists()
+
+
+def test_a_failed_job_falls_back_to_rest(org, org_http, connection):
+    org.faults.fail_bulk_jobs(times=5)
+
+    run = connection_sync(connection=connection)
+
+    assert run.status == SyncRun.Status.SUCCESS
+    assert Person.objects.count() == CONTACTS
+    assert _paths(org_http, "FROM+Contact")
+
+
+def test_a_spent_bulk_allocation_falls_back_to_rest(org, org_http, connection):
+    org.set_bulk_usage(jobs=10_000)
+
+    run = connection_sync(connection=connection)
+
+    assert run.status == SyncRun.Status.SUCCESS
+    assert Person.objects.count() == CONTACTS
+    creates = [p for p in _paths(org_http, "/jobs/query") if p.startswith("POST")]
+    # Refused once, Bulk is not tried again in the run.
+    assert len(creates) == 1
