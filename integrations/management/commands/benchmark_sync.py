@@ -1,0 +1,256 @@
+"""Measure the sync against a generated offline org, and the naive way beside it.
+
+The org is served over HTTPS from this process, in a thread; every measured
+step runs in a child process (`--step`) with a throwaway SQLite database,
+so the peak RSS read for a full sync is the sync's own, without the org.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandParser
+
+# The naive way saves one row per transaction; past this many records it
+# would take most of the time budget, and its rate no longer changes.
+NAIVE_LIMIT = 10_000
+STEPS = ("setup", "full", "recent", "naive")
+
+
+class Command(BaseCommand):
+    help = (
+        "Benchmark full, recent-changes and no-change syncs against generated "
+        "offline orgs, and a naive import, and print one table."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--sizes",
+            default="10000,100000",
+            help="Contacts in each generated org, comma-separated.",
+        )
+        parser.add_argument("--json", dest="json_path", help="Also write figures here.")
+        parser.add_argument("--seed", type=int, default=1)
+        # Internal: one measured step, run in a child process.
+        parser.add_argument("--step", choices=STEPS, help="(internal)")
+        parser.add_argument("--out", help="(internal)")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        if options["step"]:
+            figures = _step(options["step"])
+            Path(options["out"]).write_text(json.dumps(figures))
+            return
+
+        sizes = [int(size) for size in options["sizes"].split(",") if size.strip()]
+        results = {}
+        for size in sizes:
+            self.stderr.write(f"Benchmarking {size:,} contacts...")
+            results[str(size)] = _benchmark(size=size, seed=options["seed"])
+        self.stdout.write(_table(results))
+        if options["json_path"]:
+            Path(options["json_path"]).write_text(json.dumps(results, indent=2) + "\n")
+
+
+def _benchmark(*, size: int, seed: int) -> dict[str, Any]:
+    """Serve a generated org here and run each step against it in a child."""
+    from integrations.salesforce.emulator import OfflineOrg
+    from integrations.salesforce.emulator.server import make_server
+    from integrations.salesforce.emulator.tls import ensure_certificates
+
+    with tempfile.TemporaryDirectory(prefix="trig-benchmark-") as directory:
+        work = Path(directory)
+        org = OfflineOrg(
+            generate={"contacts": size},
+            seed=seed,
+            load_sample=False,
+            # A day's allocation large enough that no budget stops a run.
+            daily_api_requests=10_000_000,
+        )
+        server = make_server(org, cert_dir=work / "certs", port=0)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        host = f"127.0.0.1:{server.server_port}"
+        env = {
+            **os.environ,
+            "DATABASE_URL": f"sqlite:///{work / 'benchmark.sqlite3'}",
+            "SALESFORCE_EXTRA_LOGIN_HOSTS": host,
+            "SALESFORCE_CA_BUNDLE": str(ensure_certificates(work / "certs").ca),
+            "BENCHMARK_LOGIN_HOST": host,
+        }
+        try:
+            _child("setup", env=env, work=work)
+            full, peak_kb = _child("full", env=env, work=work)
+            org.touch_random("Contact", 0.01, seed=seed)
+            recent, _ = _child("recent", env=env, work=work)
+            no_change, _ = _child("recent", env=env, work=work)
+            naive, _ = _child("naive", env=env, work=work)
+        finally:
+            server.shutdown()
+
+    calls_per_10k = full["api_calls"] / (full["records"] / 10_000)
+    return {
+        "full": {
+            "records": full["records"],
+            "records_per_s": round(full["records"] / full["seconds"]),
+            "api_calls": full["api_calls"],
+            "calls_per_10k": round(calls_per_10k, 2),
+            # ru_maxrss is in kilobytes on Linux.
+            "peak_rss_mb": round(peak_kb / 1024, 1),
+        },
+        "naive": {
+            "records": naive["records"],
+            "records_per_s": round(naive["records"] / naive["seconds"]),
+        },
+        "recent_1pct": {
+            "seconds": round(recent["seconds"], 2),
+            "api_calls": recent["api_calls"],
+            "rows_written": recent["rows_written"],
+        },
+        "no_change": {
+            "api_calls": no_change["api_calls"],
+            "rows_written": no_change["rows_written"],
+            "objects": no_change["objects"],
+        },
+    }
+
+
+def _child(step: str, *, env: dict[str, str], work: Path) -> tuple[dict, int]:
+    """Run one step in a child process; return its figures and peak RSS (KB)."""
+    out = work / f"{step}.json"
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            sys.argv[0],
+            "benchmark_sync",
+            "--step",
+            step,
+            "--out",
+            str(out),
+        ],
+        env=env,
+    )
+    _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode != 0:
+        raise RuntimeError(f"The {step} step failed (exit {process.returncode}).")
+    return json.loads(out.read_text()), usage.ru_maxrss
+
+
+def _step(step: str) -> dict[str, Any]:
+    """Run one measured step in this (child) process."""
+    from django.contrib.auth import get_user_model
+
+    from integrations.models import SalesforceConnection, SyncRun
+    from integrations.offline_org import offline_org_connect
+    from integrations.sync.run import connection_sync
+    from trig_crm.models import Membership, Workspace
+
+    host = os.environ["BENCHMARK_LOGIN_HOST"]
+    if step == "setup":
+        call_command("migrate", verbosity=0)
+        workspace = Workspace.objects.create(name="Benchmark", slug="benchmark")
+        user = get_user_model().objects.create_user(username="benchmark")
+        Membership.objects.create(workspace=workspace, user=user)
+        offline_org_connect(workspace=workspace, user=user, login_host=host)
+        return {}
+
+    connection = SalesforceConnection.objects.get(workspace__slug="benchmark")
+    if step == "naive":
+        return _naive(connection=connection, host=host)
+
+    kind = SyncRun.Kind.FULL if step == "full" else SyncRun.Kind.RECENT
+    started = time.perf_counter()
+    run = connection_sync(connection=connection, kind=kind)
+    seconds = time.perf_counter() - started
+    if run.status != SyncRun.Status.SUCCESS:
+        raise RuntimeError(f"The {step} sync ended {run.status}: {run.error_message}")
+    return {
+        "seconds": seconds,
+        "records": run.records_fetched,
+        "api_calls": run.api_calls,
+        "rows_written": run.records_created + run.records_updated + run.records_deleted,
+        "objects": len(run.objects_done),
+    }
+
+
+def _naive(*, connection, host: str) -> dict[str, Any]:
+    """Import Contacts the naive way: query_all, then one save() per record."""
+    from django.contrib.auth import get_user_model
+    from simple_salesforce import Salesforce
+
+    from integrations.offline_org import offline_org_connect
+    from integrations.salesforce.http import salesforce_session
+    from people.models import Person
+    from trig_crm.models import Membership, Workspace
+
+    # Its own workspace, so its rows meet none of the real sync's.
+    workspace = Workspace.objects.create(name="Naive", slug="naive")
+    user = get_user_model().objects.create_user(username="naive")
+    Membership.objects.create(workspace=workspace, user=user)
+    naive = offline_org_connect(workspace=workspace, user=user, login_host=host)
+
+    started = time.perf_counter()
+    sf = Salesforce(
+        instance_url=naive.instance_url,
+        session_id=naive.access_token,
+        session=salesforce_session(),
+    )
+    records = sf.query_all(
+        "SELECT Id, FirstName, LastName, Email, Phone, MailingCountry, Title, "
+        f"HasOptedOutOfEmail, AccountId FROM Contact LIMIT {NAIVE_LIMIT}"
+    )["records"]
+    for record in records:
+        Person(
+            workspace=workspace,
+            connection=naive,
+            salesforce_id=record["Id"],
+            first_name=record["FirstName"] or "",
+            last_name=record["LastName"] or "",
+            email=record["Email"] or "",
+            phone=record["Phone"] or "",
+            country=record["MailingCountry"] or "",
+            title=record["Title"] or "",
+            has_opted_out_of_email=record["HasOptedOutOfEmail"],
+            salesforce_account_id=record["AccountId"] or "",
+        ).save()
+    return {"seconds": time.perf_counter() - started, "records": len(records)}
+
+
+def _table(results: dict[str, dict[str, Any]]) -> str:
+    header = (
+        "contacts", "records", "rec/s", "calls", "calls/10k", "RSS MB",
+        "naive rec/s", "x naive", "recent 1% s", "recent calls",
+        "no-change calls", "no-change rows",
+    )  # fmt: skip
+    rows = [header]
+    for size, figures in results.items():
+        full, naive = figures["full"], figures["naive"]
+        rows.append(
+            (
+                f"{int(size):,}",
+                f"{full['records']:,}",
+                f"{full['records_per_s']:,}",
+                str(full["api_calls"]),
+                f"{full['calls_per_10k']:.2f}",
+                f"{full['peak_rss_mb']:.1f}",
+                f"{naive['records_per_s']:,}",
+                f"{full['records_per_s'] / naive['records_per_s']:.1f}",
+                f"{figures['recent_1pct']['seconds']:.2f}",
+                str(figures["recent_1pct"]["api_calls"]),
+                f"{figures['no_change']['api_calls']} "
+                f"({figures['no_change']['objects']} objects)",
+                str(figures["no_change"]["rows_written"]),
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines = [
+        "  ".join(cell.rjust(w) for cell, w in zip(row, widths, strict=True))
+        for row in rows
+    ]
+    return "\n".join(lines)
