@@ -8,98 +8,233 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('trig_crm', '0001_initial'),
+        ("trig_crm", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='PendingAuthorization',
+            name="PendingAuthorization",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('state', models.CharField(max_length=64, unique=True)),
-                ('environment', models.CharField(choices=[('production', 'Production'), ('sandbox', 'Sandbox')], max_length=20)),
-                ('login_host', models.CharField(max_length=255)),
-                ('redirect_uri', models.URLField(max_length=500)),
-                ('code_verifier', integrations.fields.EncryptedTextField()),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('user', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='pending_authorizations', to=settings.AUTH_USER_MODEL)),
-                ('workspace', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='pending_authorizations', to='trig_crm.workspace')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True,
+                        primary_key=True,
+                        serialize=False,
+                        verbose_name="ID",
+                    ),
+                ),
+                ("state", models.CharField(max_length=64, unique=True)),
+                (
+                    "environment",
+                    models.CharField(
+                        choices=[("production", "Production"), ("sandbox", "Sandbox")],
+                        max_length=20,
+                    ),
+                ),
+                ("login_host", models.CharField(max_length=255)),
+                ("redirect_uri", models.URLField(max_length=500)),
+                ("code_verifier", integrations.fields.EncryptedTextField()),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "user",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="pending_authorizations",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "workspace",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="pending_authorizations",
+                        to="trig_crm.workspace",
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='SalesforceConnection',
+            name="SalesforceConnection",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('environment', models.CharField(choices=[('production', 'Production'), ('sandbox', 'Sandbox')], max_length=20)),
-                ('login_host', models.CharField(max_length=255)),
-                ('instance_url', models.URLField(max_length=255)),
-                ('org_id', models.CharField(max_length=18)),
-                ('user_id', models.CharField(max_length=18)),
-                ('username', models.CharField(blank=True, max_length=255)),
-                ('user_display_name', models.CharField(blank=True, max_length=255)),
-                ('access_token', integrations.fields.EncryptedTextField(blank=True)),
-                ('refresh_token', integrations.fields.EncryptedTextField(blank=True)),
-                ('token_issued_at', models.DateTimeField(blank=True, null=True)),
-                ('status', models.CharField(choices=[('connected', 'Connected'), ('reconnect_required', 'Reconnect required'), ('disconnected', 'Disconnected')], default='connected', max_length=30)),
-                ('status_reason', models.TextField(blank=True)),
-                ('connected_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('last_full_sync_at', models.DateTimeField(blank=True, null=True)),
-                ('next_full_sync_at', models.DateTimeField(blank=True, null=True)),
-                ('sync_claimed_at', models.DateTimeField(blank=True, null=True)),
-                ('api_usage_used', models.PositiveIntegerField(blank=True, null=True)),
-                ('api_usage_max', models.PositiveIntegerField(blank=True, null=True)),
-                ('api_usage_seen_at', models.DateTimeField(blank=True, null=True)),
-                ('connected_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='salesforce_connections', to=settings.AUTH_USER_MODEL)),
-                ('workspace', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='salesforce_connections', to='trig_crm.workspace')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True,
+                        primary_key=True,
+                        serialize=False,
+                        verbose_name="ID",
+                    ),
+                ),
+                (
+                    "environment",
+                    models.CharField(
+                        choices=[("production", "Production"), ("sandbox", "Sandbox")],
+                        max_length=20,
+                    ),
+                ),
+                ("login_host", models.CharField(max_length=255)),
+                ("instance_url", models.URLField(max_length=255)),
+                ("org_id", models.CharField(max_length=18)),
+                ("user_id", models.CharField(max_length=18)),
+                ("username", models.CharField(blank=True, max_length=255)),
+                ("user_display_name", models.CharField(blank=True, max_length=255)),
+                ("access_token", integrations.fields.EncryptedTextField(blank=True)),
+                ("refresh_token", integrations.fields.EncryptedTextField(blank=True)),
+                ("token_issued_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("connected", "Connected"),
+                            ("reconnect_required", "Reconnect required"),
+                            ("disconnected", "Disconnected"),
+                        ],
+                        default="connected",
+                        max_length=30,
+                    ),
+                ),
+                ("status_reason", models.TextField(blank=True)),
+                (
+                    "connected_at",
+                    models.DateTimeField(default=django.utils.timezone.now),
+                ),
+                ("last_full_sync_at", models.DateTimeField(blank=True, null=True)),
+                ("next_full_sync_at", models.DateTimeField(blank=True, null=True)),
+                ("sync_claimed_at", models.DateTimeField(blank=True, null=True)),
+                ("api_usage_used", models.PositiveIntegerField(blank=True, null=True)),
+                ("api_usage_max", models.PositiveIntegerField(blank=True, null=True)),
+                ("api_usage_seen_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "connected_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="salesforce_connections",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "workspace",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="salesforce_connections",
+                        to="trig_crm.workspace",
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='SyncCursor',
+            name="SyncCursor",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('object_name', models.CharField(max_length=100)),
-                ('field_name', models.CharField(default='LastModifiedDate', max_length=100)),
-                ('value', models.DateTimeField()),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('connection', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='sync_cursors', to='integrations.salesforceconnection')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True,
+                        primary_key=True,
+                        serialize=False,
+                        verbose_name="ID",
+                    ),
+                ),
+                ("object_name", models.CharField(max_length=100)),
+                (
+                    "field_name",
+                    models.CharField(default="LastModifiedDate", max_length=100),
+                ),
+                ("value", models.DateTimeField()),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "connection",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="sync_cursors",
+                        to="integrations.salesforceconnection",
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='SyncRun',
+            name="SyncRun",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('kind', models.CharField(choices=[('full', 'Full'), ('recent', 'Recent changes')], max_length=20)),
-                ('trigger', models.CharField(choices=[('schedule', 'Schedule'), ('manual', 'Manual')], max_length=20)),
-                ('status', models.CharField(choices=[('running', 'Running'), ('success', 'Success'), ('completed_with_errors', 'Completed with errors'), ('failed', 'Failed')], default='running', max_length=30)),
-                ('started_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('records_fetched', models.PositiveIntegerField(default=0)),
-                ('records_created', models.PositiveIntegerField(default=0)),
-                ('records_updated', models.PositiveIntegerField(default=0)),
-                ('records_unchanged', models.PositiveIntegerField(default=0)),
-                ('records_failed', models.PositiveIntegerField(default=0)),
-                ('api_calls', models.PositiveIntegerField(default=0)),
-                ('problems', models.JSONField(blank=True, default=list)),
-                ('problem_count', models.PositiveIntegerField(default=0)),
-                ('error_message', models.TextField(blank=True)),
-                ('connection', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='sync_runs', to='integrations.salesforceconnection')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True,
+                        primary_key=True,
+                        serialize=False,
+                        verbose_name="ID",
+                    ),
+                ),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[("full", "Full"), ("recent", "Recent changes")],
+                        max_length=20,
+                    ),
+                ),
+                (
+                    "trigger",
+                    models.CharField(
+                        choices=[("schedule", "Schedule"), ("manual", "Manual")],
+                        max_length=20,
+                    ),
+                ),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("running", "Running"),
+                            ("success", "Success"),
+                            ("completed_with_errors", "Completed with errors"),
+                            ("failed", "Failed"),
+                        ],
+                        default="running",
+                        max_length=30,
+                    ),
+                ),
+                ("started_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                ("records_fetched", models.PositiveIntegerField(default=0)),
+                ("records_created", models.PositiveIntegerField(default=0)),
+                ("records_updated", models.PositiveIntegerField(default=0)),
+                ("records_unchanged", models.PositiveIntegerField(default=0)),
+                ("records_failed", models.PositiveIntegerField(default=0)),
+                ("api_calls", models.PositiveIntegerField(default=0)),
+                ("problems", models.JSONField(blank=True, default=list)),
+                ("problem_count", models.PositiveIntegerField(default=0)),
+                ("error_message", models.TextField(blank=True)),
+                (
+                    "connection",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="sync_runs",
+                        to="integrations.salesforceconnection",
+                    ),
+                ),
             ],
         ),
         migrations.AddConstraint(
-            model_name='salesforceconnection',
-            constraint=models.UniqueConstraint(fields=('workspace', 'org_id'), name='salesforce_connection_unique_org'),
+            model_name="salesforceconnection",
+            constraint=models.UniqueConstraint(
+                fields=("workspace", "org_id"), name="salesforce_connection_unique_org"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='synccursor',
-            constraint=models.UniqueConstraint(fields=('connection', 'object_name'), name='sync_cursor_unique_object'),
+            model_name="synccursor",
+            constraint=models.UniqueConstraint(
+                fields=("connection", "object_name"), name="sync_cursor_unique_object"
+            ),
         ),
         migrations.AddIndex(
-            model_name='syncrun',
-            index=models.Index(fields=['connection', '-started_at'], name='integration_connect_f87d2a_idx'),
+            model_name="syncrun",
+            index=models.Index(
+                fields=["connection", "-started_at"],
+                name="integration_connect_f87d2a_idx",
+            ),
         ),
     ]

@@ -6,82 +6,222 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('integrations', '0001_initial'),
+        ("integrations", "0001_initial"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='syncrun',
-            name='object_errors',
+            model_name="syncrun",
+            name="object_errors",
             field=models.JSONField(blank=True, default=dict),
         ),
         migrations.AddField(
-            model_name='syncrun',
-            name='skipped_fields',
+            model_name="syncrun",
+            name="skipped_fields",
             field=models.JSONField(blank=True, default=list),
         ),
         migrations.AddField(
-            model_name='syncrun',
-            name='transform_failures',
+            model_name="syncrun",
+            name="transform_failures",
             field=models.PositiveIntegerField(default=0),
         ),
         migrations.CreateModel(
-            name='ObjectMapping',
+            name="ObjectMapping",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('object_name', models.CharField(help_text='Salesforce API name, e.g. Contact, Case or Space__c.', max_length=100)),
-                ('target', models.CharField(choices=[('person', 'Person'), ('organisation', 'Organisation'), ('owner', 'Owner'), ('record', 'Record')], max_length=20)),
-                ('is_enabled', models.BooleanField(default=True)),
-                ('position', models.PositiveSmallIntegerField(default=100)),
-                ('filter', models.TextField(blank=True, help_text="A SOQL condition, e.g. Industry = 'Banking' AND CreatedDate = LAST_N_DAYS:365. Checked against the object's fields when saved.")),
-                ('cursor_field', models.CharField(choices=[('LastModifiedDate', 'LastModifiedDate (user changes)'), ('SystemModstamp', 'SystemModstamp (user and system changes)')], default='LastModifiedDate', max_length=30)),
-                ('person_lookup_field', models.CharField(blank=True, help_text='Field holding the Contact Id that links a row to a person, e.g. ContactId or Contact__c.', max_length=100)),
-                ('organisation_lookup_field', models.CharField(blank=True, help_text='Field holding the Account Id that links a row to an organisation, e.g. AccountId.', max_length=100)),
-                ('owner_lookup_field', models.CharField(blank=True, help_text='Usually OwnerId.', max_length=100)),
-                ('needs_backfill', models.BooleanField(default=True)),
-                ('skipped_fields', models.JSONField(blank=True, default=dict)),
-                ('connection', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='object_mappings', to='integrations.salesforceconnection')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True,
+                        primary_key=True,
+                        serialize=False,
+                        verbose_name="ID",
+                    ),
+                ),
+                (
+                    "object_name",
+                    models.CharField(
+                        help_text="Salesforce API name, e.g. Contact, Case or Space__c.",
+                        max_length=100,
+                    ),
+                ),
+                (
+                    "target",
+                    models.CharField(
+                        choices=[
+                            ("person", "Person"),
+                            ("organisation", "Organisation"),
+                            ("owner", "Owner"),
+                            ("record", "Record"),
+                        ],
+                        max_length=20,
+                    ),
+                ),
+                ("is_enabled", models.BooleanField(default=True)),
+                ("position", models.PositiveSmallIntegerField(default=100)),
+                (
+                    "filter",
+                    models.TextField(
+                        blank=True,
+                        help_text="A SOQL condition, e.g. Industry = 'Banking' AND CreatedDate = LAST_N_DAYS:365. Checked against the object's fields when saved.",
+                    ),
+                ),
+                (
+                    "cursor_field",
+                    models.CharField(
+                        choices=[
+                            ("LastModifiedDate", "LastModifiedDate (user changes)"),
+                            (
+                                "SystemModstamp",
+                                "SystemModstamp (user and system changes)",
+                            ),
+                        ],
+                        default="LastModifiedDate",
+                        max_length=30,
+                    ),
+                ),
+                (
+                    "person_lookup_field",
+                    models.CharField(
+                        blank=True,
+                        help_text="Field holding the Contact Id that links a row to a person, e.g. ContactId or Contact__c.",
+                        max_length=100,
+                    ),
+                ),
+                (
+                    "organisation_lookup_field",
+                    models.CharField(
+                        blank=True,
+                        help_text="Field holding the Account Id that links a row to an organisation, e.g. AccountId.",
+                        max_length=100,
+                    ),
+                ),
+                (
+                    "owner_lookup_field",
+                    models.CharField(
+                        blank=True, help_text="Usually OwnerId.", max_length=100
+                    ),
+                ),
+                ("needs_backfill", models.BooleanField(default=True)),
+                ("skipped_fields", models.JSONField(blank=True, default=dict)),
+                (
+                    "connection",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="object_mappings",
+                        to="integrations.salesforceconnection",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['position', 'pk'],
+                "ordering": ["position", "pk"],
             },
         ),
         migrations.CreateModel(
-            name='FieldMapping',
+            name="FieldMapping",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('salesforce_field', models.CharField(help_text='Salesforce API name, e.g. Contact, Case or Space__c.', max_length=100)),
-                ('attribute', models.CharField(blank=True, help_text='The attribute it fills. Leave empty to keep the value as a named custom value.', max_length=50)),
-                ('custom_name', models.CharField(blank=True, help_text="Name of the custom value; the Salesforce field's name if empty.", max_length=100)),
-                ('transform', models.CharField(blank=True, max_length=40)),
-                ('transform_argument', models.CharField(blank=True, help_text='What the transform needs: a length, a default, a value map, a region.', max_length=2000)),
-                ('object_mapping', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='field_mappings', to='integrations.objectmapping')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True,
+                        primary_key=True,
+                        serialize=False,
+                        verbose_name="ID",
+                    ),
+                ),
+                (
+                    "salesforce_field",
+                    models.CharField(
+                        help_text="Salesforce API name, e.g. Contact, Case or Space__c.",
+                        max_length=100,
+                    ),
+                ),
+                (
+                    "attribute",
+                    models.CharField(
+                        blank=True,
+                        help_text="The attribute it fills. Leave empty to keep the value as a named custom value.",
+                        max_length=50,
+                    ),
+                ),
+                (
+                    "custom_name",
+                    models.CharField(
+                        blank=True,
+                        help_text="Name of the custom value; the Salesforce field's name if empty.",
+                        max_length=100,
+                    ),
+                ),
+                ("transform", models.CharField(blank=True, max_length=40)),
+                (
+                    "transform_argument",
+                    models.CharField(
+                        blank=True,
+                        help_text="What the transform needs: a length, a default, a value map, a region.",
+                        max_length=2000,
+                    ),
+                ),
+                (
+                    "object_mapping",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="field_mappings",
+                        to="integrations.objectmapping",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['pk'],
+                "ordering": ["pk"],
             },
         ),
         migrations.CreateModel(
-            name='ObjectDescribe',
+            name="ObjectDescribe",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('object_name', models.CharField(max_length=100)),
-                ('fields', models.JSONField(default=list)),
-                ('described_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('connection', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='object_describes', to='integrations.salesforceconnection')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True,
+                        primary_key=True,
+                        serialize=False,
+                        verbose_name="ID",
+                    ),
+                ),
+                ("object_name", models.CharField(max_length=100)),
+                ("fields", models.JSONField(default=list)),
+                (
+                    "described_at",
+                    models.DateTimeField(default=django.utils.timezone.now),
+                ),
+                (
+                    "connection",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="object_describes",
+                        to="integrations.salesforceconnection",
+                    ),
+                ),
             ],
             options={
-                'constraints': [models.UniqueConstraint(fields=('connection', 'object_name'), name='object_describe_unique_object')],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("connection", "object_name"),
+                        name="object_describe_unique_object",
+                    )
+                ],
             },
         ),
         migrations.AddConstraint(
-            model_name='objectmapping',
-            constraint=models.UniqueConstraint(fields=('connection', 'object_name'), name='object_mapping_unique_object'),
+            model_name="objectmapping",
+            constraint=models.UniqueConstraint(
+                fields=("connection", "object_name"),
+                name="object_mapping_unique_object",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='fieldmapping',
-            constraint=models.UniqueConstraint(fields=('object_mapping', 'salesforce_field'), name='field_mapping_unique_field'),
+            model_name="fieldmapping",
+            constraint=models.UniqueConstraint(
+                fields=("object_mapping", "salesforce_field"),
+                name="field_mapping_unique_field",
+            ),
         ),
     ]

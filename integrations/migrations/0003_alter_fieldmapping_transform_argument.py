@@ -4,15 +4,18 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('integrations', '0002_syncrun_object_errors_syncrun_skipped_fields_and_more'),
+        ("integrations", "0002_syncrun_object_errors_syncrun_skipped_fields_and_more"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='fieldmapping',
-            name='transform_argument',
-            field=models.CharField(blank=True, help_text='What the transform needs: a length, a default, a value map or a region.', max_length=2000),
+            model_name="fieldmapping",
+            name="transform_argument",
+            field=models.CharField(
+                blank=True,
+                help_text="What the transform needs: a length, a default, a value map or a region.",
+                max_length=2000,
+            ),
         ),
     ]

@@ -4,20 +4,19 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('integrations', '0003_alter_fieldmapping_transform_argument'),
+        ("integrations", "0003_alter_fieldmapping_transform_argument"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='syncrun',
-            name='drift_repaired',
+            model_name="syncrun",
+            name="drift_repaired",
             field=models.PositiveIntegerField(default=0),
         ),
         migrations.AddField(
-            model_name='syncrun',
-            name='records_deleted',
+            model_name="syncrun",
+            name="records_deleted",
             field=models.PositiveIntegerField(default=0),
         ),
     ]

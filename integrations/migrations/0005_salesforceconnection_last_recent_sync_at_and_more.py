@@ -4,25 +4,27 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('integrations', '0004_syncrun_drift_repaired_syncrun_records_deleted'),
+        ("integrations", "0004_syncrun_drift_repaired_syncrun_records_deleted"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='salesforceconnection',
-            name='last_recent_sync_at',
+            model_name="salesforceconnection",
+            name="last_recent_sync_at",
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='salesforceconnection',
-            name='next_recent_sync_at',
+            model_name="salesforceconnection",
+            name="next_recent_sync_at",
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='salesforceconnection',
-            name='recent_sync_minutes',
-            field=models.PositiveSmallIntegerField(default=15, help_text='Minutes between recent-changes syncs; 0 turns them off.'),
+            model_name="salesforceconnection",
+            name="recent_sync_minutes",
+            field=models.PositiveSmallIntegerField(
+                default=15,
+                help_text="Minutes between recent-changes syncs; 0 turns them off.",
+            ),
         ),
     ]

@@ -4,20 +4,29 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('integrations', '0005_salesforceconnection_last_recent_sync_at_and_more'),
+        ("integrations", "0005_salesforceconnection_last_recent_sync_at_and_more"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='syncrun',
-            name='objects_done',
+            model_name="syncrun",
+            name="objects_done",
             field=models.JSONField(blank=True, default=list),
         ),
         migrations.AlterField(
-            model_name='syncrun',
-            name='status',
-            field=models.CharField(choices=[('running', 'Running'), ('success', 'Success'), ('completed_with_errors', 'Completed with errors'), ('partial', 'Partial — API budget'), ('failed', 'Failed')], default='running', max_length=30),
+            model_name="syncrun",
+            name="status",
+            field=models.CharField(
+                choices=[
+                    ("running", "Running"),
+                    ("success", "Success"),
+                    ("completed_with_errors", "Completed with errors"),
+                    ("partial", "Partial — API budget"),
+                    ("failed", "Failed"),
+                ],
+                default="running",
+                max_length=30,
+            ),
         ),
     ]

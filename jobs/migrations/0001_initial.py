@@ -7,195 +7,574 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('integrations', '0001_initial'),
-        ('people', '0001_initial'),
-        ('trig_crm', '0001_initial'),
+        ("integrations", "0001_initial"),
+        ("people", "0001_initial"),
+        ("trig_crm", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='ApiKey',
+            name="ApiKey",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=100)),
-                ('prefix', models.CharField(max_length=20)),
-                ('key_hash', models.CharField(max_length=64, unique=True)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('revoked_at', models.DateTimeField(blank=True, null=True)),
-                ('last_used_at', models.DateTimeField(blank=True, null=True)),
-                ('created_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='created_api_keys', to=settings.AUTH_USER_MODEL)),
-                ('workspace', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='api_keys', to='trig_crm.workspace')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True,
+                        primary_key=True,
+                        serialize=False,
+                        verbose_name="ID",
+                    ),
+                ),
+                ("name", models.CharField(max_length=100)),
+                ("prefix", models.CharField(max_length=20)),
+                ("key_hash", models.CharField(max_length=64, unique=True)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("revoked_at", models.DateTimeField(blank=True, null=True)),
+                ("last_used_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="created_api_keys",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "workspace",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="api_keys",
+                        to="trig_crm.workspace",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'API key',
+                "verbose_name": "API key",
             },
         ),
         migrations.CreateModel(
-            name='Event',
+            name="Event",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('kind', models.CharField(choices=[('email.sent', 'E-mail sent'), ('email.opened', 'E-mail opened'), ('email.clicked', 'E-mail clicked'), ('email.replied', 'E-mail replied to'), ('campaign.joined', 'Campaign joined'), ('signal.raised', 'Signal raised')], max_length=50)),
-                ('idempotency_key', models.CharField(max_length=200)),
-                ('record_id', models.CharField(blank=True, max_length=18, verbose_name='Salesforce record Id')),
-                ('occurred_at', models.DateTimeField()),
-                ('received_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('payload', models.JSONField(blank=True, default=dict)),
-                ('api_key', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='events', to='jobs.apikey')),
-                ('organisation', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='events', to='people.organisation')),
-                ('person', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='events', to='people.person')),
-                ('workspace', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='events', to='trig_crm.workspace')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True,
+                        primary_key=True,
+                        serialize=False,
+                        verbose_name="ID",
+                    ),
+                ),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("email.sent", "E-mail sent"),
+                            ("email.opened", "E-mail opened"),
+                            ("email.clicked", "E-mail clicked"),
+                            ("email.replied", "E-mail replied to"),
+                            ("campaign.joined", "Campaign joined"),
+                            ("signal.raised", "Signal raised"),
+                        ],
+                        max_length=50,
+                    ),
+                ),
+                ("idempotency_key", models.CharField(max_length=200)),
+                (
+                    "record_id",
+                    models.CharField(
+                        blank=True, max_length=18, verbose_name="Salesforce record Id"
+                    ),
+                ),
+                ("occurred_at", models.DateTimeField()),
+                (
+                    "received_at",
+                    models.DateTimeField(default=django.utils.timezone.now),
+                ),
+                ("payload", models.JSONField(blank=True, default=dict)),
+                (
+                    "api_key",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="events",
+                        to="jobs.apikey",
+                    ),
+                ),
+                (
+                    "organisation",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="events",
+                        to="people.organisation",
+                    ),
+                ),
+                (
+                    "person",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="events",
+                        to="people.person",
+                    ),
+                ),
+                (
+                    "workspace",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="events",
+                        to="trig_crm.workspace",
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='Job',
+            name="Job",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=200)),
-                ('trigger_kind', models.CharField(choices=[('email.sent', 'E-mail sent'), ('email.opened', 'E-mail opened'), ('email.clicked', 'E-mail clicked'), ('email.replied', 'E-mail replied to'), ('campaign.joined', 'Campaign joined'), ('signal.raised', 'Signal raised')], max_length=50)),
-                ('conditions', models.JSONField(blank=True, default=list, help_text='All must hold. For example [{"on": "event", "field": "payload.campaign", "operator": "equals", "value": "Spring"}, {"on": "person", "field": "country", "operator": "in", "value": ["UK", "IE"]}]. Operators: equals, not_equals, contains, in, is_set, is_not_set.')),
-                ('is_enabled', models.BooleanField(default=False)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('workspace', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='jobs', to='trig_crm.workspace')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True,
+                        primary_key=True,
+                        serialize=False,
+                        verbose_name="ID",
+                    ),
+                ),
+                ("name", models.CharField(max_length=200)),
+                (
+                    "trigger_kind",
+                    models.CharField(
+                        choices=[
+                            ("email.sent", "E-mail sent"),
+                            ("email.opened", "E-mail opened"),
+                            ("email.clicked", "E-mail clicked"),
+                            ("email.replied", "E-mail replied to"),
+                            ("campaign.joined", "Campaign joined"),
+                            ("signal.raised", "Signal raised"),
+                        ],
+                        max_length=50,
+                    ),
+                ),
+                (
+                    "conditions",
+                    models.JSONField(
+                        blank=True,
+                        default=list,
+                        help_text='All must hold. For example [{"on": "event", "field": "payload.campaign", "operator": "equals", "value": "Spring"}, {"on": "person", "field": "country", "operator": "in", "value": ["UK", "IE"]}]. Operators: equals, not_equals, contains, in, is_set, is_not_set.',
+                    ),
+                ),
+                ("is_enabled", models.BooleanField(default=False)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "workspace",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="jobs",
+                        to="trig_crm.workspace",
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='Action',
+            name="Action",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('kind', models.CharField(choices=[('update_salesforce_field', 'Update a Salesforce field')], default='update_salesforce_field', max_length=50)),
-                ('target', models.CharField(choices=[('person_contact', "The person's Contact"), ('organisation_account', "The organisation's Account"), ('event_record', 'The record named by the event')], default='person_contact', max_length=30)),
-                ('object_name', models.CharField(blank=True, help_text='Set for you for Contacts and Accounts; name the object of the records events name, such as Opportunity.', max_length=100)),
-                ('field_name', models.CharField(help_text="The field's API name, such as Last_Trig_Email__c. Only fields the connected user may update are accepted.", max_length=100)),
-                ('value_source', models.CharField(choices=[('event_time', "The event's time"), ('literal', 'A fixed value'), ('person', 'A value of the person'), ('event', 'A value of the event'), ('template', 'A template')], default='event_time', max_length=20)),
-                ('value', models.TextField(blank=True, help_text="The fixed value; the person's attribute (first_name, title, ...); the event's value (subject or payload.subject); or a template such as 'Sent {{ event.payload.subject }}'. Empty for the event's time.")),
-                ('is_conflict_check_enabled', models.BooleanField(default=False)),
-                ('follows_merges', models.BooleanField(default=True)),
-                ('is_enabled', models.BooleanField(default=True)),
-                ('connection', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='actions', to='integrations.salesforceconnection')),
-                ('job', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='actions', to='jobs.job')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True,
+                        primary_key=True,
+                        serialize=False,
+                        verbose_name="ID",
+                    ),
+                ),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("update_salesforce_field", "Update a Salesforce field")
+                        ],
+                        default="update_salesforce_field",
+                        max_length=50,
+                    ),
+                ),
+                (
+                    "target",
+                    models.CharField(
+                        choices=[
+                            ("person_contact", "The person's Contact"),
+                            ("organisation_account", "The organisation's Account"),
+                            ("event_record", "The record named by the event"),
+                        ],
+                        default="person_contact",
+                        max_length=30,
+                    ),
+                ),
+                (
+                    "object_name",
+                    models.CharField(
+                        blank=True,
+                        help_text="Set for you for Contacts and Accounts; name the object of the records events name, such as Opportunity.",
+                        max_length=100,
+                    ),
+                ),
+                (
+                    "field_name",
+                    models.CharField(
+                        help_text="The field's API name, such as Last_Trig_Email__c. Only fields the connected user may update are accepted.",
+                        max_length=100,
+                    ),
+                ),
+                (
+                    "value_source",
+                    models.CharField(
+                        choices=[
+                            ("event_time", "The event's time"),
+                            ("literal", "A fixed value"),
+                            ("person", "A value of the person"),
+                            ("event", "A value of the event"),
+                            ("template", "A template"),
+                        ],
+                        default="event_time",
+                        max_length=20,
+                    ),
+                ),
+                (
+                    "value",
+                    models.TextField(
+                        blank=True,
+                        help_text="The fixed value; the person's attribute (first_name, title, ...); the event's value (subject or payload.subject); or a template such as 'Sent {{ event.payload.subject }}'. Empty for the event's time.",
+                    ),
+                ),
+                ("is_conflict_check_enabled", models.BooleanField(default=False)),
+                ("follows_merges", models.BooleanField(default=True)),
+                ("is_enabled", models.BooleanField(default=True)),
+                (
+                    "connection",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="actions",
+                        to="integrations.salesforceconnection",
+                    ),
+                ),
+                (
+                    "job",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="actions",
+                        to="jobs.job",
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='JobRun',
+            name="JobRun",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('trigger', models.CharField(choices=[('event', 'Event'), ('schedule', 'Schedule'), ('manual', 'Manual')], default='event', max_length=20)),
-                ('status', models.CharField(choices=[('running', 'Running'), ('completed', 'Completed'), ('completed_with_errors', 'Completed with errors'), ('failed', 'Failed')], default='running', max_length=30)),
-                ('started_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('writes_written', models.PositiveIntegerField(default=0)),
-                ('writes_skipped', models.PositiveIntegerField(default=0)),
-                ('writes_failed', models.PositiveIntegerField(default=0)),
-                ('writes_waiting', models.PositiveIntegerField(default=0)),
-                ('update_calls', models.PositiveIntegerField(default=0)),
-                ('api_calls', models.PositiveIntegerField(default=0)),
-                ('error_message', models.TextField(blank=True)),
-                ('connection', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='job_runs', to='integrations.salesforceconnection')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True,
+                        primary_key=True,
+                        serialize=False,
+                        verbose_name="ID",
+                    ),
+                ),
+                (
+                    "trigger",
+                    models.CharField(
+                        choices=[
+                            ("event", "Event"),
+                            ("schedule", "Schedule"),
+                            ("manual", "Manual"),
+                        ],
+                        default="event",
+                        max_length=20,
+                    ),
+                ),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("running", "Running"),
+                            ("completed", "Completed"),
+                            ("completed_with_errors", "Completed with errors"),
+                            ("failed", "Failed"),
+                        ],
+                        default="running",
+                        max_length=30,
+                    ),
+                ),
+                ("started_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                ("writes_written", models.PositiveIntegerField(default=0)),
+                ("writes_skipped", models.PositiveIntegerField(default=0)),
+                ("writes_failed", models.PositiveIntegerField(default=0)),
+                ("writes_waiting", models.PositiveIntegerField(default=0)),
+                ("update_calls", models.PositiveIntegerField(default=0)),
+                ("api_calls", models.PositiveIntegerField(default=0)),
+                ("error_message", models.TextField(blank=True)),
+                (
+                    "connection",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="job_runs",
+                        to="integrations.salesforceconnection",
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='FieldWrite',
+            name="FieldWrite",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('object_name', models.CharField(max_length=100)),
-                ('record_id', models.CharField(blank=True, max_length=18)),
-                ('parent_id', models.CharField(blank=True, max_length=18)),
-                ('field_name', models.CharField(max_length=100)),
-                ('value', models.JSONField(blank=True, null=True)),
-                ('status', models.CharField(choices=[('pending', 'Pending'), ('written', 'Written'), ('skipped', 'Skipped'), ('failed', 'Failed')], default='pending', max_length=20)),
-                ('is_retryable', models.BooleanField(default=False)),
-                ('status_code', models.CharField(blank=True, max_length=100)),
-                ('message', models.TextField(blank=True)),
-                ('error_fields', models.JSONField(blank=True, default=list)),
-                ('warning', models.TextField(blank=True)),
-                ('attempts', models.PositiveSmallIntegerField(default=0)),
-                ('is_in_flight', models.BooleanField(default=False)),
-                ('next_attempt_at', models.DateTimeField(blank=True, null=True)),
-                ('merged_into_id', models.CharField(blank=True, max_length=18)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('written_at', models.DateTimeField(blank=True, null=True)),
-                ('action', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='writes', to='jobs.action')),
-                ('connection', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='field_writes', to='integrations.salesforceconnection')),
-                ('event', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='writes', to='jobs.event')),
-                ('superseded_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='superseded', to='jobs.fieldwrite')),
-                ('run', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='writes', to='jobs.jobrun')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True,
+                        primary_key=True,
+                        serialize=False,
+                        verbose_name="ID",
+                    ),
+                ),
+                ("object_name", models.CharField(max_length=100)),
+                ("record_id", models.CharField(blank=True, max_length=18)),
+                ("parent_id", models.CharField(blank=True, max_length=18)),
+                ("field_name", models.CharField(max_length=100)),
+                ("value", models.JSONField(blank=True, null=True)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("pending", "Pending"),
+                            ("written", "Written"),
+                            ("skipped", "Skipped"),
+                            ("failed", "Failed"),
+                        ],
+                        default="pending",
+                        max_length=20,
+                    ),
+                ),
+                ("is_retryable", models.BooleanField(default=False)),
+                ("status_code", models.CharField(blank=True, max_length=100)),
+                ("message", models.TextField(blank=True)),
+                ("error_fields", models.JSONField(blank=True, default=list)),
+                ("warning", models.TextField(blank=True)),
+                ("attempts", models.PositiveSmallIntegerField(default=0)),
+                ("is_in_flight", models.BooleanField(default=False)),
+                ("next_attempt_at", models.DateTimeField(blank=True, null=True)),
+                ("merged_into_id", models.CharField(blank=True, max_length=18)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                ("written_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "action",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="writes",
+                        to="jobs.action",
+                    ),
+                ),
+                (
+                    "connection",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="field_writes",
+                        to="integrations.salesforceconnection",
+                    ),
+                ),
+                (
+                    "event",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="writes",
+                        to="jobs.event",
+                    ),
+                ),
+                (
+                    "superseded_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="superseded",
+                        to="jobs.fieldwrite",
+                    ),
+                ),
+                (
+                    "run",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="writes",
+                        to="jobs.jobrun",
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='KnownValue',
+            name="KnownValue",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('object_name', models.CharField(max_length=100)),
-                ('record_id', models.CharField(max_length=18)),
-                ('field_name', models.CharField(max_length=100)),
-                ('value', models.JSONField(blank=True, null=True)),
-                ('seen_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('connection', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='known_values', to='integrations.salesforceconnection')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True,
+                        primary_key=True,
+                        serialize=False,
+                        verbose_name="ID",
+                    ),
+                ),
+                ("object_name", models.CharField(max_length=100)),
+                ("record_id", models.CharField(max_length=18)),
+                ("field_name", models.CharField(max_length=100)),
+                ("value", models.JSONField(blank=True, null=True)),
+                ("seen_at", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "connection",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="known_values",
+                        to="integrations.salesforceconnection",
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='RejectedEvent',
+            name="RejectedEvent",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('received_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('kind', models.CharField(blank=True, max_length=100)),
-                ('idempotency_key', models.CharField(blank=True, max_length=200)),
-                ('reason', models.TextField()),
-                ('api_key', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='rejected_events', to='jobs.apikey')),
-                ('workspace', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='rejected_events', to='trig_crm.workspace')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True,
+                        primary_key=True,
+                        serialize=False,
+                        verbose_name="ID",
+                    ),
+                ),
+                (
+                    "received_at",
+                    models.DateTimeField(default=django.utils.timezone.now),
+                ),
+                ("kind", models.CharField(blank=True, max_length=100)),
+                ("idempotency_key", models.CharField(blank=True, max_length=200)),
+                ("reason", models.TextField()),
+                (
+                    "api_key",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="rejected_events",
+                        to="jobs.apikey",
+                    ),
+                ),
+                (
+                    "workspace",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="rejected_events",
+                        to="trig_crm.workspace",
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='DeletedRecord',
+            name="DeletedRecord",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('object_name', models.CharField(max_length=100)),
-                ('salesforce_id', models.CharField(max_length=18)),
-                ('master_record_id', models.CharField(blank=True, max_length=18)),
-                ('found_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('connection', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='deleted_records', to='integrations.salesforceconnection')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True,
+                        primary_key=True,
+                        serialize=False,
+                        verbose_name="ID",
+                    ),
+                ),
+                ("object_name", models.CharField(max_length=100)),
+                ("salesforce_id", models.CharField(max_length=18)),
+                ("master_record_id", models.CharField(blank=True, max_length=18)),
+                ("found_at", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "connection",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="deleted_records",
+                        to="integrations.salesforceconnection",
+                    ),
+                ),
             ],
             options={
-                'constraints': [models.UniqueConstraint(fields=('connection', 'salesforce_id'), name='deleted_record_unique_sf_id')],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("connection", "salesforce_id"),
+                        name="deleted_record_unique_sf_id",
+                    )
+                ],
             },
         ),
         migrations.AddIndex(
-            model_name='event',
-            index=models.Index(fields=['workspace', 'kind', '-occurred_at'], name='jobs_event_workspa_29567c_idx'),
+            model_name="event",
+            index=models.Index(
+                fields=["workspace", "kind", "-occurred_at"],
+                name="jobs_event_workspa_29567c_idx",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='event',
-            constraint=models.UniqueConstraint(fields=('workspace', 'idempotency_key'), name='event_unique_idempotency_key'),
+            model_name="event",
+            constraint=models.UniqueConstraint(
+                fields=("workspace", "idempotency_key"),
+                name="event_unique_idempotency_key",
+            ),
         ),
         migrations.AddIndex(
-            model_name='jobrun',
-            index=models.Index(fields=['connection', '-started_at'], name='jobs_jobrun_connect_c34289_idx'),
+            model_name="jobrun",
+            index=models.Index(
+                fields=["connection", "-started_at"],
+                name="jobs_jobrun_connect_c34289_idx",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='jobrun',
-            constraint=models.UniqueConstraint(condition=models.Q(('status', 'running')), fields=('connection',), name='job_run_one_running_per_connection'),
+            model_name="jobrun",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("status", "running")),
+                fields=("connection",),
+                name="job_run_one_running_per_connection",
+            ),
         ),
         migrations.AddIndex(
-            model_name='fieldwrite',
-            index=models.Index(fields=['connection', 'status', 'next_attempt_at'], name='jobs_fieldw_connect_2baf53_idx'),
+            model_name="fieldwrite",
+            index=models.Index(
+                fields=["connection", "status", "next_attempt_at"],
+                name="jobs_fieldw_connect_2baf53_idx",
+            ),
         ),
         migrations.AddIndex(
-            model_name='fieldwrite',
-            index=models.Index(fields=['connection', 'record_id', 'field_name'], name='jobs_fieldw_connect_55a8f4_idx'),
+            model_name="fieldwrite",
+            index=models.Index(
+                fields=["connection", "record_id", "field_name"],
+                name="jobs_fieldw_connect_55a8f4_idx",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='fieldwrite',
-            constraint=models.UniqueConstraint(fields=('action', 'event', 'record_id'), name='field_write_unique_target'),
+            model_name="fieldwrite",
+            constraint=models.UniqueConstraint(
+                fields=("action", "event", "record_id"),
+                name="field_write_unique_target",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='knownvalue',
-            constraint=models.UniqueConstraint(fields=('connection', 'record_id', 'field_name'), name='known_value_unique_field'),
+            model_name="knownvalue",
+            constraint=models.UniqueConstraint(
+                fields=("connection", "record_id", "field_name"),
+                name="known_value_unique_field",
+            ),
         ),
     ]

@@ -5,93 +5,217 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('integrations', '0001_initial'),
-        ('trig_crm', '0001_initial'),
+        ("integrations", "0001_initial"),
+        ("trig_crm", "0001_initial"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Organisation',
+            name="Organisation",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(blank=True, max_length=255)),
-                ('domain', models.CharField(blank=True, max_length=255, null=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('workspace', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='organisations', to='trig_crm.workspace')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True,
+                        primary_key=True,
+                        serialize=False,
+                        verbose_name="ID",
+                    ),
+                ),
+                ("name", models.CharField(blank=True, max_length=255)),
+                ("domain", models.CharField(blank=True, max_length=255, null=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "workspace",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="organisations",
+                        to="trig_crm.workspace",
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='Owner',
+            name="Owner",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('salesforce_id', models.CharField(max_length=18)),
-                ('name', models.CharField(blank=True, max_length=255)),
-                ('email', models.EmailField(blank=True, max_length=254)),
-                ('synced_at', models.DateTimeField(blank=True, null=True)),
-                ('connection', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='owners', to='integrations.salesforceconnection')),
-                ('workspace', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='owners', to='trig_crm.workspace')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True,
+                        primary_key=True,
+                        serialize=False,
+                        verbose_name="ID",
+                    ),
+                ),
+                ("salesforce_id", models.CharField(max_length=18)),
+                ("name", models.CharField(blank=True, max_length=255)),
+                ("email", models.EmailField(blank=True, max_length=254)),
+                ("synced_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "connection",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="owners",
+                        to="integrations.salesforceconnection",
+                    ),
+                ),
+                (
+                    "workspace",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="owners",
+                        to="trig_crm.workspace",
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='CrmAccount',
+            name="CrmAccount",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('salesforce_id', models.CharField(max_length=18)),
-                ('name', models.CharField(blank=True, max_length=255)),
-                ('website', models.CharField(blank=True, max_length=255)),
-                ('industry', models.CharField(blank=True, max_length=255)),
-                ('synced_at', models.DateTimeField(blank=True, null=True)),
-                ('connection', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='crm_accounts', to='integrations.salesforceconnection')),
-                ('workspace', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='crm_accounts', to='trig_crm.workspace')),
-                ('organisation', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='crm_accounts', to='people.organisation')),
-                ('owner', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='crm_accounts', to='people.owner')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True,
+                        primary_key=True,
+                        serialize=False,
+                        verbose_name="ID",
+                    ),
+                ),
+                ("salesforce_id", models.CharField(max_length=18)),
+                ("name", models.CharField(blank=True, max_length=255)),
+                ("website", models.CharField(blank=True, max_length=255)),
+                ("industry", models.CharField(blank=True, max_length=255)),
+                ("synced_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "connection",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="crm_accounts",
+                        to="integrations.salesforceconnection",
+                    ),
+                ),
+                (
+                    "workspace",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="crm_accounts",
+                        to="trig_crm.workspace",
+                    ),
+                ),
+                (
+                    "organisation",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="crm_accounts",
+                        to="people.organisation",
+                    ),
+                ),
+                (
+                    "owner",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="crm_accounts",
+                        to="people.owner",
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='Person',
+            name="Person",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('salesforce_id', models.CharField(max_length=18)),
-                ('first_name', models.CharField(blank=True, max_length=100)),
-                ('last_name', models.CharField(blank=True, max_length=200)),
-                ('email', models.EmailField(blank=True, max_length=254)),
-                ('phone', models.CharField(blank=True, max_length=50)),
-                ('country', models.CharField(blank=True, max_length=100)),
-                ('title', models.CharField(blank=True, max_length=200)),
-                ('has_opted_out_of_email', models.BooleanField(default=False)),
-                ('salesforce_account_id', models.CharField(blank=True, max_length=18)),
-                ('synced_at', models.DateTimeField(blank=True, null=True)),
-                ('connection', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='people', to='integrations.salesforceconnection')),
-                ('organisation', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='people', to='people.organisation')),
-                ('owner', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='people', to='people.owner')),
-                ('workspace', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='people', to='trig_crm.workspace')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True,
+                        primary_key=True,
+                        serialize=False,
+                        verbose_name="ID",
+                    ),
+                ),
+                ("salesforce_id", models.CharField(max_length=18)),
+                ("first_name", models.CharField(blank=True, max_length=100)),
+                ("last_name", models.CharField(blank=True, max_length=200)),
+                ("email", models.EmailField(blank=True, max_length=254)),
+                ("phone", models.CharField(blank=True, max_length=50)),
+                ("country", models.CharField(blank=True, max_length=100)),
+                ("title", models.CharField(blank=True, max_length=200)),
+                ("has_opted_out_of_email", models.BooleanField(default=False)),
+                ("salesforce_account_id", models.CharField(blank=True, max_length=18)),
+                ("synced_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "connection",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="people",
+                        to="integrations.salesforceconnection",
+                    ),
+                ),
+                (
+                    "organisation",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="people",
+                        to="people.organisation",
+                    ),
+                ),
+                (
+                    "owner",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="people",
+                        to="people.owner",
+                    ),
+                ),
+                (
+                    "workspace",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="people",
+                        to="trig_crm.workspace",
+                    ),
+                ),
             ],
             options={
-                'verbose_name_plural': 'people',
+                "verbose_name_plural": "people",
             },
         ),
         migrations.AddConstraint(
-            model_name='organisation',
-            constraint=models.UniqueConstraint(fields=('workspace', 'domain'), name='organisation_unique_domain'),
+            model_name="organisation",
+            constraint=models.UniqueConstraint(
+                fields=("workspace", "domain"), name="organisation_unique_domain"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='owner',
-            constraint=models.UniqueConstraint(fields=('connection', 'salesforce_id'), name='owner_unique_sf_id'),
+            model_name="owner",
+            constraint=models.UniqueConstraint(
+                fields=("connection", "salesforce_id"), name="owner_unique_sf_id"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='crmaccount',
-            constraint=models.UniqueConstraint(fields=('connection', 'salesforce_id'), name='crm_account_unique_sf_id'),
+            model_name="crmaccount",
+            constraint=models.UniqueConstraint(
+                fields=("connection", "salesforce_id"), name="crm_account_unique_sf_id"
+            ),
         ),
         migrations.AddIndex(
-            model_name='person',
-            index=models.Index(fields=['workspace', 'email'], name='people_pers_workspa_14b2c2_idx'),
+            model_name="person",
+            index=models.Index(
+                fields=["workspace", "email"], name="people_pers_workspa_14b2c2_idx"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='person',
-            constraint=models.UniqueConstraint(fields=('connection', 'salesforce_id'), name='person_unique_sf_id'),
+            model_name="person",
+            constraint=models.UniqueConstraint(
+                fields=("connection", "salesforce_id"), name="person_unique_sf_id"
+            ),
         ),
     ]

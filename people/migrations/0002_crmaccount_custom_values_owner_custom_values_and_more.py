@@ -5,49 +5,107 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('integrations', '0002_syncrun_object_errors_syncrun_skipped_fields_and_more'),
-        ('people', '0001_initial'),
-        ('trig_crm', '0001_initial'),
+        ("integrations", "0002_syncrun_object_errors_syncrun_skipped_fields_and_more"),
+        ("people", "0001_initial"),
+        ("trig_crm", "0001_initial"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='crmaccount',
-            name='custom_values',
+            model_name="crmaccount",
+            name="custom_values",
             field=models.JSONField(blank=True, default=dict),
         ),
         migrations.AddField(
-            model_name='owner',
-            name='custom_values',
+            model_name="owner",
+            name="custom_values",
             field=models.JSONField(blank=True, default=dict),
         ),
         migrations.AddField(
-            model_name='person',
-            name='custom_values',
+            model_name="person",
+            name="custom_values",
             field=models.JSONField(blank=True, default=dict),
         ),
         migrations.CreateModel(
-            name='CrmRecord',
+            name="CrmRecord",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('salesforce_id', models.CharField(max_length=18)),
-                ('object_name', models.CharField(max_length=100)),
-                ('name', models.CharField(blank=True, max_length=255)),
-                ('person_salesforce_id', models.CharField(blank=True, max_length=18)),
-                ('account_salesforce_id', models.CharField(blank=True, max_length=18)),
-                ('custom_values', models.JSONField(blank=True, default=dict)),
-                ('synced_at', models.DateTimeField(blank=True, null=True)),
-                ('connection', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='crm_records', to='integrations.salesforceconnection')),
-                ('organisation', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='crm_records', to='people.organisation')),
-                ('owner', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='crm_records', to='people.owner')),
-                ('person', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='crm_records', to='people.person')),
-                ('workspace', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='crm_records', to='trig_crm.workspace')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True,
+                        primary_key=True,
+                        serialize=False,
+                        verbose_name="ID",
+                    ),
+                ),
+                ("salesforce_id", models.CharField(max_length=18)),
+                ("object_name", models.CharField(max_length=100)),
+                ("name", models.CharField(blank=True, max_length=255)),
+                ("person_salesforce_id", models.CharField(blank=True, max_length=18)),
+                ("account_salesforce_id", models.CharField(blank=True, max_length=18)),
+                ("custom_values", models.JSONField(blank=True, default=dict)),
+                ("synced_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "connection",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="crm_records",
+                        to="integrations.salesforceconnection",
+                    ),
+                ),
+                (
+                    "organisation",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="crm_records",
+                        to="people.organisation",
+                    ),
+                ),
+                (
+                    "owner",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="crm_records",
+                        to="people.owner",
+                    ),
+                ),
+                (
+                    "person",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="crm_records",
+                        to="people.person",
+                    ),
+                ),
+                (
+                    "workspace",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="crm_records",
+                        to="trig_crm.workspace",
+                    ),
+                ),
             ],
             options={
-                'indexes': [models.Index(fields=['connection', 'object_name'], name='people_crmr_connect_a4b707_idx')],
-                'constraints': [models.UniqueConstraint(fields=('connection', 'salesforce_id'), name='crm_record_unique_sf_id')],
+                "indexes": [
+                    models.Index(
+                        fields=["connection", "object_name"],
+                        name="people_crmr_connect_a4b707_idx",
+                    )
+                ],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("connection", "salesforce_id"),
+                        name="crm_record_unique_sf_id",
+                    )
+                ],
             },
         ),
     ]

@@ -4,15 +4,14 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('people', '0002_crmaccount_custom_values_owner_custom_values_and_more'),
+        ("people", "0002_crmaccount_custom_values_owner_custom_values_and_more"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='person',
-            name='has_opted_out_of_email',
+            model_name="person",
+            name="has_opted_out_of_email",
             field=models.BooleanField(default=None, null=True),
         ),
     ]

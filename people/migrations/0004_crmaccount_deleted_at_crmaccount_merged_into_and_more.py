@@ -5,45 +5,62 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('people', '0003_alter_person_has_opted_out_of_email'),
+        ("people", "0003_alter_person_has_opted_out_of_email"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='crmaccount',
-            name='deleted_at',
+            model_name="crmaccount",
+            name="deleted_at",
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='crmaccount',
-            name='merged_into',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='merged_from', to='people.crmaccount'),
+            model_name="crmaccount",
+            name="merged_into",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="merged_from",
+                to="people.crmaccount",
+            ),
         ),
         migrations.AddField(
-            model_name='crmrecord',
-            name='deleted_at',
+            model_name="crmrecord",
+            name="deleted_at",
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='crmrecord',
-            name='merged_into',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='merged_from', to='people.crmrecord'),
+            model_name="crmrecord",
+            name="merged_into",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="merged_from",
+                to="people.crmrecord",
+            ),
         ),
         migrations.AddField(
-            model_name='owner',
-            name='deleted_at',
+            model_name="owner",
+            name="deleted_at",
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='person',
-            name='deleted_at',
+            model_name="person",
+            name="deleted_at",
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='person',
-            name='merged_into',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='merged_from', to='people.person'),
+            model_name="person",
+            name="merged_into",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="merged_from",
+                to="people.person",
+            ),
         ),
     ]
