@@ -44,6 +44,9 @@ class SyncAlreadyRunning(Exception):
     """Another run of this connection holds the claim."""
 
 
+INTERRUPTED = "Interrupted:"
+
+
 class BudgetReached(Exception):
     """The run has spent what it may of the org's API allocation."""
 
@@ -322,6 +325,9 @@ def _sync_object(
         skipped_fields=plan.skipped,
         needs_backfill=mapping.needs_backfill and not plan.is_full_read,
     )
+    # Saved with the object, so that a worker killed on the next one leaves
+    # a record of how far it got.
+    run.objects_done.append(mapping.object_name)
     run.save()
     return tally.had_errors
 
@@ -352,7 +358,7 @@ def connection_sync(
     SyncRun.objects.filter(connection=connection, status=SyncRun.Status.RUNNING).update(
         status=SyncRun.Status.FAILED,
         finished_at=timezone.now(),
-        error_message="Interrupted: the worker stopped before the run finished.",
+        error_message=f"{INTERRUPTED} the worker stopped before the run finished.",
     )
     run = SyncRun.objects.create(connection=connection, kind=kind, trigger=trigger)
     client: SalesforceClient | None = None
@@ -379,7 +385,6 @@ def connection_sync(
                     claim=claim,
                     on_page=on_page,
                 )
-                run.objects_done.append(mapping.object_name)
             except (ReconnectRequired, SessionRefused, ApiLimitReached):
                 raise
             except (SalesforceClientError, PlanError, QueryTooLong) as exc:
@@ -409,10 +414,11 @@ def connection_sync(
 
 
 def _done_by_unfinished_full(run: SyncRun) -> list[str]:
-    """Return the objects a full sync stopped for its API budget already read.
+    """Return the objects a stopped full sync had already read.
 
-    Such a run's next full sync goes on with the objects it had not reached,
-    within the day the stopped one began.
+    A full sync stopped for its API budget, or killed with its worker, is
+    followed by one that goes on with the objects it had not reached, within
+    the day the stopped one began.
     """
     previous = (
         SyncRun.objects.filter(
@@ -424,11 +430,11 @@ def _done_by_unfinished_full(run: SyncRun) -> list[str]:
         .order_by("-started_at")
         .first()
     )
-    if (
-        previous is None
-        or previous.status != SyncRun.Status.PARTIAL
-        or previous.started_at < run.started_at - timedelta(hours=24)
-    ):
+    stopped = previous is not None and (
+        previous.status == SyncRun.Status.PARTIAL
+        or previous.error_message.startswith(INTERRUPTED)
+    )
+    if not stopped or previous.started_at < run.started_at - timedelta(hours=24):
         return []
     done = list(previous.objects_done)
     # A chain of partial runs carries what all of them read.

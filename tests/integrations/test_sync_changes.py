@@ -172,3 +172,21 @@ def test_a_no_change_recent_sync_costs_one_call_per_object_and_writes_nothing(cl
     objects = connection.object_mappings.filter(is_enabled=True).count()
     assert len(queries) == objects
     assert run.records_created == run.records_updated == run.records_deleted == 0
+
+
+def test_a_full_sync_killed_midway_is_followed_by_one_that_goes_on(clocked):
+    org, clock, connection, mock = clocked
+
+    def crash_in_contacts(object_name, count):
+        if object_name == "Contact":
+            raise KeyboardInterrupt("worker killed")
+
+    with pytest.raises(KeyboardInterrupt):
+        connection_sync(connection=connection, on_page=crash_in_contacts)
+    before = len(mock.calls)
+    resumed = connection_sync(connection=connection)
+
+    queried = [c.request.url for c in mock.calls[before:] if "/query" in c.request.url]
+    assert resumed.status == SyncRun.Status.SUCCESS
+    assert not any("FROM+User" in url or "FROM+Account" in url for url in queried)
+    assert Person.objects.count() == org.store.count("Contact")
