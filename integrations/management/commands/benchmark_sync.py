@@ -3,15 +3,19 @@
 The org is served over HTTPS from this process, in a thread; every measured
 step runs in a child process (`--step`) with a throwaway SQLite database,
 so the peak RSS read for a full sync is the sync's own, without the org.
+The naive way reads and saves at most NAIVE_LIMIT Contacts.
 """
 
 import json
+import math
 import os
+import resource
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +26,8 @@ from django.core.management.base import BaseCommand, CommandParser
 # would take most of the time budget, and its rate no longer changes.
 NAIVE_LIMIT = 10_000
 STEPS = ("setup", "full", "recent", "naive")
+MAPPED = ("User", "Account", "Contact", "Opportunity", "Lead")
+REST_PAGE = 2000
 
 
 class Command(BaseCommand):
@@ -73,7 +79,8 @@ def _benchmark(*, size: int, seed: int) -> dict[str, Any]:
             # A day's allocation large enough that no budget stops a run.
             daily_api_requests=10_000_000,
         )
-        server = make_server(org, cert_dir=work / "certs", port=0)
+        calls = _CallCounter(org)
+        server = make_server(calls, cert_dir=work / "certs", port=0)
         threading.Thread(target=server.serve_forever, daemon=True).start()
         host = f"127.0.0.1:{server.server_port}"
         env = {
@@ -81,27 +88,48 @@ def _benchmark(*, size: int, seed: int) -> dict[str, Any]:
             "DATABASE_URL": f"sqlite:///{work / 'benchmark.sqlite3'}",
             "SALESFORCE_EXTRA_LOGIN_HOSTS": host,
             "SALESFORCE_CA_BUNDLE": str(ensure_certificates(work / "certs").ca),
+            # As in production: DEBUG keeps every SQL statement in memory.
+            "DEBUG": "0",
             "BENCHMARK_LOGIN_HOST": host,
         }
         try:
             _child("setup", env=env, work=work)
-            full, peak_kb = _child("full", env=env, work=work)
+            calls.kinds.clear()
+            full = _child("full", env=env, work=work)
+            kinds = dict(calls.kinds)
+            sizes = {name: org.store.count(name) for name in MAPPED}
             org.touch_random("Contact", 0.01, seed=seed)
-            recent, _ = _child("recent", env=env, work=work)
-            no_change, _ = _child("recent", env=env, work=work)
-            naive, _ = _child("naive", env=env, work=work)
+            recent = _child("recent", env=env, work=work)
+            no_change = _child("recent", env=env, work=work)
+            naive = _child("naive", env=env, work=work)
         finally:
             server.shutdown()
 
     calls_per_10k = full["api_calls"] / (full["records"] / 10_000)
+    # Objects read through Bulk paid one REST page to learn their size.
+    bulk_objects = 1 if kinds.get("bulk") else 0
+    bulk_calls = kinds.get("bulk", 0) + bulk_objects
+    rest_floor = sum(
+        max(1, math.ceil(count / REST_PAGE))
+        for name, count in sizes.items()
+        if not (bulk_objects and name == "Contact")
+    )
     return {
         "full": {
             "records": full["records"],
             "records_per_s": round(full["records"] / full["seconds"]),
             "api_calls": full["api_calls"],
             "calls_per_10k": round(calls_per_10k, 2),
-            # ru_maxrss is in kilobytes on Linux.
-            "peak_rss_mb": round(peak_kb / 1024, 1),
+            "describe_calls": kinds.get("describe", 0),
+            "rest_query_calls": kinds.get("rest", 0) - bulk_objects,
+            "rest_floor": rest_floor,
+            "bulk_calls": bulk_calls,
+            "bulk_calls_per_10k": (
+                round(bulk_calls / (sizes["Contact"] / 10_000), 2)
+                if bulk_calls
+                else None
+            ),
+            "peak_rss_mb": round(full["peak_rss_kb"] / 1024, 1),
         },
         "naive": {
             "records": naive["records"],
@@ -120,26 +148,30 @@ def _benchmark(*, size: int, seed: int) -> dict[str, Any]:
     }
 
 
-def _child(step: str, *, env: dict[str, str], work: Path) -> tuple[dict, int]:
-    """Run one step in a child process; return its figures and peak RSS (KB)."""
+class _CallCounter:
+    """Count the org's API calls by kind: describe, REST query, Bulk."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.kinds: Counter[str] = Counter()
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        path = environ.get("PATH_INFO", "")
+        if "/jobs/query" in path:
+            self.kinds["bulk"] += 1
+        elif "/describe" in path:
+            self.kinds["describe"] += 1
+        elif "/query" in path:
+            self.kinds["rest"] += 1
+        return self.app(environ, start_response)
+
+
+def _child(step: str, *, env: dict[str, str], work: Path) -> dict[str, Any]:
+    """Run one step in a child process and return its figures."""
     out = work / f"{step}.json"
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            sys.argv[0],
-            "benchmark_sync",
-            "--step",
-            step,
-            "--out",
-            str(out),
-        ],
-        env=env,
-    )
-    _, status, usage = os.wait4(process.pid, 0)
-    process.returncode = os.waitstatus_to_exitcode(status)
-    if process.returncode != 0:
-        raise RuntimeError(f"The {step} step failed (exit {process.returncode}).")
-    return json.loads(out.read_text()), usage.ru_maxrss
+    command = [sys.executable, sys.argv[0], "benchmark_sync", "--step", step]
+    subprocess.run([*command, "--out", str(out)], env=env, check=True)
+    return json.loads(out.read_text())
 
 
 def _step(step: str) -> dict[str, Any]:
@@ -172,11 +204,28 @@ def _step(step: str) -> dict[str, Any]:
         raise RuntimeError(f"The {step} sync ended {run.status}: {run.error_message}")
     return {
         "seconds": seconds,
+        "peak_rss_kb": _peak_rss_kb(),
         "records": run.records_fetched,
         "api_calls": run.api_calls,
         "rows_written": run.records_created + run.records_updated + run.records_deleted,
         "objects": len(run.objects_done),
     }
+
+
+def _peak_rss_kb() -> int:
+    """Return this process's peak RSS in KB, since it started this program.
+
+    Not `ru_maxrss`: Linux carries into it the RSS of the process that
+    forked this one, here the benchmark holding the whole org.
+    """
+    try:
+        status = Path("/proc/self/status").read_text()
+    except OSError:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    for line in status.splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
 def _naive(*, connection, host: str) -> dict[str, Any]:
@@ -224,7 +273,8 @@ def _naive(*, connection, host: str) -> dict[str, Any]:
 
 def _table(results: dict[str, dict[str, Any]]) -> str:
     header = (
-        "contacts", "records", "rec/s", "calls", "calls/10k", "RSS MB",
+        "contacts", "records", "rec/s", "calls", "calls/10k",
+        "describe/REST/floor/Bulk", "Bulk/10k", "RSS MB",
         "naive rec/s", "x naive", "recent 1% s", "recent calls",
         "no-change calls", "no-change rows",
     )  # fmt: skip
@@ -238,6 +288,9 @@ def _table(results: dict[str, dict[str, Any]]) -> str:
                 f"{full['records_per_s']:,}",
                 str(full["api_calls"]),
                 f"{full['calls_per_10k']:.2f}",
+                f"{full['describe_calls']}/{full['rest_query_calls']}/"
+                f"{full['rest_floor']}/{full['bulk_calls']}",
+                str(full["bulk_calls_per_10k"] or "-"),
                 f"{full['peak_rss_mb']:.1f}",
                 f"{naive['records_per_s']:,}",
                 f"{full['records_per_s'] / naive['records_per_s']:.1f}",
