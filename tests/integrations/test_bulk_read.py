@@ -1,3 +1,4 @@
+import csv
 import re
 
 import pytest
@@ -5,6 +6,7 @@ from django.forms.models import model_to_dict
 
 from integrations.models import FieldMapping, ObjectMapping, SyncRun
 from integrations.offline_org import offline_org_connect
+from integrations.salesforce.client import _text_lines
 from integrations.salesforce.emulator import OfflineOrg
 from integrations.salesforce.emulator import bulk as emulator_bulk
 from integrations.salesforce.emulator.testing import mocked
@@ -188,3 +190,20 @@ def test_a_spent_bulk_allocation_falls_back_to_rest(org, org_http, connection):
     creates = [p for p in _paths(org_http, "/jobs/query") if p.startswith("POST")]
     # Refused once, Bulk is not tried again in the run.
     assert len(creates) == 1
+
+
+def test_csv_lines_keep_quoted_line_breaks_and_crlf_split_between_chunks():
+    body = '"Id","Description"\r\n"003A","two\nlines, one comma"\r\n"003B",""\r\n'
+    chunks = [part.encode() for part in (body[:25], body[25:40], body[40:])]
+    # Cut right between a \r and its \n as well.
+    cut = body.index("\r\n", 30) + 1
+    split_crlf = [body[:cut].encode(), body[cut:].encode()]
+
+    for pieces in (chunks, split_crlf):
+        rows = list(csv.reader(_text_lines(iter(pieces))))
+
+        assert rows == [
+            ["Id", "Description"],
+            ["003A", "two\nlines, one comma"],
+            ["003B", ""],
+        ]
