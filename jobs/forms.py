@@ -1,4 +1,5 @@
 import json
+from datetime import UTC
 from typing import Any
 
 from django import forms
@@ -38,7 +39,12 @@ class EventForm(forms.Form):
 
     def clean_occurred_at(self):
         # A time without a zone is taken as UTC (the current time zone).
-        return self.cleaned_data["occurred_at"] or timezone.now()
+        occurred_at = self.cleaned_data["occurred_at"] or timezone.now()
+        try:
+            occurred_at.astimezone(UTC)
+        except OverflowError:
+            raise forms.ValidationError("This time is out of range.") from None
+        return occurred_at
 
     def clean_person_id(self) -> Person | None:
         pk = self.cleaned_data["person_id"]

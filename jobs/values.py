@@ -5,6 +5,7 @@ cannot fit is recorded with a clear reason and costs no API call.
 https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/intro_valid_date_formats.htm
 """
 
+import math
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -136,8 +137,11 @@ def _number(field: dict[str, Any], value: Any) -> int | float:
         raise ValueDoesNotFit(f"{name} takes a number, not '{value}'.")
     try:
         number = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise ValueDoesNotFit(f"{name} takes a number, not '{value}'.") from None
+    if not math.isfinite(number):
+        # NaN and infinities have no place in a Salesforce number field.
+        raise ValueDoesNotFit(f"{name} takes a finite number, not '{value}'.")
     if field["type"] == "int":
         if number != int(number):
             raise ValueDoesNotFit(f"{name} takes a whole number, not '{value}'.")

@@ -44,7 +44,7 @@ def events_receive(request: HttpRequest) -> JsonResponse:
     workspace = api_key.workspace
     try:
         body = json.loads(request.body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         body = None
     items = body.get("events") if isinstance(body, dict) else None
     is_batch = isinstance(body, dict) and "events" in body

@@ -1,0 +1,106 @@
+"""Values and requests that must cost their own write or answer, nothing more."""
+
+import json
+
+import pytest
+from django.core.exceptions import ValidationError
+from django.urls import reverse
+from django.utils import timezone
+
+from jobs.models import Action, FieldWrite
+from jobs.services import action_validate, api_key_create, event_record
+from jobs.writeback import connection_write_pending
+from tests.jobs.factories import ActionFactory
+from tests.jobs.support import people_for
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def people(org, connection):
+    return people_for(org=org, connection=connection, count=2)
+
+
+def _latitude_action(connection, **fields):
+    return ActionFactory(
+        connection=connection,
+        field_name="MailingLatitude",
+        value_source=Action.ValueSource.EVENT,
+        value="payload.lat",
+        **fields,
+    )
+
+
+@pytest.mark.parametrize("bad", ["NaN", "Infinity", "1e400"])
+def test_a_number_that_is_not_finite_fails_its_write_and_not_the_run(
+    org, org_http, connection, people, bad
+):
+    _latitude_action(connection)
+    for key, person, lat in (("bad", people[0], bad), ("good", people[1], "1.5")):
+        event_record(
+            workspace=connection.workspace,
+            kind="email.sent",
+            idempotency_key=key,
+            occurred_at=timezone.now(),
+            person=person,
+            payload={"lat": lat},
+        )
+
+    connection_write_pending(connection=connection)
+    again = connection_write_pending(connection=connection)
+
+    statuses = dict(FieldWrite.objects.values_list("event__idempotency_key", "status"))
+    assert statuses == {"bad": "failed", "good": "written"}
+    assert again is None or again.writes_failed == 0
+
+
+def test_a_literal_that_is_not_a_finite_number_is_refused_on_save(
+    org, org_http, connection
+):
+    action = ActionFactory.build(
+        connection=connection,
+        job=None,
+        field_name="MailingLatitude",
+        value_source=Action.ValueSource.LITERAL,
+        value="NaN",
+    )
+
+    with pytest.raises(ValidationError):
+        action_validate(action=action, workspace=connection.workspace)
+
+
+def _post(client, body, secret):
+    return client.post(
+        reverse("jobs:events"),
+        body,
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {secret}",
+    )
+
+
+def test_deeply_nested_json_is_refused_with_a_400(client, member):
+    _, secret = api_key_create(workspace=member.workspace, name="sender")
+
+    response = _post(client, "[" * 100_000 + "]" * 100_000, secret)
+
+    assert response.status_code == 400
+
+
+@pytest.mark.parametrize(
+    "when", ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00"]
+)
+def test_a_time_out_of_range_is_refused_with_a_400(
+    client, member, org, connection, when
+):
+    _, secret = api_key_create(workspace=member.workspace, name="sender")
+    person = people_for(org=org, connection=connection, count=1)[0]
+    body = {
+        "kind": "email.sent",
+        "idempotency_key": "k1",
+        "person_id": person.pk,
+        "occurred_at": when,
+    }
+
+    response = _post(client, json.dumps(body), secret)
+
+    assert response.status_code == 400
