@@ -3,6 +3,7 @@ from datetime import timedelta
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.db.models import QuerySet, Sum
+from django.forms.models import BaseInlineFormSet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
@@ -213,9 +214,38 @@ class SyncCursorAdmin(admin.ModelAdmin):
     readonly_fields = ["connection", "object_name", "field_name", "updated_at"]
 
 
+class FieldMappingFormSet(BaseInlineFormSet):
+    """Refuse a field mapped twice, or two fields feeding one custom value."""
+
+    def clean(self) -> None:
+        super().clean()
+        fields: set[str] = set()
+        values: set[str] = set()
+        for form in self.forms:
+            data = getattr(form, "cleaned_data", None)
+            if not data or data.get("DELETE"):
+                continue
+            field = (data.get("salesforce_field") or "").lower()
+            if field in fields:
+                raise ValidationError(f"{data['salesforce_field']} is mapped twice.")
+            fields.add(field)
+            if data.get("attribute"):
+                continue
+            value = (
+                data.get("custom_name") or data.get("salesforce_field") or ""
+            ).lower()
+            if value in values:
+                raise ValidationError(
+                    f"Two fields would fill the custom value {value!r}; "
+                    "name them apart."
+                )
+            values.add(value)
+
+
 class FieldMappingInline(admin.TabularInline):
     model = FieldMapping
     form = FieldMappingForm
+    formset = FieldMappingFormSet
     extra = 1
     fields = [
         "salesforce_field",

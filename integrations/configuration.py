@@ -113,6 +113,10 @@ def filter_check(*, text: str, schema: ObjectSchema) -> soql.Condition | None:
                 f"{schema.name} has no field {path[0]} that the connected user can see."
             )
             continue
+        if described.get("filterable") is False:
+            # Long text areas and some system fields cannot be filtered on.
+            errors.append(f"Salesforce cannot filter on {described['name']}.")
+            continue
         field_type = described["type"]
         values = (
             comparison.value

@@ -23,6 +23,7 @@ _KEPT = (
     "compoundFieldName",
     "picklistValues",
     "nillable",
+    "filterable",
 )
 
 

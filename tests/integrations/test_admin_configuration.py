@@ -177,3 +177,41 @@ def test_a_field_added_in_the_admin_is_backfilled_on_the_next_sync(
         person.custom_values["Preferred_Name__c"] == with_name[0]["Preferred_Name__c"]
     )
     assert run.records_fetched >= org.store.count("Contact")
+
+
+@pytest.mark.parametrize(
+    ("rows", "reason"),
+    [
+        (
+            {"field_mappings-1-salesforce_field": "name"},
+            "name is mapped twice",
+        ),
+        (
+            {
+                "field_mappings-0-attribute": "",
+                "field_mappings-0-custom_name": "score",
+                "field_mappings-1-custom_name": "SCORE",
+            },
+            "Two fields would fill the custom value",
+        ),
+    ],
+)
+def test_the_admin_refuses_a_field_or_custom_value_given_twice(
+    org, org_http, connection, staff_client, rows, reason
+):
+    response = staff_client.post(ADD_URL, _form(connection, **rows))
+
+    assert response.status_code == 200
+    assert reason in response.content.decode()
+    assert not ObjectMapping.objects.filter(object_name="Guest_Review__c").exists()
+
+
+def test_a_filter_on_a_field_salesforce_cannot_filter_is_refused_on_save(
+    org, org_http, connection, staff_client
+):
+    response = staff_client.post(
+        ADD_URL, _form(connection, filter="Comments__c = 'great'")
+    )
+
+    assert response.status_code == 200
+    assert "Salesforce cannot filter on Comments__c" in response.content.decode()
