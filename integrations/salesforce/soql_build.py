@@ -136,23 +136,44 @@ def plan_select(
             )
         )
 
+    parts = _split(where, fits=fits, sobject=sobject)
+    return Plan(
+        statements=tuple(
+            tuple(_statement(g, sobject, part, order_by) for g in field_groups)
+            for part in parts
+        )
+    )
+
+
+def _split(where: Condition, *, fits, sobject: str) -> list[Condition]:
+    """Split the IN lists of `where` until each part fits a statement.
+
+    The longest list is cut greedily into parts as large as fit. When even one
+    of its values does not fit, another long list is in the way: the list is
+    halved and each half split again, which reaches the other list in turn.
+    """
+    if fits(where):
+        return [where]
     target = _longest_splittable_in(where)
-    if target is None:
+    if target is None or len(target.value) < 2:
         raise QueryTooLong(
             f"The filter on {sobject} is too long to send and has no IN list "
             "that could be split."
         )
-    parts: list[tuple[str, ...]] = []
     values = list(target.value)
+    if not fits(_replace(where, target, (values[0],))):
+        half = len(values) // 2
+        return _split(
+            _replace(where, target, tuple(values[:half])), fits=fits, sobject=sobject
+        ) + _split(
+            _replace(where, target, tuple(values[half:])), fits=fits, sobject=sobject
+        )
+
+    parts: list[Condition] = []
     start = 0
     while start < len(values):
         # Grow the part until the next value would pass the budget.
         end = start + 1
-        if not fits(_replace(where, target, tuple(values[start:end]))):
-            raise QueryTooLong(
-                f"One value of the IN list on {target.field.name} does not fit "
-                "a statement."
-            )
         step = 1
         while end < len(values):
             candidate = min(end + step, len(values))
@@ -163,12 +184,16 @@ def plan_select(
                 step //= 2
             else:
                 break
-        part = _replace(where, target, tuple(values[start:end]))
-        parts.append(
-            tuple(_statement(g, sobject, part, order_by) for g in field_groups)
-        )
+        if not fits(_replace(where, target, tuple(values[start:end]))):
+            # A value longer than the others; it has to go on its own.
+            return parts + _split(
+                _replace(where, target, tuple(values[start:])),
+                fits=fits,
+                sobject=sobject,
+            )
+        parts.append(_replace(where, target, tuple(values[start:end])))
         start = end
-    return Plan(statements=tuple(parts))
+    return parts
 
 
 def _check_literals(where: Condition | None) -> None:
@@ -224,7 +249,8 @@ def _longest_splittable_in(where: Condition | None) -> Comparison | None:
                 visit(part, negated)
         elif condition.operator in ("IN", "NOT IN"):
             positive = (condition.operator == "IN") != negated
-            if positive and (best is None or len(condition.value) > len(best.value)):
+            longer = best is None or len(condition.value) > len(best.value)
+            if positive and len(condition.value) > 1 and longer:
                 best = condition
 
     if where is not None:

@@ -147,3 +147,24 @@ def test_an_object_name_that_is_not_an_api_name_is_refused(name):
 
     with pytest.raises(ValidationError, match="is not a Salesforce API name"):
         mapping.clean()
+
+
+def test_two_long_in_lists_are_both_split_and_every_pair_is_covered():
+    ids = tuple(f"003{n:012d}AAA" for n in range(3000))
+    accounts = tuple(f"001{n:012d}AAA" for n in range(3000))
+    where = soql.Or(
+        (
+            soql.Comparison(soql.Field(("Id",)), "IN", ids),
+            soql.Comparison(soql.Field(("AccountId",)), "IN", accounts),
+        )
+    )
+
+    plan = plan_select(sobject="Contact", fields=["Id"], where=where, budget=8000)
+
+    statements = [group[0] for group in plan.statements]
+    assert all(encoded_size(s) <= 8000 for s in statements)
+    sent: dict[str, set] = {"Id": set(), "AccountId": set()}
+    for statement in statements:
+        for comparison in soql.comparisons(soql.parse(statement).where):
+            sent[comparison.field.name].update(comparison.value)
+    assert sent == {"Id": set(ids), "AccountId": set(accounts)}
