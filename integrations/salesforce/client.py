@@ -20,7 +20,7 @@ from simple_salesforce import Salesforce
 from simple_salesforce.exceptions import SalesforceError, SalesforceExpiredSession
 from tenacity import (
     Retrying,
-    retry_if_exception_type,
+    retry_if_exception,
     stop_after_attempt,
     wait_exponential_jitter,
 )
@@ -234,7 +234,13 @@ class SalesforceClient:
     def _read(self, request: Callable[[Salesforce], T]) -> T:
         """Send a read, retrying passing failures with growing, jittered waits."""
         retrying = Retrying(
-            retry=retry_if_exception_type(SalesforceTransientError),
+            # A query that timed out would time out again: the sync narrows it.
+            retry=retry_if_exception(
+                lambda exc: (
+                    isinstance(exc, SalesforceTransientError)
+                    and exc.code != "QUERY_TIMEOUT"
+                )
+            ),
             stop=stop_after_attempt(settings.SALESFORCE_TRANSIENT_ATTEMPTS),
             wait=wait_exponential_jitter(
                 multiplier=settings.SALESFORCE_HTTP_BACKOFF_SECONDS,

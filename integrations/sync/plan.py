@@ -107,6 +107,7 @@ def object_plan(
     cursor: SyncCursor | None,
     is_full_sync: bool,
     fresh: bool = False,
+    window: tuple[datetime, datetime | None] | None = None,
 ) -> ObjectPlan:
     """Return what to read of a mapped object in this run.
 
@@ -158,14 +159,13 @@ def object_plan(
                 f"The filter on {mapping.object_name} is not valid: {exc}"
             ) from exc
     if not is_full_read:
-        since: datetime = cursor.value - CURSOR_OVERLAP
-        conditions.append(
-            soql.Comparison(
-                field=soql.Field((described.canonical(mapping.cursor_field),)),
-                operator=">=",
-                value=since,
-            )
-        )
+        # A window narrower than "since the checkpoint" is asked for when
+        # Salesforce timed out on the wider one.
+        since, until = window or (cursor.value - CURSOR_OVERLAP, None)
+        stamp = soql.Field((described.canonical(mapping.cursor_field),))
+        conditions.append(soql.Comparison(field=stamp, operator=">=", value=since))
+        if until is not None:
+            conditions.append(soql.Comparison(field=stamp, operator="<", value=until))
     where = None
     if len(conditions) == 1:
         where = conditions[0]

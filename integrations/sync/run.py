@@ -16,6 +16,7 @@ from integrations.salesforce.client import (
     SalesforceClient,
     SalesforceClientError,
     SalesforceRejectedError,
+    SalesforceTransientError,
     SessionRefused,
 )
 from integrations.salesforce.schema import RunSchema
@@ -29,7 +30,7 @@ from integrations.sync.load import (
     rows_merge,
     rows_upsert,
 )
-from integrations.sync.plan import ObjectPlan, PlanError, object_plan
+from integrations.sync.plan import CURSOR_OVERLAP, ObjectPlan, PlanError, object_plan
 from integrations.sync.read import read_records
 from people.services import Problem, clean_text
 
@@ -248,6 +249,66 @@ def _read_object(
         _budget_check(client=client)
 
 
+MAX_NARROWING = 6
+
+
+def _read_narrowing(
+    *,
+    run: SyncRun,
+    client: SalesforceClient,
+    schema: RunSchema,
+    mapping: ObjectMapping,
+    cursor: SyncCursor | None,
+    fresh: bool,
+    tally: "_Tally",
+    claim: "_Claim",
+    on_page: OnPage | None,
+    window: tuple[datetime, datetime | None] | None = None,
+    depth: int = 0,
+) -> ObjectPlan:
+    """Read an object's changes; on QUERY_TIMEOUT, read the window in halves.
+
+    Salesforce ends a query that runs too long; a narrower date window asks
+    less of it. Halves are read oldest first, so checkpoints keep moving on.
+    https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/errorcodes.htm
+    """
+    plan = object_plan(
+        mapping=mapping,
+        schema=schema,
+        cursor=cursor,
+        is_full_sync=run.kind == SyncRun.Kind.FULL,
+        fresh=fresh,
+        window=window,
+    )
+    try:
+        _read_object(
+            run=run, client=client, plan=plan, tally=tally, claim=claim, on_page=on_page
+        )
+        return plan
+    except SalesforceTransientError as exc:
+        if exc.code != "QUERY_TIMEOUT" or plan.is_full_read or depth >= MAX_NARROWING:
+            raise
+    since, until = window or (cursor.value - CURSOR_OVERLAP, None)
+    # The newest half stays open-ended, so nothing stamped during the run
+    # falls between the halves.
+    middle = since + ((until or timezone.now()) - since) / 2
+    for half in ((since, middle), (middle, until)):
+        plan = _read_narrowing(
+            run=run,
+            client=client,
+            schema=schema,
+            mapping=mapping,
+            cursor=cursor,
+            fresh=False,
+            tally=tally,
+            claim=claim,
+            on_page=on_page,
+            window=half,
+            depth=depth + 1,
+        )
+    return plan
+
+
 def _sync_object(
     *,
     run: SyncRun,
@@ -263,18 +324,14 @@ def _sync_object(
     ).first()
     tally = _Tally()
     for attempt in (1, 2):
-        plan = object_plan(
-            mapping=mapping,
-            schema=schema,
-            cursor=cursor,
-            is_full_sync=run.kind == SyncRun.Kind.FULL,
-            fresh=attempt == 2,
-        )
         try:
-            _read_object(
+            plan = _read_narrowing(
                 run=run,
                 client=client,
-                plan=plan,
+                schema=schema,
+                mapping=mapping,
+                cursor=cursor,
+                fresh=attempt == 2,
                 tally=tally,
                 claim=claim,
                 on_page=on_page,

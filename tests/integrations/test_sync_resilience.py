@@ -114,13 +114,33 @@ def test_a_short_page_is_followed_to_the_end(org, org_http, connection):
     assert _all_contacts_stored(org)
 
 
-def test_a_query_timeout_fails_that_object_and_the_others_go_on(
-    org, org_http, connection
-):
+def test_a_query_timeout_is_read_again_in_narrower_windows(org, org_http, connection):
+    from django.utils import timezone
+
+    from integrations.models import SyncCursor
+
     connection_sync(connection=connection)
-    org.faults.time_out_queries(wider_than=timedelta(days=1), sobject="Contact")
+    SyncCursor.objects.filter(connection=connection, object_name="Contact").update(
+        value=timezone.now() - timedelta(days=8)
+    )
+    changed = org.store.records("Contact")[:3]
+    for record in changed:
+        org.store.update(record["Id"], {"Title": "Changed this week"})
+    org.faults.time_out_queries(wider_than=timedelta(days=3), sobject="Contact")
 
     run = connection_sync(connection=connection, kind=SyncRun.Kind.RECENT)
+
+    assert run.status == SyncRun.Status.SUCCESS
+    assert Person.objects.filter(title="Changed this week").count() == 3
+
+
+def test_a_full_read_that_times_out_fails_that_object_alone(org, org_http, connection):
+    contact = connection.object_mappings.get(object_name="Contact")
+    contact.filter = "CreatedDate >= 2000-01-01T00:00:00Z"
+    contact.save()
+    org.faults.time_out_queries(wider_than=timedelta(days=1), sobject="Contact")
+
+    run = connection_sync(connection=connection)
 
     assert run.status == SyncRun.Status.COMPLETED_WITH_ERRORS
     assert "QUERY_TIMEOUT" in run.object_errors["Contact"]
