@@ -20,6 +20,7 @@ _KEPT = (
     "updateable",
     "custom",
     "referenceTo",
+    "relationshipName",
     "compoundFieldName",
     "picklistValues",
     "nillable",

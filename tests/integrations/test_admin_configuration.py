@@ -215,3 +215,28 @@ def test_a_filter_on_a_field_salesforce_cannot_filter_is_refused_on_save(
 
     assert response.status_code == 200
     assert "Salesforce cannot filter on Comments__c" in response.content.decode()
+
+
+def test_a_filter_through_a_lookup_is_accepted_and_applied(
+    org, org_http, connection, staff_client
+):
+    reviewer = org.store.get(org.store.records("Guest_Review__c")[0]["Contact__c"])
+    condition = f"Contact__r.LastName = '{reviewer['LastName']}'"
+
+    response = staff_client.post(ADD_URL, _form(connection, filter=condition))
+    connection_sync(connection=connection, object_names=["Guest_Review__c"])
+
+    expected = {
+        r["Id"]
+        for r in org.store.records("Guest_Review__c")
+        if org.store.get(r["Contact__c"])["LastName"] == reviewer["LastName"]
+    }
+    assert response.status_code == 302
+    assert (
+        set(
+            CrmRecord.objects.filter(object_name="Guest_Review__c").values_list(
+                "salesforce_id", flat=True
+            )
+        )
+        == expected
+    )
