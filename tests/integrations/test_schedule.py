@@ -92,3 +92,30 @@ def test_a_due_full_sync_takes_the_place_of_recent_changes():
     )
 
     assert sync_enqueue_due(now=now) == [(connection.pk, "full")]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_workers_claiming_one_connection_at_once_get_one_claim():
+    import threading
+
+    from django.db import connection as db_connection
+
+    connection = SalesforceConnectionFactory()
+    start = threading.Barrier(4)
+    claims = []
+
+    def worker():
+        start.wait()
+        try:
+            claims.append(sync_claim(connection=connection))
+        finally:
+            db_connection.close()
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert len(claims) == 4
+    assert sum(claim is not None for claim in claims) == 1
