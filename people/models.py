@@ -1,33 +1,43 @@
 from django.db import models
 
 
-class Owner(models.Model):
-    """A Salesforce User who owns records: the account or contact owner."""
+class SalesforceRow(models.Model):
+    """A row Trig holds for one record of one connected org.
+
+    Identity is (connection, Salesforce Id), the 18-character form.
+    """
 
     workspace = models.ForeignKey(
-        "trig_crm.Workspace", on_delete=models.CASCADE, related_name="owners"
+        "trig_crm.Workspace", on_delete=models.CASCADE, related_name="%(class)s_rows"
     )
     connection = models.ForeignKey(
         "integrations.SalesforceConnection",
         on_delete=models.CASCADE,
-        related_name="owners",
+        related_name="%(class)s_rows",
     )
     salesforce_id = models.CharField(max_length=18)
-    name = models.CharField(max_length=255, blank=True)
-    email = models.EmailField(max_length=254, blank=True)
-    # Named values from mapped custom fields: {name: value typed by describe}.
+    # Named values from mapped fields: {name: value typed by describe}.
     custom_values = models.JSONField(default=dict, blank=True)
     # Set when Salesforce deleted the record (or a full sync no longer finds
     # it): the row is kept, with its history, and marked.
     deleted_at = models.DateTimeField(null=True, blank=True)
+    # When the sync last wrote the row; unchanged records are not rewritten.
     synced_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
+        abstract = True
         constraints = [
             models.UniqueConstraint(
-                fields=["connection", "salesforce_id"], name="owner_unique_sf_id"
+                fields=["connection", "salesforce_id"], name="%(class)s_unique_sf_id"
             )
         ]
+
+
+class Owner(SalesforceRow):
+    """A Salesforce User who owns records: the account or contact owner."""
+
+    name = models.CharField(max_length=255, blank=True)
+    email = models.EmailField(max_length=254, blank=True)
 
     def __str__(self) -> str:
         return self.name or self.salesforce_id
@@ -55,18 +65,9 @@ class Organisation(models.Model):
         return self.name or self.domain or f"Organisation {self.pk}"
 
 
-class CrmAccount(models.Model):
+class CrmAccount(SalesforceRow):
     """A Salesforce Account as one connection holds it, linked to its Organisation."""
 
-    workspace = models.ForeignKey(
-        "trig_crm.Workspace", on_delete=models.CASCADE, related_name="crm_accounts"
-    )
-    connection = models.ForeignKey(
-        "integrations.SalesforceConnection",
-        on_delete=models.CASCADE,
-        related_name="crm_accounts",
-    )
-    salesforce_id = models.CharField(max_length=18)
     organisation = models.ForeignKey(
         Organisation, on_delete=models.PROTECT, related_name="crm_accounts"
     )
@@ -80,10 +81,6 @@ class CrmAccount(models.Model):
         on_delete=models.SET_NULL,
         related_name="crm_accounts",
     )
-    # Named values from mapped custom fields: {name: value typed by describe}.
-    custom_values = models.JSONField(default=dict, blank=True)
-    # Set when Salesforce deleted the record (or a full sync no longer finds
-    # it): the row is kept, with its history, and marked.
     # The record a merge kept in this one's place.
     merged_into = models.ForeignKey(
         "self",
@@ -92,32 +89,14 @@ class CrmAccount(models.Model):
         on_delete=models.SET_NULL,
         related_name="merged_from",
     )
-    deleted_at = models.DateTimeField(null=True, blank=True)
-    synced_at = models.DateTimeField(null=True, blank=True)
-
-    class Meta:
-        constraints = [
-            models.UniqueConstraint(
-                fields=["connection", "salesforce_id"], name="crm_account_unique_sf_id"
-            )
-        ]
 
     def __str__(self) -> str:
         return self.name or self.salesforce_id
 
 
-class Person(models.Model):
+class Person(SalesforceRow):
     """Someone Trig can reach: a Salesforce Contact."""
 
-    workspace = models.ForeignKey(
-        "trig_crm.Workspace", on_delete=models.CASCADE, related_name="people"
-    )
-    connection = models.ForeignKey(
-        "integrations.SalesforceConnection",
-        on_delete=models.CASCADE,
-        related_name="people",
-    )
-    salesforce_id = models.CharField(max_length=18)
     first_name = models.CharField(max_length=100, blank=True)
     last_name = models.CharField(max_length=200, blank=True)
     email = models.EmailField(max_length=254, blank=True)
@@ -140,10 +119,6 @@ class Person(models.Model):
         on_delete=models.SET_NULL,
         related_name="people",
     )
-    # Named values from mapped custom fields: {name: value typed by describe}.
-    custom_values = models.JSONField(default=dict, blank=True)
-    # Set when Salesforce deleted the record (or a full sync no longer finds
-    # it): the row is kept, with its history, and marked.
     # The record a merge kept in this one's place.
     merged_into = models.ForeignKey(
         "self",
@@ -152,16 +127,9 @@ class Person(models.Model):
         on_delete=models.SET_NULL,
         related_name="merged_from",
     )
-    deleted_at = models.DateTimeField(null=True, blank=True)
-    synced_at = models.DateTimeField(null=True, blank=True)
 
-    class Meta:
+    class Meta(SalesforceRow.Meta):
         verbose_name_plural = "people"
-        constraints = [
-            models.UniqueConstraint(
-                fields=["connection", "salesforce_id"], name="person_unique_sf_id"
-            )
-        ]
         indexes = [models.Index(fields=["workspace", "email"])]
 
     def __str__(self) -> str:
@@ -174,18 +142,9 @@ class Person(models.Model):
         return self.has_opted_out_of_email is False and bool(self.email)
 
 
-class CrmRecord(models.Model):
+class CrmRecord(SalesforceRow):
     """Any other imported row: an Opportunity, a Lead, a Case, a custom object."""
 
-    workspace = models.ForeignKey(
-        "trig_crm.Workspace", on_delete=models.CASCADE, related_name="crm_records"
-    )
-    connection = models.ForeignKey(
-        "integrations.SalesforceConnection",
-        on_delete=models.CASCADE,
-        related_name="crm_records",
-    )
-    salesforce_id = models.CharField(max_length=18)
     object_name = models.CharField(max_length=100)
     name = models.CharField(max_length=255, blank=True)
     person = models.ForeignKey(
@@ -213,10 +172,6 @@ class CrmRecord(models.Model):
     # linked row arrives after this one.
     person_salesforce_id = models.CharField(max_length=18, blank=True)
     account_salesforce_id = models.CharField(max_length=18, blank=True)
-    # Every mapped field's value: {name: value typed by describe}.
-    custom_values = models.JSONField(default=dict, blank=True)
-    # Set when Salesforce deleted the record (or a full sync no longer finds
-    # it): the row is kept, with its history, and marked.
     # The record a merge kept in this one's place.
     merged_into = models.ForeignKey(
         "self",
@@ -225,15 +180,8 @@ class CrmRecord(models.Model):
         on_delete=models.SET_NULL,
         related_name="merged_from",
     )
-    deleted_at = models.DateTimeField(null=True, blank=True)
-    synced_at = models.DateTimeField(null=True, blank=True)
 
-    class Meta:
-        constraints = [
-            models.UniqueConstraint(
-                fields=["connection", "salesforce_id"], name="crm_record_unique_sf_id"
-            )
-        ]
+    class Meta(SalesforceRow.Meta):
         indexes = [models.Index(fields=["connection", "object_name"])]
 
     def __str__(self) -> str:
