@@ -74,7 +74,6 @@ def test_staff_find_synced_rows_by_name_email_domain_and_salesforce_id(
         reverse(f"admin:people_{model}_changelist"), {"q": needle}
     ).content.decode()
 
-    assert "1 result" in page or str(row) in page
     assert str(row) in page
 
 
