@@ -283,30 +283,8 @@ class SalesforceClient:
         """
         # queryAll also returns deleted and merged records (IsDeleted = true)
         # while they are in the recycle bin.
-        page = self._read(lambda sf: sf.query(soql, include_deleted=include_deleted))
-        while True:
-            records = _page_records(page)
-            yield records
-            done = page.get("done")
-            if done is True:
-                return
-            if done is not False:
-                raise SalesforceRejectedError(
-                    f"Salesforce answered a query page with done={done!r}."
-                )
-            next_url = page.get("nextRecordsUrl")
-            # The next page is on the instance we already call; a URL that
-            # could lead elsewhere would carry our token with it.
-            if not isinstance(next_url, str) or not next_url.startswith(
-                "/services/data/"
-            ):
-                raise SalesforceRejectedError(
-                    "Salesforce said the query was not done but gave no usable "
-                    "next page."
-                )
-            page = self._read(
-                lambda sf, url=next_url: sf.query_more(url, identifier_is_url=True)
-            )
+        _, pages = self.query_pages_sized(soql=soql, include_deleted=include_deleted)
+        yield from pages
 
     # ------------------------------------------------------------ Writing
     # Updates of fields of records that exist, and the reads that go with
@@ -440,8 +418,11 @@ class SalesforceClient:
         return (total if isinstance(total, int) else None), self._pages_from(first)
 
     def _pages_from(self, page: Any) -> Iterator[list[dict[str, Any]]]:
-        # TODO: query_pages could start from here too; it keeps its own loop
-        # so that this section stays apart from the reading code above.
+        """Yield a query's pages from its first answer, following nextRecordsUrl.
+
+        The end is `done: true`, never a short page: Salesforce may return
+        fewer records than the batch size asked for.
+        """
         while True:
             yield _page_records(page)
             done = page.get("done")
