@@ -19,6 +19,7 @@ from django.utils import timezone
 from integrations.models import SalesforceConnection
 from people.domains import InvalidWebsite, domain_from_website
 from people.models import CrmAccount, CrmRecord, Organisation, Owner, Person
+from people.rows import rows_insert, rows_update
 
 logger = logging.getLogger(__name__)
 
@@ -142,7 +143,7 @@ def _clean_row(
 def _write(
     *,
     model: type[models.Model],
-    to_create: list[models.Model],
+    to_create: list[dict[str, Any]],
     to_update: list[models.Model],
     update_fields: list[str],
     result: BatchResult,
@@ -153,33 +154,34 @@ def _write(
     """
     try:
         with transaction.atomic():
-            if to_create:
-                model.objects.bulk_create(to_create, batch_size=500)
-            if to_update:
-                model.objects.bulk_update(to_update, update_fields, batch_size=500)
+            rows_insert(model, to_create)
+            rows_update(model, to_update, update_fields)
     except DatabaseError:
         logger.warning(
             "Batch write refused, writing row by row model=%s", model.__name__
         )
-        for obj in to_create + to_update:
-            is_new = obj in to_create
+        for values in to_create:
             try:
                 with transaction.atomic():
-                    if is_new:
-                        obj.pk = None
-                        obj.save(force_insert=True)
-                    else:
-                        obj.save(update_fields=update_fields)
+                    rows_insert(model, [values])
             except DatabaseError as exc:
-                result.failed += 1
-                if is_new:
-                    result.created -= 1
-                else:
-                    result.updated -= 1
-                result.written_ids.discard(obj.salesforce_id)
-                result.problems.append(
-                    Problem(obj.salesforce_id, "", f"not stored: {exc}".strip()[:500])
-                )
+                _not_stored(values["salesforce_id"], exc, result=result)
+                result.created -= 1
+        for obj in to_update:
+            try:
+                with transaction.atomic():
+                    obj.save(update_fields=update_fields)
+            except DatabaseError as exc:
+                _not_stored(obj.salesforce_id, exc, result=result)
+                result.updated -= 1
+
+
+def _not_stored(salesforce_id: str, exc: DatabaseError, *, result: BatchResult) -> None:
+    result.failed += 1
+    result.written_ids.discard(salesforce_id)
+    result.problems.append(
+        Problem(salesforce_id, "", f"not stored: {exc}".strip()[:500])
+    )
 
 
 def _upsert(
@@ -196,18 +198,19 @@ def _upsert(
         for obj in model.objects.filter(connection=connection, salesforce_id__in=rows)
     }
     now = timezone.now()
-    to_create, to_update = [], []
+    to_create: list[dict[str, Any]] = []
+    to_update: list[models.Model] = []
     for salesforce_id, values in rows.items():
         obj = existing.get(salesforce_id)
         if obj is None:
             to_create.append(
-                model(
-                    workspace_id=connection.workspace_id,
-                    connection=connection,
-                    salesforce_id=salesforce_id,
-                    synced_at=now,
+                {
                     **values,
-                )
+                    "workspace_id": connection.workspace_id,
+                    "connection_id": connection.pk,
+                    "salesforce_id": salesforce_id,
+                    "synced_at": now,
+                }
             )
             result.created += 1
             result.written_ids.add(salesforce_id)

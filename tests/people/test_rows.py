@@ -1,0 +1,102 @@
+from datetime import UTC, datetime
+
+import pytest
+from django.db import IntegrityError, transaction
+
+from people.models import Organisation, Owner, Person
+from people.rows import rows_insert, rows_update
+from tests.factories import SalesforceConnectionFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def _person(connection, salesforce_id, **values):
+    return {
+        "workspace_id": connection.workspace_id,
+        "connection_id": connection.pk,
+        "salesforce_id": salesforce_id,
+        **values,
+    }
+
+
+def test_insert_stores_every_kind_of_value_and_defaults_the_rest():
+    connection = SalesforceConnectionFactory()
+    owner = Owner.objects.create(
+        workspace=connection.workspace, connection=connection, salesforce_id="005A"
+    )
+    moment = datetime(2026, 5, 1, 12, 30, tzinfo=UTC)
+    rows_insert(
+        Person,
+        [
+            _person(
+                connection,
+                "003A",
+                first_name="Zoë",
+                has_opted_out_of_email=True,
+                owner_id=owner.pk,
+                custom_values={"Tier": ["Gold", "Silver"], "Score": 4.5},
+                deleted_at=moment,
+            ),
+            _person(connection, "003B", last_name="Only"),
+        ],
+    )
+
+    first = Person.objects.get(salesforce_id="003A")
+    assert first.first_name == "Zoë"
+    assert first.has_opted_out_of_email is True
+    assert first.owner == owner
+    assert first.custom_values == {"Tier": ["Gold", "Silver"], "Score": 4.5}
+    assert first.deleted_at == moment
+    second = Person.objects.get(salesforce_id="003B")
+    # Left out: each field's default, a fresh dict for JSON.
+    assert second.first_name == ""
+    assert second.has_opted_out_of_email is None
+    assert second.custom_values == {}
+    assert second.owner is None
+
+
+def test_insert_accepts_a_model_instance_for_a_foreign_key_and_stamps_auto_now_add():
+    connection = SalesforceConnectionFactory()
+    rows_insert(Organisation, [{"workspace": connection.workspace, "name": "Acme"}])
+
+    organisation = Organisation.objects.get(name="Acme")
+    assert organisation.workspace == connection.workspace
+    assert organisation.created_at is not None
+
+
+def test_insert_is_refused_whole_when_one_row_breaks_a_constraint():
+    connection = SalesforceConnectionFactory()
+    rows = [_person(connection, "003A"), _person(connection, "003A")]
+
+    with pytest.raises(IntegrityError), transaction.atomic():
+        rows_insert(Person, rows)
+
+    assert not Person.objects.exists()
+
+
+def test_update_writes_only_the_named_fields():
+    connection = SalesforceConnectionFactory()
+    rows_insert(
+        Person,
+        [
+            _person(connection, "003A", first_name="Ada", title="Engineer"),
+            _person(connection, "003B", first_name="Grace", title="Admiral"),
+        ],
+    )
+    people = list(Person.objects.order_by("salesforce_id"))
+    for person in people:
+        person.first_name = person.first_name.upper()
+        person.title = "changed, but not named"
+        person.custom_values = {"Seen": True}
+
+    rows_update(Person, people, ["first_name", "custom_values"])
+
+    stored = list(
+        Person.objects.order_by("salesforce_id").values_list(
+            "first_name", "title", "custom_values"
+        )
+    )
+    assert stored == [
+        ("ADA", "Engineer", {"Seen": True}),
+        ("GRACE", "Admiral", {"Seen": True}),
+    ]
