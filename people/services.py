@@ -6,8 +6,9 @@ a batch whose records are all unchanged makes no write at all.
 """
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -48,59 +49,73 @@ def clean_text(text: str) -> str:
     PostgreSQL refuses NUL in text and jsonb; a lone surrogate cannot be
     encoded at all. Neither means anything in a CRM value.
     """
+    if text.isascii() and "\x00" not in text:
+        return text
     text = text.replace("\x00", "")
     return text.encode("utf-8", "replace").decode("utf-8")
 
 
-def _clean_value(
-    *,
-    model: type[models.Model],
-    attribute: str,
-    value: Any,
-    salesforce_id: str,
-    problems: list[Problem],
-) -> Any:
-    """Return `value` fitted to the column, noting anything that was lost."""
+Cleaner = Callable[[Any, str, list[Problem]], Any]
+
+
+@cache
+def _cleaner(model: type[models.Model], attribute: str) -> Cleaner:
+    """Return how to fit a value to the column, noting anything that was lost.
+
+    Made once per column: a sync cleans every value of every record.
+    """
     model_field = model._meta.get_field(attribute)
     if isinstance(model_field, models.BooleanField):
-        if value is None:
-            # Unknown stays unknown where the column allows it.
-            return None if model_field.null else False
-        return bool(value)
-    if not isinstance(model_field, models.CharField):
-        return value
+        # Unknown stays unknown where the column allows it.
+        unknown = None if model_field.null else False
 
-    if isinstance(value, dict | list):
-        problems.append(
-            Problem(
-                salesforce_id, attribute, "a structure where text was due; left empty"
-            )
-        )
-        return ""
-    text = clean_text("" if value is None else str(value))
+        def boolean(value: Any, salesforce_id: str, problems: list[Problem]) -> Any:
+            return unknown if value is None else bool(value)
+
+        return boolean
+    if not isinstance(model_field, models.CharField):
+        return lambda value, salesforce_id, problems: value
+
     limit = model_field.max_length
-    if isinstance(model_field, models.EmailField) and text:
-        # An address is never cut: a cut address can be someone else's.
-        try:
-            validate_email(text)
-            if limit and len(text) > limit:
-                raise ValidationError("too long")
-        except ValidationError:
+    is_email = isinstance(model_field, models.EmailField)
+
+    def text(value: Any, salesforce_id: str, problems: list[Problem]) -> str:
+        if isinstance(value, dict | list):
             problems.append(
                 Problem(
-                    salesforce_id, attribute, "not a valid e-mail address; left empty"
+                    salesforce_id,
+                    attribute,
+                    "a structure where text was due; left empty",
                 )
             )
             return ""
-    if limit and len(text) > limit:
-        problems.append(
-            Problem(
-                salesforce_id,
-                attribute,
-                f"{len(text)} characters, longer than {limit}; cut to {limit}",
+        text = clean_text("" if value is None else str(value))
+        if is_email and text:
+            # An address is never cut: a cut address can be someone else's.
+            try:
+                validate_email(text)
+                if limit and len(text) > limit:
+                    raise ValidationError("too long")
+            except ValidationError:
+                problems.append(
+                    Problem(
+                        salesforce_id,
+                        attribute,
+                        "not a valid e-mail address; left empty",
+                    )
+                )
+                return ""
+        if limit and len(text) > limit:
+            problems.append(
+                Problem(
+                    salesforce_id,
+                    attribute,
+                    f"{len(text)} characters, longer than {limit}; cut to {limit}",
+                )
             )
-        )
-        text = text[:limit]
+            text = text[:limit]
+        return text
+
     return text
 
 
@@ -124,13 +139,7 @@ def _clean_row(
 ) -> dict[str, Any]:
     salesforce_id = row["salesforce_id"]
     values = {
-        name: _clean_value(
-            model=model,
-            attribute=name,
-            value=row.get(name),
-            salesforce_id=salesforce_id,
-            problems=problems,
-        )
+        name: _cleaner(model, name)(row.get(name), salesforce_id, problems)
         for name in attributes
     }
     if "custom_values" in row:

@@ -77,6 +77,21 @@ class RunSchema:
         return self._cache[key]
 
 
+# Types whose values typed_value converts; any other type's text stays text.
+_CONVERTED = frozenset(
+    {
+        "boolean",
+        "int",
+        "double",
+        "currency",
+        "percent",
+        "date",
+        "datetime",
+        "multipicklist",
+    }
+)
+
+
 def typed_value(field_type: str, value: Any) -> Any:
     """Return a Salesforce value as JSON can hold it, by its describe type.
 
@@ -85,6 +100,9 @@ def typed_value(field_type: str, value: Any) -> Any:
     """
     if value is None:
         return None
+    if type(value) is str and field_type not in _CONVERTED:
+        # Most values of most records: text that stays text.
+        return value
     if field_type == "boolean":
         if isinstance(value, bool):
             return value

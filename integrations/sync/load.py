@@ -52,6 +52,7 @@ def rows_from_records(
     is stored as empty and reported; the rest of the record is kept.
     """
     rows, problems, transform_failures = [], [], 0
+    fields = [(fm, name, plan.schema.type_of(name)) for fm, name in plan.fields]
     for record in records:
         record_id = record.get("Id")
         if not _is_id(record_id):
@@ -60,7 +61,7 @@ def rows_from_records(
             )
             continue
         row: dict[str, Any] = {"salesforce_id": record_id}
-        for field_mapping, name in plan.fields:
+        for field_mapping, name, field_type in fields:
             raw = record.get(name)
             try:
                 if field_mapping.transform:
@@ -70,7 +71,7 @@ def rows_from_records(
                         value=raw,
                     )
                 else:
-                    value = typed_value(plan.schema.type_of(name), raw)
+                    value = typed_value(field_type, raw)
             except TransformError as exc:
                 transform_failures += 1
                 problems.append(
