@@ -636,6 +636,10 @@ def merge_apply(
     return moved
 
 
+# Rows read, and rows marked, per statement when reconciling a full read.
+MISSING_CHUNK = 2000
+
+
 def mark_missing_deleted(
     *,
     connection: SalesforceConnection,
@@ -647,11 +651,18 @@ def mark_missing_deleted(
     rows = model.objects.filter(connection=connection, deleted_at__isnull=True)
     if object_name is not None:
         rows = rows.filter(object_name=object_name)
+    # Streamed: an org's worth of Ids is not held twice.
     missing = [
         pk
-        for pk, sf_id in rows.values_list("pk", "salesforce_id")
+        for pk, sf_id in rows.values_list("pk", "salesforce_id").iterator(
+            chunk_size=MISSING_CHUNK
+        )
         if sf_id not in seen_ids
     ]
-    if not missing:
-        return 0
-    return model.objects.filter(pk__in=missing).update(deleted_at=timezone.now())
+    now = timezone.now()
+    marked = 0
+    for start in range(0, len(missing), MISSING_CHUNK):
+        marked += model.objects.filter(
+            pk__in=missing[start : start + MISSING_CHUNK]
+        ).update(deleted_at=now)
+    return marked

@@ -261,3 +261,33 @@ def test_it_keeps_stored_values_of_fields_that_were_not_read():
     assert person.title == "CTO"
     assert person.has_opted_out_of_email is True
     assert person.email == "ada@example.com"
+
+
+def test_marking_missing_rows_covers_more_rows_than_one_statement_takes():
+    from people.rows import rows_insert
+    from people.services import MISSING_CHUNK, mark_missing_deleted
+
+    connection = SalesforceConnectionFactory()
+    count = MISSING_CHUNK + 500
+    ids = [f"003{n:012d}AAA" for n in range(count)]
+    rows_insert(
+        Person,
+        [
+            {
+                "workspace_id": connection.workspace_id,
+                "connection_id": connection.pk,
+                "salesforce_id": sf_id,
+            }
+            for sf_id in ids
+        ],
+    )
+    still_there = set(ids[:100])
+
+    marked = mark_missing_deleted(
+        connection=connection, model=Person, seen_ids=still_there
+    )
+
+    assert marked == count - 100
+    gone = Person.objects.filter(deleted_at__isnull=False)
+    assert gone.count() == count - 100
+    assert not gone.filter(salesforce_id__in=still_there).exists()
