@@ -14,6 +14,7 @@ from django.db import connections, models, router
 from django.utils import timezone
 
 Prep = Callable[[Any], Any]
+_NOTHING = object()
 
 
 def _prep(field: models.Field, connection: Any) -> Prep:
@@ -31,10 +32,18 @@ def _prep(field: models.Field, connection: Any) -> Prep:
     else:
         plain = ()
 
+    # A batch often gives one column the same object in every row (the time
+    # of the write, an empty dict): it is prepared once.
+    last: list[Any] = [_NOTHING, None]
+
     def prep(value: Any) -> Any:
         if value is None or type(value) in plain:
             return value
-        return field.get_db_prep_save(value, connection=connection)
+        if value is last[0]:
+            return last[1]
+        prepared = field.get_db_prep_save(value, connection=connection)
+        last[0], last[1] = value, prepared
+        return prepared
 
     return prep
 
