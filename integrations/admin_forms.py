@@ -3,7 +3,12 @@
 from django import forms
 from django.core.exceptions import ValidationError
 
-from integrations.configuration import describe_cached, describe_fresh, filter_check
+from integrations.configuration import (
+    describe_cached,
+    describe_fresh,
+    describe_parents,
+    filter_check,
+)
 from integrations.models import FieldMapping, ObjectMapping
 from integrations.salesforce.soql_build import QueryTooLong, plan_select
 from integrations.sync.defaults import ATTRIBUTES
@@ -51,7 +56,11 @@ class ObjectMappingForm(forms.ModelForm):
                     name, f"{schema.name} has no field {value} the user can see."
                 )
         try:
-            condition = filter_check(text=cleaned.get("filter", ""), schema=schema)
+            condition = filter_check(
+                text=cleaned.get("filter", ""),
+                schema=schema,
+                describe=describe_parents(connection=connection),
+            )
         except ValidationError as exc:
             self.add_error("filter", exc)
             return cleaned

@@ -49,11 +49,21 @@ def sync_connection(
             object_names=object_names,
         )
     except SyncAlreadyRunning as exc:
-        if trigger == SyncRun.Trigger.MANUAL and not self.request.is_eager:
+        manual = trigger == SyncRun.Trigger.MANUAL and not self.request.is_eager
+        if manual and self.request.retries < MANUAL_WAIT_TRIES:
             logger.info(
                 "Sync waits for the one running connection_id=%s", connection_id
             )
             raise self.retry(countdown=MANUAL_WAIT_SECONDS, exc=exc) from exc
+        if manual:
+            # Out of tries, Celery would fail the task with the exception; a
+            # run that is still going is not a failure of this one.
+            logger.warning(
+                "Sync gave up waiting for the one running connection_id=%s tries=%s",
+                connection_id,
+                MANUAL_WAIT_TRIES,
+            )
+            return None
         logger.info("Sync skipped, one is running connection_id=%s", connection_id)
         return None
     return run.pk

@@ -6,7 +6,8 @@ https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/intro_v
 """
 
 import math
-from datetime import UTC, date, datetime
+import re
+from datetime import UTC, date, datetime, time
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -102,7 +103,8 @@ def value_for_field(*, field: dict[str, Any], value: Any) -> Any:
             raise ValueDoesNotFit(f"{name} takes a Salesforce Id, not '{text}'.")
         return text
     if kind == "time":
-        return str(value)
+        moment = _time(name, value)
+        return f"{moment:%H:%M:%S}.{moment.microsecond // 1000:03d}Z"
     return _text(field, value)
 
 
@@ -197,6 +199,33 @@ def _datetime(name: str, value: Any) -> datetime:
     if stamp.tzinfo is None:
         raise ValueDoesNotFit(f"{name} needs a time zone in '{value}'.")
     return stamp.astimezone(UTC)
+
+
+# A time of day as Salesforce writes it, `13:30:00.000Z`, or shorter: seconds
+# and their fraction may be left out, and so may the Z. A time field holds
+# no date and no time zone; the Z is part of the format only.
+# https://developer.salesforce.com/docs/atlas.en-us.object_reference.meta/object_reference/field_types.htm
+_TIME = re.compile(
+    r"([01]\d|2[0-3]):([0-5]\d)(?::([0-5]\d)(?:\.(\d{1,9}))?)?Z?", re.ASCII
+)
+
+
+def _time(name: str, value: Any) -> time:
+    if isinstance(value, time):
+        if value.tzinfo is not None:
+            raise ValueDoesNotFit(f"{name} takes a time of day without a time zone.")
+        return value
+    text = str(value).strip()
+    found = _TIME.fullmatch(text)
+    if found is None:
+        raise ValueDoesNotFit(
+            f"{name} takes a time of day (HH:MM, HH:MM:SS or HH:MM:SS.sss, "
+            f"optionally ending in Z), not '{text}'."
+        )
+    hours, minutes, seconds, fraction = found.groups()
+    # Salesforce keeps milliseconds; finer digits are dropped.
+    milliseconds = int((fraction or "0")[:3].ljust(3, "0"))
+    return time(int(hours), int(minutes), int(seconds or 0), milliseconds * 1000)
 
 
 def _text(field: dict[str, Any], value: Any) -> str:

@@ -476,6 +476,17 @@ class SalesforceClient:
             raise SalesforceRejectedError("Salesforce answered a job status oddly.")
         return job
 
+    def bulk_query_abort(self, *, job_id: str) -> None:
+        """Abort a query job that has not ended, so it stops using the allocation.
+
+        https://developer.salesforce.com/docs/atlas.en-us.api_asynch.meta/api_asynch/query_abort_job.htm
+        """
+        self._check_names(job_id)
+        body = {"state": "Aborted"}
+        self._call(
+            lambda sf: sf.restful(f"jobs/query/{job_id}", method="PATCH", json=body)
+        )
+
     def bulk_query_results(
         self, *, job_id: str, max_records: int, locator: str | None
     ) -> "BulkResultsPage":

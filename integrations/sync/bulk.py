@@ -9,7 +9,7 @@ https://developer.salesforce.com/docs/atlas.en-us.api_asynch.meta/api_asynch/que
 import csv
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +19,7 @@ from integrations.salesforce import soql
 from integrations.salesforce.client import (
     SalesforceClient,
     SalesforceRejectedError,
+    SalesforceTransientError,
 )
 from integrations.salesforce.schema import ObjectSchema
 from integrations.salesforce.soql_build import Plan, QueryTooLong, plan_select
@@ -38,13 +39,26 @@ DEFAULT_MAX_WAIT_SECONDS = 30 * 60
 STATEMENT_BUDGET = 100_000
 
 COMPOUND_TYPES = frozenset({"address", "location"})
-# Refusals after which the object is read through REST in the same run.
+# Refusals after which the object is read through REST in the same run: a
+# daily cap ("Max bulk v2 query jobs ...", "Max bulk v2 query result size
+# ..."), or compound fields.
 # https://developer.salesforce.com/docs/atlas.en-us.api_asynch.meta/api_asynch/bulk_api_2_limits.htm
+CAP_MESSAGE = "Max bulk v2"
 FALLBACK_MESSAGES = (
-    "Max bulk v2",
+    CAP_MESSAGE,
     "Selecting compound data not supported in Bulk Query",
 )
 PAGE = 2000
+
+# What /limits must still show of the Bulk API 2.0 daily allocations
+# (10,000 jobs and 1 TB of results per rolling 24 hours) before a job is
+# started; the org's other integrations may be reading through Bulk too.
+# https://developer.salesforce.com/docs/atlas.en-us.api_asynch.meta/api_asynch/bulk_api_2_limits.htm
+DEFAULT_MIN_JOBS_LEFT = 10
+DEFAULT_MIN_STORAGE_MB_LEFT = 1024
+CAP_NOTE = "Bulk daily cap reached, read through REST"
+
+Note = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -122,25 +136,31 @@ def bulk_threshold() -> int:
 
 
 def bulk_pages(
-    *, client: SalesforceClient, candidate: BulkCandidate, include_deleted: bool
+    *,
+    client: SalesforceClient,
+    candidate: BulkCandidate,
+    include_deleted: bool,
+    on_note: Note | None = None,
 ) -> Iterator[list[Record]] | None:
     """Start and await a job for a large full read; None to read through REST.
 
-    None when Bulk refused the job for a reason REST does not share (the
-    daily Bulk caps, compound fields) or when the job failed; otherwise the
-    job's pages, in REST's shape.
+    None when Bulk's daily allocations are (nearly) spent, when Bulk refused
+    the job for a reason REST does not share (the daily caps, compound
+    fields) or when the job failed or took too long; otherwise the job's
+    pages, in REST's shape. `on_note` hears, in plain words, why an object
+    that could have gone through Bulk was read through REST.
     """
-    if getattr(client, "bulk_refused", False):
-        return None
+    note = on_note or (lambda text: None)
     statement = bulk_statement(candidate)
     if statement is None:
         return None
-
-    # TODO: read /limits first and skip Bulk when DailyBulkV2QueryJobs has
-    # nothing left (case c30), and remember a refusal across runs; both cost
-    # a call per run that the calls-per-10k target has no room for, so the
-    # refusal below is what switches to REST, and only for this run.
     object_name = candidate.schema.name
+    if not getattr(client, "bulk_refused", ""):
+        client.bulk_refused = _bulk_cap_reached(client=client)
+    if client.bulk_refused:
+        note(f"{CAP_NOTE} ({client.bulk_refused}).")
+        return None
+
     try:
         job_id = client.bulk_query_create(
             soql=statement, include_deleted=include_deleted
@@ -150,18 +170,25 @@ def bulk_pages(
             text in str(exc) for text in FALLBACK_MESSAGES
         ):
             raise
-        client.bulk_refused = True
-        # TODO: note "Bulk daily cap reached, read through REST" on the run
-        # itself (case c30); the run's notes are written in run.py, which this
-        # reader cannot reach, so for now only the log says it.
         logger.warning(
             "Bulk query refused, reading through REST object=%s error=%s",
             object_name,
             exc.code,
         )
+        if exc.code == "LIMIT_EXCEEDED" or CAP_MESSAGE in str(exc):
+            # /limits can lag behind, and other integrations start jobs too.
+            client.bulk_refused = str(exc)
+            note(f"{CAP_NOTE} ({exc}).")
         return None
 
     state = _await(client=client, job_id=job_id)
+    if state == "TimedOut":
+        _abort(client=client, job_id=job_id)
+        minutes = _setting("SALESFORCE_BULK_MAX_WAIT_SECONDS", DEFAULT_MAX_WAIT_SECONDS)
+        note(
+            f"The Bulk query job {job_id} did not finish within {minutes / 60:g} "
+            "minutes; it was aborted and the object read through REST."
+        )
     if state != "JobComplete":
         logger.warning(
             "Bulk query job ended without results, reading through REST "
@@ -174,8 +201,52 @@ def bulk_pages(
     return _results(client=client, candidate=candidate, job_id=job_id)
 
 
+def _bulk_cap_reached(*, client: SalesforceClient) -> str:
+    """Say which Bulk daily allocation /limits shows (nearly) spent, or "".
+
+    One call per object that would go through Bulk. When /limits cannot be
+    read (the connected user lacks "View Setup and Configuration"), the job
+    is tried and its refusal, if any, decides.
+    https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/resources_limits.htm
+    """
+    try:
+        limits = client.limits()
+    except (SalesforceRejectedError, SalesforceTransientError) as exc:
+        logger.warning("Salesforce limits unreadable, trying Bulk error=%s", exc.code)
+        return ""
+    jobs_least = _setting("SALESFORCE_BULK_MIN_JOBS_LEFT", DEFAULT_MIN_JOBS_LEFT)
+    storage_least = _setting(
+        "SALESFORCE_BULK_MIN_STORAGE_MB_LEFT", DEFAULT_MIN_STORAGE_MB_LEFT
+    )
+    wanted = (
+        ("DailyBulkV2QueryJobs", "query jobs", jobs_least),
+        ("DailyBulkV2QueryFileStorageMB", "MB of query results", storage_least),
+    )
+    for name, unit, least in wanted:
+        allocation = limits.get(name) if isinstance(limits, dict) else None
+        try:
+            remaining, maximum = int(allocation["Remaining"]), int(allocation["Max"])
+        except (KeyError, TypeError, ValueError):
+            continue
+        if remaining <= 0 or remaining < least:
+            return f"{remaining:,} of {maximum:,} {unit} left"
+    return ""
+
+
+def _abort(*, client: SalesforceClient, job_id: str) -> None:
+    """Abort a job that is still running, so it stops using the org's allocation."""
+    try:
+        client.bulk_query_abort(job_id=job_id)
+    except (SalesforceRejectedError, SalesforceTransientError) as exc:
+        # It may have ended meanwhile; a job that ran on is not worth a failure.
+        logger.warning("Bulk query job not aborted job=%s error=%s", job_id, exc.code)
+
+
 def _await(*, client: SalesforceClient, job_id: str) -> str:
-    """Poll a job with growing waits until it ends; return its last state."""
+    """Poll a job with growing waits until it ends; return its last state.
+
+    "TimedOut" when it has not ended by SALESFORCE_BULK_MAX_WAIT_SECONDS.
+    """
     wait = _setting("SALESFORCE_BULK_POLL_SECONDS", DEFAULT_POLL_SECONDS)
     deadline = time.monotonic() + _setting(
         "SALESFORCE_BULK_MAX_WAIT_SECONDS", DEFAULT_MAX_WAIT_SECONDS
@@ -185,8 +256,6 @@ def _await(*, client: SalesforceClient, job_id: str) -> str:
         if state in ("JobComplete", "Failed", "Aborted"):
             return state
         if time.monotonic() + wait > deadline:
-            # TODO: abort the job (PATCH state=Aborted) so it stops using the
-            # org's Bulk allocation; the client has no abort call yet.
             return "TimedOut"
         time.sleep(wait)
         wait = min(wait * 2, 30.0) if wait else 0

@@ -17,11 +17,13 @@ def read_records(
     plan: Plan,
     on_incomplete: Callable[[str], None],
     include_deleted: bool = False,
+    on_note: Callable[[str], None] | None = None,
 ) -> Iterator[list[Record]]:
     """Yield records page by page; each record once, whole.
 
     A full read of an object larger than SALESFORCE_BULK_THRESHOLD goes
-    through a Bulk API 2.0 query job (see bulk.py), the rest through REST.
+    through a Bulk API 2.0 query job (see bulk.py), the rest through REST;
+    `on_note` hears why such a read went through REST after all.
 
     A plain plan streams Salesforce's pages as they come. When a long `IN`
     list was split, a record matched by several parts is yielded once. When
@@ -40,7 +42,10 @@ def read_records(
             )
             if total is not None and total > bulk_threshold():
                 bulk = bulk_pages(
-                    client=client, candidate=plan.bulk, include_deleted=include_deleted
+                    client=client,
+                    candidate=plan.bulk,
+                    include_deleted=include_deleted,
+                    on_note=on_note,
                 )
                 if bulk is not None:
                     first.close()

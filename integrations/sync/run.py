@@ -207,11 +207,16 @@ def _read_object(
             problem="changed while it was read in parts; read again next sync",
         )
 
+    def on_note(text: str) -> None:
+        # Told, not counted as an error: every record is still read.
+        _note(run, object_name=object_name, record_id="", field="", problem=text)
+
     pages = read_records(
         client=client,
         plan=plan.query,
         on_incomplete=on_incomplete,
         include_deleted=plan.include_deleted,
+        on_note=on_note,
     )
     for records in pages:
         rows, problems, transform_failures = rows_from_records(

@@ -81,6 +81,15 @@ def test_staff_add_a_custom_object_in_the_admin_and_sync_it_now(
         ({"filter": "Rating__c = "}, "not a SOQL condition"),
         ({"filter": "Name = 'x') OR (Name != 'x'"}, "not a SOQL condition"),
         ({"filter": "Stars__c > 3"}, "has no field Stars__c"),
+        (
+            {"filter": "Contact__r.Account.Shoe__c = 'x'"},
+            "Account has no field Shoe__c that the connected user can see "
+            "(in Contact__r.Account.Shoe__c).",
+        ),
+        (
+            {"filter": "Contact__r.AccountId = '001abc'"},
+            "Contact__r.AccountId holds Salesforce Ids; &#x27;001abc&#x27; is not one",
+        ),
         ({"object_name": "Nope__c"}, "does not exist in this org"),
         ({"object_name": "Guest_Review__c WHERE"}, "is not a Salesforce API name"),
         ({"person_lookup_field": "Guest__c"}, "has no field Guest__c"),

@@ -145,11 +145,13 @@ def test_the_bulk_path_costs_a_few_calls_whatever_the_size(member, settings):
         contact_calls = [
             call.request.url
             for call in mock.calls
-            if "/jobs/query" in call.request.url or "FROM+Contact" in call.request.url
+            if "/jobs/query" in call.request.url
+            or "FROM+Contact" in call.request.url
+            or "/limits" in call.request.url
         ]
-    # The first REST page (which tells the size), a job, one status read and
-    # one result page of up to 50,000 rows: 5 calls at 100,000, 0.5 per 10k.
-    assert len(contact_calls) == 4
+    # The first REST page (which tells the size), the Bulk allocations left,
+    # a job, one status read and one result page of up to 50,000 rows.
+    assert len(contact_calls) == 5
     assert Person.objects.count() == 20_000
 
 
@@ -180,16 +182,93 @@ def test_a_failed_job_falls_back_to_rest(org, org_http, connection):
     assert _paths(org_http, "FROM+Contact")
 
 
-def test_a_spent_bulk_allocation_falls_back_to_rest(org, org_http, connection):
-    org.set_bulk_usage(jobs=10_000)
+def _creates(mock) -> list[str]:
+    return [p for p in _paths(mock, "/jobs/query") if p.startswith("POST")]
+
+
+def _notes(run: SyncRun) -> list[str]:
+    return [problem["problem"] for problem in run.problems]
+
+
+@pytest.mark.parametrize(
+    ("usage", "told"),
+    [
+        ({"jobs": 10_000}, "0 of 10,000 query jobs left"),
+        ({"jobs": 9_995}, "5 of 10,000 query jobs left"),
+        ({"storage_mb": 976_562 - 100}, "100 of 976,562 MB of query results left"),
+    ],
+)
+def test_a_spent_bulk_allocation_reads_through_rest_without_a_job(
+    org, org_http, connection, usage, told
+):
+    org.set_bulk_usage(**usage)
 
     run = connection_sync(connection=connection)
 
     assert run.status == SyncRun.Status.SUCCESS
     assert Person.objects.count() == CONTACTS
-    creates = [p for p in _paths(org_http, "/jobs/query") if p.startswith("POST")]
-    # Refused once, Bulk is not tried again in the run.
-    assert len(creates) == 1
+    assert _creates(org_http) == []
+    assert len(_paths(org_http, "/limits")) == 1
+    assert _notes(run) == [f"Bulk daily cap reached, read through REST ({told})."]
+    assert run.problems[0]["object"] == "Contact"
+
+
+def test_bulk_is_used_again_once_limits_show_room(org, org_http, connection):
+    org.set_bulk_usage(jobs=10_000)
+    connection_sync(connection=connection)
+    org.set_bulk_usage(jobs=0)
+
+    run = connection_sync(connection=connection)
+
+    assert run.status == SyncRun.Status.SUCCESS
+    assert len(_creates(org_http)) == 1
+    assert _notes(run) == []
+
+
+def test_a_job_refused_for_the_daily_cap_reads_through_rest_and_says_so(
+    org, org_http, connection
+):
+    # /limits still shows room, as it can while other integrations start jobs.
+    message = "Max bulk v2 query jobs (10000) per 24 hrs has been reached (10021)."
+    org.faults.fail_next(
+        status=400,
+        error_code="LIMIT_EXCEEDED",
+        message=message,
+        path_contains="/jobs/query",
+        method="POST",
+    )
+
+    run = connection_sync(connection=connection)
+
+    assert run.status == SyncRun.Status.SUCCESS
+    assert Person.objects.count() == CONTACTS
+    assert len(_creates(org_http)) == 1
+    assert _notes(run) == [
+        f"Bulk daily cap reached, read through REST (LIMIT_EXCEEDED: {message})."
+    ]
+
+
+def test_a_job_that_takes_too_long_is_aborted_and_the_object_read_through_rest(
+    org, org_http, connection, settings
+):
+    settings.SALESFORCE_BULK_MAX_WAIT_SECONDS = 0
+
+    run = connection_sync(connection=connection)
+
+    (job,) = org.bulk.all()
+    assert job.state == "Aborted"
+    patches = [
+        (call.request.url.rsplit("/", 1)[-1], call.request.body)
+        for call in org_http.calls
+        if call.request.method == "PATCH"
+    ]
+    assert patches == [(job.id, b'{"state": "Aborted"}')]
+    assert run.status == SyncRun.Status.SUCCESS
+    assert Person.objects.count() == CONTACTS
+    assert _notes(run) == [
+        f"The Bulk query job {job.id} did not finish within 0 minutes; it was "
+        "aborted and the object read through REST."
+    ]
 
 
 def test_csv_lines_keep_quoted_line_breaks_and_crlf_split_between_chunks():

@@ -64,6 +64,137 @@ def test_it_refuses_what_is_not_a_valid_condition_with_the_reason(
     assert reason in " ".join(refused.value.messages)
 
 
+def _schema(described: dict) -> ObjectSchema:
+    return ObjectSchema(
+        name=described["name"],
+        fields={f["name"].lower(): f for f in described["fields"]},
+    )
+
+
+# A queue, as describe shows a Group: the offline org has no such object.
+QUEUE = _schema(
+    {
+        "name": "Group",
+        "fields": [
+            {"name": "Id", "type": "id", "filterable": True},
+            {"name": "Name", "type": "string", "filterable": True},
+            {"name": "Type", "type": "picklist", "filterable": True},
+        ],
+    }
+)
+
+
+@pytest.fixture(scope="module")
+def describe():
+    """Describe objects as the offline org does; None for what it lacks."""
+    org = OfflineOrg(load_sample=False)
+
+    def describe(object_name: str) -> ObjectSchema | None:
+        if object_name == "Group":
+            return QUEUE
+        found = org.schema.get(object_name)
+        return _schema(found.describe) if found else None
+
+    return describe
+
+
+REPORTS_TO_4 = "ReportsTo.ReportsTo.ReportsTo.ReportsTo"
+ACCOUNT_ID = "0015g00003HVxF2AAL"
+
+
+@pytest.mark.parametrize(
+    ("sobject", "text"),
+    [
+        ("Contact", "Account.Owner.Name = 'Ada Admin'"),
+        ("Contact", "account.owner.IsActive = true AND Account.Industry = 'Retail'"),
+        ("Contact", f"{REPORTS_TO_4}.Account.Name = 'Five levels up'"),
+        # Polymorphic: a Case's owner is a User or a queue; either's field.
+        ("Case", "Owner.Name = 'Support'"),
+        ("Case", "Owner.Type = 'Queue'"),
+        ("Case", "Owner.Username = 'ada@example.com'"),
+        ("Contact", f"AccountId = '{ACCOUNT_ID}'"),
+        ("Contact", f"AccountId IN ('{ACCOUNT_ID[:15]}', '{ACCOUNT_ID.lower()}')"),
+        ("Contact", "Account.OwnerId != null"),
+    ],
+)
+def test_it_follows_each_step_of_a_parent_path(describe, sobject, text):
+    schema = describe(sobject)
+
+    assert filter_check(text=text, schema=schema, describe=describe) is not None
+
+
+@pytest.mark.parametrize(
+    ("sobject", "text", "reason"),
+    [
+        (
+            "Contact",
+            "Account.Nope.Name = 'x'",
+            "Account has no relationship Nope (in Account.Nope.Name).",
+        ),
+        (
+            "Contact",
+            "Account.Owner.Shoe = 'x'",
+            "User has no field Shoe that the connected user can see "
+            "(in Account.Owner.Shoe).",
+        ),
+        (
+            "Contact",
+            "Account.AnnualRevenue = 'lots'",
+            "Account.AnnualRevenue is a currency field; the value compared with "
+            "it is of another type.",
+        ),
+        (
+            "Contact",
+            "Account.Description = 'x'",
+            "Salesforce cannot filter on Account.Description.",
+        ),
+        (
+            "Contact",
+            "Account.Name.Length = 3",
+            "Account has no relationship Name (in Account.Name.Length).",
+        ),
+        (
+            "Contact",
+            f"{REPORTS_TO_4}.ReportsTo.Account.Name = 'x'",
+            "follows 6 relationships; Salesforce follows at most 5",
+        ),
+        ("Case", "Owner.Shoe = 'x'", "Group or User has no field Shoe"),
+        (
+            "Contact",
+            "Individual.Name = 'x'",
+            "Individual in Individual.Name leads to Individual, which the "
+            "connected user cannot see.",
+        ),
+        (
+            "Contact",
+            "AccountId = '001abc'",
+            "AccountId holds Salesforce Ids; '001abc' is not one: an Id has 15 "
+            "or 18 letters and digits.",
+        ),
+        (
+            "Contact",
+            f"Id IN ('{ACCOUNT_ID[:15]}AAA')",
+            f"Id holds Salesforce Ids; '{ACCOUNT_ID[:15]}AAA' is not one: its last "
+            "three characters do not match the first fifteen.",
+        ),
+        (
+            "Contact",
+            f"Account.OwnerId = '{ACCOUNT_ID[:15]}A9A'",
+            "its last three characters cannot end an Id",
+        ),
+        ("Contact", "Id LIKE '003%'", "LIKE does not work on Id and lookup fields"),
+        ("Contact", "AccountId = 5", "AccountId is a reference field"),
+    ],
+)
+def test_it_refuses_a_path_or_an_id_that_cannot_work_saying_what_is_wrong(
+    describe, sobject, text, reason
+):
+    with pytest.raises(ValidationError) as refused:
+        filter_check(text=text, schema=describe(sobject), describe=describe)
+
+    assert reason in " ".join(refused.value.messages)
+
+
 @pytest.mark.parametrize(
     "text",
     [

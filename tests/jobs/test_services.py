@@ -306,6 +306,35 @@ def test_an_action_is_refused_with_a_reason_the_representative_can_act_on(
     assert message in " ".join(caught.value.message_dict[error_on])
 
 
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ("17:30", None),
+        ("17:30:00.000Z", None),
+        ("5.30pm", "takes a time of day (HH:MM, HH:MM:SS or HH:MM:SS.sss"),
+        ("25:00", "not '25:00'"),
+    ],
+)
+def test_a_literal_for_a_time_field_must_be_a_time_of_day(
+    org_http, connection, value, problem
+):
+    action = _action(
+        connection,
+        target=Action.Target.EVENT_RECORD,
+        object_name="Experience__c",
+        field_name="Default_Start_Time__c",
+        value_source=Action.ValueSource.LITERAL,
+        value=value,
+    )
+
+    if problem is None:
+        action_validate(action=action, workspace=connection.workspace)
+    else:
+        with pytest.raises(ValidationError) as caught:
+            action_validate(action=action, workspace=connection.workspace)
+        assert problem in " ".join(caught.value.message_dict["value"])
+
+
 def test_a_field_made_read_only_can_no_longer_be_chosen(org, org_http, connection):
     org.writes.make_read_only("Contact", "Last_Trig_Email__c")
 

@@ -1,4 +1,4 @@
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, time
 
 import pytest
 
@@ -35,6 +35,12 @@ def _field(kind: str, **extra) -> dict:
         (_field("string", length=10), "0123456789", "0123456789"),
         (_field("string", nillable=True), "", None),
         (_field("reference"), "0015g00000XyZ12", "0015g00000XyZ12"),
+        (_field("time"), "09:30", "09:30:00.000Z"),
+        (_field("time"), "18:45:10", "18:45:10.000Z"),
+        (_field("time"), "23:59:59.5", "23:59:59.500Z"),
+        (_field("time"), " 07:05:00.123456Z ", "07:05:00.123Z"),
+        (_field("time"), "00:00:00.000Z", "00:00:00.000Z"),
+        (_field("time"), time(6, 15, 30, 250_000), "06:15:30.250Z"),
     ],
 )
 def test_it_writes_values_the_way_salesforce_takes_them(field, value, sent):
@@ -55,6 +61,14 @@ def test_it_writes_values_the_way_salesforce_takes_them(field, value, sent):
         (_field("string", nillable=False), None, "cannot be empty"),
         (_field("address"), "1 Main St", "cannot write address fields"),
         (_field("reference"), "not an id", "Salesforce Id"),
+        (_field("time"), "9:30", "takes a time of day"),
+        (_field("time"), "24:00", "takes a time of day"),
+        (_field("time"), "12:60", "takes a time of day"),
+        (_field("time"), "13:30:00+01:00", "takes a time of day"),
+        (_field("time"), "2025-03-12T09:30:00Z", "takes a time of day"),
+        (_field("time"), "half past nine", "takes a time of day"),
+        (_field("time"), 930, "takes a time of day"),
+        (_field("time"), time(9, 30, tzinfo=UTC), "without a time zone"),
     ],
 )
 def test_it_says_why_a_value_does_not_fit(field, value, reason):
@@ -71,6 +85,7 @@ def test_it_compares_values_as_the_field_reads_them():
         second="2025-03-12T10:30:00+01:00",
     )
     assert not same_value(field=_field("date"), first="2025-03-12", second=None)
+    assert same_value(field=_field("time"), first="09:30:00.000Z", second="09:30")
 
 
 def test_only_updateable_non_formula_fields_can_be_written():

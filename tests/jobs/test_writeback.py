@@ -4,7 +4,7 @@ import pytest
 from django.utils import timezone
 
 from integrations.models import SalesforceConnection
-from jobs.models import Event, FieldWrite, JobRun
+from jobs.models import Action, Event, FieldWrite, JobRun
 from jobs.services import event_record
 from jobs.writeback import WritebackBusy, connection_write_pending
 from tests.jobs.factories import ActionFactory, EventFactory, FieldWriteFactory
@@ -58,6 +58,50 @@ def test_an_email_sent_event_stamps_the_date_on_the_persons_contact(
                 "attributes": {"type": "Contact"},
                 "id": person.salesforce_id,
                 "Last_Trig_Email__c": "2025-03-12",
+            }
+        ]
+    ]
+
+
+def test_a_time_from_the_event_is_sent_in_salesforces_form_or_refused(
+    org, org_http, connection, django_capture_on_commit_callbacks
+):
+    first, second = (r["Id"] for r in org.store.records("Experience__c")[:2])
+    ActionFactory(
+        connection=connection,
+        target=Action.Target.EVENT_RECORD,
+        object_name="Experience__c",
+        field_name="Default_Start_Time__c",
+        value_source=Action.ValueSource.EVENT,
+        value="starts",
+    )
+
+    with django_capture_on_commit_callbacks(execute=True):
+        for key, record_id, starts in (
+            ("evening", first, "18:45"),
+            ("vague", second, "quarter to seven"),
+        ):
+            event_record(
+                workspace=connection.workspace,
+                kind=Event.Kind.EMAIL_SENT,
+                idempotency_key=key,
+                occurred_at=SENT_AT,
+                record_id=record_id,
+                payload={"starts": starts},
+            )
+
+    written = FieldWrite.objects.get(record_id=first)
+    refused = FieldWrite.objects.get(record_id=second)
+    assert written.status == FieldWrite.Status.WRITTEN
+    assert org.store.get(first)["Default_Start_Time__c"] == "18:45:00.000Z"
+    assert refused.status == FieldWrite.Status.FAILED
+    assert "takes a time of day" in refused.message
+    assert update_requests(org_http) == [
+        [
+            {
+                "attributes": {"type": "Experience__c"},
+                "id": first,
+                "Default_Start_Time__c": "18:45:00.000Z",
             }
         ]
     ]

@@ -157,7 +157,8 @@ class _CallCounter:
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
         path = environ.get("PATH_INFO", "")
-        if "/jobs/query" in path:
+        # /limits is read before each Bulk job, for the allocations left.
+        if "/jobs/query" in path or path.rstrip("/").endswith("/limits"):
             self.kinds["bulk"] += 1
         elif "/describe" in path:
             self.kinds["describe"] += 1
