@@ -21,7 +21,6 @@ from simple_salesforce.exceptions import SalesforceError, SalesforceExpiredSessi
 from tenacity import (
     Retrying,
     retry_if_exception,
-    stop_after_attempt,
     wait_exponential_jitter,
 )
 
@@ -64,8 +63,25 @@ class _RequestLimitBusy(SalesforceTransientError):
     """REQUEST_LIMIT_EXCEEDED while the day is not known to be spent."""
 
 
-class SessionRefused(SalesforceClientError):
+class OrgSettingRefused(SalesforceClientError):
+    """Refused because of how the org is set up: only its admin can change it."""
+
+
+class SessionRefused(OrgSettingRefused):
     """A session refused again right after a refresh: an org setting, not us."""
+
+
+class TransactionSecurityRefused(OrgSettingRefused):
+    """The org's Transaction Security policies refused or timed out the call."""
+
+
+class _PolicyMetering(SalesforceTransientError):
+    """TXN_SECURITY_METERING_ERROR, tried once more before it is believed."""
+
+
+# https://help.salesforce.com/s/articleView?id=sf.enhanced_transaction_security_exempt.htm
+POLICY_METERING = "TXN_SECURITY_METERING_ERROR"
+POLICY_ATTEMPTS = 2
 
 
 # Error codes that name a passing condition rather than a bad request.
@@ -111,6 +127,14 @@ def _page_records(page: Any) -> list[dict[str, Any]]:
     for record in records:
         record.pop("attributes", None)
     return records
+
+
+def _stop_retrying(retry_state: Any) -> bool:
+    """Stop after the allowed attempts; a policy refusal is tried only twice."""
+    failure = retry_state.outcome.exception() if retry_state.outcome else None
+    if isinstance(failure, _PolicyMetering):
+        return retry_state.attempt_number >= POLICY_ATTEMPTS
+    return retry_state.attempt_number >= settings.SALESFORCE_TRANSIENT_ATTEMPTS
 
 
 _API_USAGE = re.compile(r"(?:^|[;,\s])api-usage=(\d+)/(\d+)")
@@ -184,6 +208,10 @@ class SalesforceClient:
                 error = _error_from(exc)
                 if error.code == "REQUEST_LIMIT_EXCEEDED":
                     raise self._limit_error(error) from exc
+                if error.code == POLICY_METERING:
+                    raise _PolicyMetering(
+                        str(error), status=error.status, code=error.code
+                    ) from exc
                 raise error from exc
             except ValueError as exc:
                 # An answer that is not JSON where JSON was due: a proxy's or
@@ -241,7 +269,7 @@ class SalesforceClient:
                     and exc.code != "QUERY_TIMEOUT"
                 )
             ),
-            stop=stop_after_attempt(settings.SALESFORCE_TRANSIENT_ATTEMPTS),
+            stop=_stop_retrying,
             wait=wait_exponential_jitter(
                 multiplier=settings.SALESFORCE_HTTP_BACKOFF_SECONDS,
                 max=60,
@@ -251,6 +279,15 @@ class SalesforceClient:
         )
         try:
             return retrying(self._call, request)
+        except _PolicyMetering as exc:
+            raise TransactionSecurityRefused(
+                "Salesforce's Transaction Security policies refused this "
+                f"integration's calls ({exc}). A Salesforce admin must give the "
+                'connected user the "Exempt from Transaction Security" '
+                "permission, or change the policy; syncs go on once they have.",
+                status=exc.status,
+                code=exc.code,
+            ) from exc
         except _RequestLimitBusy as exc:
             # Still refused after waiting: stop here and go on next run.
             raise ApiLimitReached(

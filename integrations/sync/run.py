@@ -12,12 +12,12 @@ from integrations.models import ObjectMapping, SalesforceConnection, SyncCursor,
 from integrations.salesforce.budget import sync_may_continue
 from integrations.salesforce.client import (
     ApiLimitReached,
+    OrgSettingRefused,
     ReconnectRequired,
     SalesforceClient,
     SalesforceClientError,
     SalesforceRejectedError,
     SalesforceTransientError,
-    SessionRefused,
 )
 from integrations.salesforce.schema import RunSchema
 from integrations.salesforce.soql_build import QueryTooLong
@@ -447,7 +447,7 @@ def connection_sync(
                     claim=claim,
                     on_page=on_page,
                 )
-            except (ReconnectRequired, SessionRefused, ApiLimitReached):
+            except (ReconnectRequired, OrgSettingRefused, ApiLimitReached):
                 raise
             except (SalesforceClientError, PlanError, QueryTooLong) as exc:
                 run.object_errors[mapping.object_name] = clean_text(str(exc))
@@ -458,7 +458,7 @@ def connection_sync(
                     mapping.object_name,
                 )
         _conclude(run=run, attempted=len(mappings), had_errors=had_errors)
-    except (ReconnectRequired, SessionRefused) as exc:
+    except (ReconnectRequired, OrgSettingRefused) as exc:
         run.status = SyncRun.Status.FAILED
         run.error_message = str(exc)
     except (BudgetReached, ApiLimitReached) as exc:

@@ -159,3 +159,50 @@ def test_a_spent_day_shown_by_the_usage_figures_is_named_with_them(
 
     assert run.status == SyncRun.Status.PARTIAL
     assert "Daily API allowance used up (15,000/15,000)" in run.error_message
+
+
+def _queries_sent(mock, since: int) -> int:
+    return sum(1 for c in mock.calls[since:] if "/query" in c.request.url)
+
+
+def test_a_transaction_security_refusal_asks_the_admin_and_is_tried_only_twice(
+    org, org_http, connection
+):
+    # Enhanced Transaction Security answers every call this way until an
+    # admin exempts the integration user (case c30).
+    org.faults.fail_next(
+        status=400,
+        error_code="TXN_SECURITY_METERING_ERROR",
+        message="We can't complete the action because enabled transaction "
+        "security policies took too long to complete.",
+        path_contains="/query",
+        times=1000,
+    )
+    before = len(org_http.calls)
+
+    run = connection_sync(connection=connection)
+
+    connection.refresh_from_db()
+    assert run.status == SyncRun.Status.FAILED
+    assert "Exempt from Transaction Security" in run.error_message
+    # The first object's read was tried twice, and no other object was tried.
+    assert _queries_sent(org_http, before) == 2
+    assert _token_requests(org_http, before) == 0
+    assert connection.status == SalesforceConnection.Status.CONNECTED
+
+
+def test_a_transaction_security_refusal_that_passes_costs_one_more_try(
+    org, org_http, connection
+):
+    org.faults.fail_next(
+        status=400,
+        error_code="TXN_SECURITY_METERING_ERROR",
+        message="Transaction security policies took too long to complete.",
+        path_contains="/query",
+        times=1,
+    )
+
+    run = connection_sync(connection=connection)
+
+    assert run.status == SyncRun.Status.SUCCESS
+    assert _all_contacts_stored(org)
