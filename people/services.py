@@ -571,9 +571,12 @@ def crm_record_relink(
     """Link records to people and organisations that arrived after them."""
     records = CrmRecord.objects.filter(connection=connection)
     changed = 0
-    if person_ids := list(person_ids):
+    # A person's row is made once, so only records still waiting for theirs
+    # can need a link; most syncs have none, and skip the long IN list.
+    waiting = records.filter(person__isnull=True).exclude(person_salesforce_id="")
+    if (person_ids := list(person_ids)) and waiting.exists():
         changed += _relink(
-            rows=records.filter(person_salesforce_id__in=person_ids),
+            rows=waiting.filter(person_salesforce_id__in=person_ids),
             link="person_id",
             target=Subquery(
                 Person.objects.filter(

@@ -159,6 +159,32 @@ def test_it_links_people_whose_account_arrives_after_them():
     assert Person.objects.get().organisation.domain == "acme.example"
 
 
+def test_it_links_records_whose_person_arrives_after_them():
+    from people.models import CrmRecord
+    from people.services import record_upsert_batch
+
+    connection = SalesforceConnectionFactory()
+    early, linked = "003000000000001AAA", "003000000000002AAA"
+    person_upsert_batch(connection=connection, rows=[_contact(linked)])
+    record_upsert_batch(
+        connection=connection,
+        object_name="Case",
+        rows=[
+            {"salesforce_id": "500000000000001AAA", "person_salesforce_id": early},
+            {"salesforce_id": "500000000000002AAA", "person_salesforce_id": linked},
+        ],
+    )
+    waiting = CrmRecord.objects.get(salesforce_id="500000000000001AAA")
+    assert waiting.person is None
+
+    person_upsert_batch(connection=connection, rows=[_contact(early)])
+
+    links = dict(
+        CrmRecord.objects.values_list("salesforce_id", "person__salesforce_id")
+    )
+    assert links == {"500000000000001AAA": early, "500000000000002AAA": linked}
+
+
 def test_it_writes_nothing_when_nothing_changed():
     connection = SalesforceConnectionFactory()
     owners = [{"salesforce_id": OWNER, "name": "Sam Rep", "email": "sam@acme.example"}]
