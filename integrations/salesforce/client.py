@@ -12,7 +12,9 @@ import io
 import logging
 import re
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any, TypeVar
+from urllib.parse import quote_plus
 
 import requests
 from django.conf import settings
@@ -138,6 +140,38 @@ def _stop_retrying(retry_state: Any) -> bool:
 
 
 _API_USAGE = re.compile(r"(?:^|[;,\s])api-usage=(\d+)/(\d+)")
+
+
+@dataclass(frozen=True)
+class SubResponse:
+    """One subrequest's answer inside a Composite request."""
+
+    status: int
+    body: Any
+
+    @property
+    def is_success(self) -> bool:
+        return 200 <= self.status < 300
+
+    @property
+    def error_code(self) -> str:
+        """The first errorCode of a failed subrequest's error list, if any."""
+        if isinstance(self.body, list) and self.body and isinstance(self.body[0], dict):
+            return str(self.body[0].get("errorCode", ""))
+        return ""
+
+
+def describe_path(object_name: str) -> str:
+    """The describe resource of an object, relative to the API version's root."""
+    SalesforceClient._check_names(object_name)
+    return f"sobjects/{object_name}/describe"
+
+
+def query_path(*, soql: str, include_deleted: bool = False) -> str:
+    """The query (or queryAll) resource running a statement, relative to the
+    API version's root."""
+    resource = "queryAll" if include_deleted else "query"
+    return f"{resource}/?q={quote_plus(soql)}"
 
 
 class SalesforceClient:
@@ -309,6 +343,72 @@ class SalesforceClient:
     def describe(self, *, object_name: str) -> dict[str, Any]:
         return self._read(lambda sf: getattr(sf, object_name).describe())
 
+    # https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/resources_composite_composite_post.htm
+    MAX_COMPOSITE_SUBREQUESTS = 25
+    MAX_COMPOSITE_QUERIES = 5
+
+    def composite_reads(self, *, paths: list[str]) -> list[SubResponse]:
+        """Send GET requests together as one Composite request: one API call.
+
+        Each path is relative to the API version's root (`describe_path`,
+        `query_path`). Returns each subrequest's status and body, in the
+        order asked; a subrequest that failed carries Salesforce's error list
+        as its body and raises nothing. A failure of the Composite request
+        itself is retried and raised as for any read. At most 25 paths, of
+        which at most 5 queries (query, queryAll and their next pages).
+        """
+        if not paths:
+            return []
+        if len(paths) > self.MAX_COMPOSITE_SUBREQUESTS:
+            raise ValueError(
+                f"At most {self.MAX_COMPOSITE_SUBREQUESTS} requests go in a composite."
+            )
+        if sum(path.startswith("query") for path in paths) > (
+            self.MAX_COMPOSITE_QUERIES
+        ):
+            raise ValueError(
+                f"At most {self.MAX_COMPOSITE_QUERIES} queries go in a composite."
+            )
+
+        root = f"/services/data/v{self._sf.sf_version}/"
+        subrequests = []
+        for number, path in enumerate(paths):
+            subrequest: dict[str, Any] = {
+                "method": "GET",
+                "url": root + path,
+                "referenceId": f"read{number}",
+            }
+            # Subrequests do not carry the composite request's own headers.
+            if self._batch_size:
+                subrequest["httpHeaders"] = {
+                    "Sforce-Query-Options": f"batchSize={self._batch_size}"
+                }
+            subrequests.append(subrequest)
+        body = {"allOrNone": False, "compositeRequest": subrequests}
+        # Only reads inside, so sending it again after a passing failure is
+        # as safe as any GET.
+        answer = self._read(
+            lambda sf: sf.restful("composite", method="POST", json=body)
+        )
+
+        replies = answer.get("compositeResponse") if isinstance(answer, dict) else None
+        by_reference = {
+            reply.get("referenceId"): reply
+            for reply in replies or []
+            if isinstance(reply, dict)
+        }
+        results = []
+        for subrequest in subrequests:
+            reply = by_reference.get(subrequest["referenceId"], {})
+            status = reply.get("httpStatusCode")
+            if not isinstance(status, int) or isinstance(status, bool):
+                raise SalesforceRejectedError(
+                    "Salesforce answered a composite request without an answer "
+                    "to each of its requests."
+                )
+            results.append(SubResponse(status=status, body=reply.get("body")))
+        return results
+
     def query_pages(
         self, *, soql: str, include_deleted: bool = False
     ) -> Iterator[list[dict[str, Any]]]:
@@ -451,6 +551,16 @@ class SalesforceClient:
         https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/resources_query.htm
         """
         first = self._read(lambda sf: sf.query(soql, include_deleted=include_deleted))
+        return self.query_pages_from(first=first)
+
+    def query_pages_from(
+        self, *, first: Any
+    ) -> tuple[int | None, Iterator[list[dict[str, Any]]]]:
+        """Return a query's `totalSize` and all its pages from its first page.
+
+        For a first page already received (inside a Composite request); the
+        next pages are fetched as `query_pages_sized` fetches them.
+        """
         total = first.get("totalSize") if isinstance(first, dict) else None
         return (total if isinstance(total, int) else None), self._pages_from(first)
 

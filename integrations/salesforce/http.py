@@ -17,6 +17,8 @@ class ForbiddenRequest(RuntimeError):
 _VERSION = r"/services/data/v\d+\.\d+"
 _RECORD_ID = r"[A-Za-z0-9]{15}(?:[A-Za-z0-9]{3})?"
 _COLLECTION_UPDATE = re.compile(rf"{_VERSION}/composite/sobjects/?")
+# Only the plain Composite resource; batch, tree and graph stay refused.
+_COMPOSITE = re.compile(rf"{_VERSION}/composite/?")
 
 # Every request that is not a plain read must match one of these. Trig only
 # signs in and updates fields of existing records; it never creates, upserts
@@ -30,6 +32,9 @@ _ALLOWED_WRITES = (
     ("PATCH", re.compile(rf"{_VERSION}/sobjects/\w+/{_RECORD_ID}/?")),
     # https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/resources_composite_sobjects_collections_update.htm
     ("PATCH", _COLLECTION_UPDATE),
+    # Reads sent together, when every subrequest is a GET (checked below).
+    # https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/resources_composite_composite_post.htm
+    ("POST", _COMPOSITE),
 )
 _READS = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -39,9 +44,11 @@ def refuse_unless_read_or_update(request: requests.PreparedRequest) -> None:
 
     POST to sObjects (a create), any DELETE, an upsert (PATCH to
     `/sobjects/X/ExternalIdField/value` or `/composite/sobjects/X/Field`),
-    composite and Bulk ingest requests are all refused here, before they
-    leave the machine. An sObject Collections update must name the Id of
-    every record, or Salesforce would be asked for something else.
+    composite batch, tree and graph requests and Bulk ingest requests are
+    all refused here, before they leave the machine. An sObject Collections
+    update must name the Id of every record, or Salesforce would be asked
+    for something else. A Composite request goes out only when every one of
+    its subrequests is a GET: any other could create or delete records.
     """
     method = (request.method or "GET").upper()
     if method in _READS:
@@ -68,6 +75,28 @@ def refuse_unless_read_or_update(request: requests.PreparedRequest) -> None:
             raise ForbiddenRequest(
                 f"Refused PATCH {path}: every record of an update needs its Id."
             )
+    if method == "POST" and _COMPOSITE.fullmatch(path) and not _only_reads(request):
+        raise ForbiddenRequest(
+            f"Refused POST {path}: a composite request may hold GET subrequests "
+            "only. Trig only updates existing Salesforce records; it never "
+            "creates, upserts or deletes them."
+        )
+
+
+def _only_reads(request: requests.PreparedRequest) -> bool:
+    """Tell whether a composite request's body holds GET subrequests only."""
+    try:
+        subrequests = json.loads(request.body or b"{}").get("compositeRequest")
+    except (ValueError, AttributeError):
+        return False
+    return (
+        isinstance(subrequests, list)
+        and bool(subrequests)
+        and all(
+            isinstance(subrequest, dict) and subrequest.get("method") == "GET"
+            for subrequest in subrequests
+        )
+    )
 
 
 class _SalesforceAdapter(HTTPAdapter):

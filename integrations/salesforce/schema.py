@@ -59,22 +59,54 @@ class RunSchema:
     def describe(self, object_name: str, *, fresh: bool = False) -> ObjectSchema:
         key = object_name.lower()
         if fresh or key not in self._cache:
-            body = self._client.describe(object_name=object_name)
-            fields = [
-                {k: f[k] for k in _KEPT if k in f}
-                for f in body.get("fields", [])
-                if isinstance(f, dict) and isinstance(f.get("name"), str)
-            ]
-            name = str(body.get("name") or object_name)
-            ObjectDescribe.objects.update_or_create(
-                connection=self._connection,
-                object_name=name,
-                defaults={"fields": fields, "described_at": timezone.now()},
-            )
-            self._cache[key] = ObjectSchema(
-                name=name, fields={f["name"].lower(): f for f in fields}
-            )
+            self.prime(object_name, body=self._client.describe(object_name=object_name))
         return self._cache[key]
+
+    def prime(self, object_name: str, *, body: dict[str, Any]) -> ObjectSchema:
+        """Take a describe answer obtained elsewhere (inside a Composite
+        request) as this run's describe of the object, and store it."""
+        fields = [
+            {k: f[k] for k in _KEPT if k in f}
+            for f in body.get("fields", [])
+            if isinstance(f, dict) and isinstance(f.get("name"), str)
+        ]
+        name = str(body.get("name") or object_name)
+        ObjectDescribe.objects.update_or_create(
+            connection=self._connection,
+            object_name=name,
+            defaults={"fields": fields, "described_at": timezone.now()},
+        )
+        schema = _object_schema(name, fields)
+        self._cache[object_name.lower()] = schema
+        return schema
+
+
+class StoredSchema:
+    """What describe said of each object in earlier runs; asks Salesforce nothing.
+
+    Good for guessing this run's queries ahead of its describes: a guess
+    must be checked against what describe says now.
+    """
+
+    def __init__(self, *, connection: SalesforceConnection):
+        self._schemas = {
+            stored.object_name.lower(): _object_schema(
+                stored.object_name, stored.fields
+            )
+            for stored in ObjectDescribe.objects.filter(connection=connection)
+        }
+
+    def has(self, object_name: str) -> bool:
+        return object_name.lower() in self._schemas
+
+    def describe(self, object_name: str, *, fresh: bool = False) -> ObjectSchema:
+        if fresh:
+            raise ValueError("A stored describe is never fresh.")
+        return self._schemas[object_name.lower()]
+
+
+def _object_schema(name: str, fields: list[dict[str, Any]]) -> ObjectSchema:
+    return ObjectSchema(name=name, fields={f["name"].lower(): f for f in fields})
 
 
 # Types whose values typed_value converts; any other type's text stays text.

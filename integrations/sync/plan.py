@@ -7,7 +7,7 @@ from django.conf import settings
 
 from integrations.models import FieldMapping, ObjectMapping, SyncCursor
 from integrations.salesforce import soql
-from integrations.salesforce.schema import ObjectSchema, RunSchema
+from integrations.salesforce.schema import ObjectSchema, RunSchema, StoredSchema
 from integrations.salesforce.soql_build import Plan, plan_select
 from integrations.sync.bulk import BulkCandidate, FullReadPlan
 
@@ -103,7 +103,7 @@ class ObjectPlan:
 def object_plan(
     *,
     mapping: ObjectMapping,
-    schema: RunSchema,
+    schema: RunSchema | StoredSchema,
     cursor: SyncCursor | None,
     is_full_sync: bool,
     fresh: bool = False,

@@ -18,6 +18,7 @@ def read_records(
     on_incomplete: Callable[[str], None],
     include_deleted: bool = False,
     on_note: Callable[[str], None] | None = None,
+    first_page: dict[str, Any] | None = None,
 ) -> Iterator[list[Record]]:
     """Yield records page by page; each record once, whole.
 
@@ -30,17 +31,23 @@ def read_records(
     a wide field list was split, the groups' rows are joined by Id, and a
     row missing from a group (changed or deleted between two statements) is
     dropped and reported through `on_incomplete`, never stored half-empty.
+
+    `first_page` is Salesforce's answer to the plan's first statement when
+    it came already (inside a Composite request); it is not asked again.
     """
     seen: set[str] | None = set() if len(plan.statements) > 1 else None
     for index, group_statements in enumerate(plan.statements):
         first = None
-        if index == 0 and _may_go_bulk(plan):
+        if index == 0 and (first_page is not None or _may_go_bulk(plan)):
             # The first page says how many records the read matches: a large
             # full read drops it and goes through Bulk instead.
-            total, first = client.query_pages_sized(
-                soql=group_statements[0], include_deleted=include_deleted
+            total, first = _first_pages(
+                client=client,
+                statement=group_statements[0],
+                include_deleted=include_deleted,
+                first_page=first_page,
             )
-            if total is not None and total > bulk_threshold():
+            if _may_go_bulk(plan) and total is not None and total > bulk_threshold():
                 bulk = bulk_pages(
                     client=client,
                     candidate=plan.bulk,
@@ -71,6 +78,20 @@ def read_records(
                 page = [r for r in page if r.get("Id") not in seen]
                 seen.update(r.get("Id") for r in page)
             yield page
+
+
+def _first_pages(
+    *,
+    client: SalesforceClient,
+    statement: str,
+    include_deleted: bool,
+    first_page: dict[str, Any] | None,
+) -> tuple[int | None, Iterator[list[Record]]]:
+    """Return the size and pages of a first statement, asking Salesforce
+    only when its first page did not come already."""
+    if first_page is not None:
+        return client.query_pages_from(first=first_page)
+    return client.query_pages_sized(soql=statement, include_deleted=include_deleted)
 
 
 def _may_go_bulk(plan: Plan) -> bool:

@@ -23,6 +23,7 @@ from integrations.salesforce.schema import RunSchema
 from integrations.salesforce.soql_build import QueryTooLong
 from integrations.services import connection_client
 from integrations.sync.defaults import mapping_create_defaults
+from integrations.sync.first_reads import FirstReads
 from integrations.sync.load import (
     aware_datetime,
     rows_from_records,
@@ -186,6 +187,7 @@ def _read_object(
     tally: _Tally,
     claim: _Claim,
     on_page: OnPage | None,
+    first_reads: FirstReads | None = None,
 ) -> None:
     connection = run.connection
     object_name = plan.schema.name
@@ -217,6 +219,7 @@ def _read_object(
         on_incomplete=on_incomplete,
         include_deleted=plan.include_deleted,
         on_note=on_note,
+        first_page=first_reads.take(plan=plan) if first_reads else None,
     )
     for records in pages:
         rows, problems, transform_failures = rows_from_records(
@@ -270,6 +273,7 @@ def _read_narrowing(
     on_page: OnPage | None,
     window: tuple[datetime, datetime | None] | None = None,
     depth: int = 0,
+    first_reads: FirstReads | None = None,
 ) -> ObjectPlan:
     """Read an object's changes; on QUERY_TIMEOUT, read the window in halves.
 
@@ -287,7 +291,13 @@ def _read_narrowing(
     )
     try:
         _read_object(
-            run=run, client=client, plan=plan, tally=tally, claim=claim, on_page=on_page
+            run=run,
+            client=client,
+            plan=plan,
+            tally=tally,
+            claim=claim,
+            on_page=on_page,
+            first_reads=first_reads,
         )
         return plan
     except SalesforceTransientError as exc:
@@ -322,6 +332,7 @@ def _sync_object(
     mapping: ObjectMapping,
     claim: _Claim,
     on_page: OnPage | None,
+    first_reads: FirstReads | None = None,
 ) -> bool:
     """Sync one mapped object; return whether anything went wrong on the way."""
     cursor = SyncCursor.objects.filter(
@@ -340,6 +351,7 @@ def _sync_object(
                 tally=tally,
                 claim=claim,
                 on_page=on_page,
+                first_reads=first_reads,
             )
             break
         except SalesforceRejectedError as exc:
@@ -436,9 +448,14 @@ def connection_sync(
             mappings = mappings.exclude(object_name__in=_done_by_unfinished_full(run))
         client = connection_client(connection=connection, batch_size=batch_size)
         schema = RunSchema(client=client, connection=connection)
+        # Describes and first pages of several objects in one call each.
+        first_reads = FirstReads(
+            run=run, client=client, schema=schema, mappings=list(mappings)
+        )
         for mapping in mappings:
             _budget_check(client=client)
             try:
+                first_reads.before(mapping)
                 had_errors |= _sync_object(
                     run=run,
                     client=client,
@@ -446,6 +463,7 @@ def connection_sync(
                     mapping=mapping,
                     claim=claim,
                     on_page=on_page,
+                    first_reads=first_reads,
                 )
             except (ReconnectRequired, OrgSettingRefused, ApiLimitReached):
                 raise

@@ -88,6 +88,29 @@ def test_it_reads_a_large_object_through_bulk(org, org_http, connection):
     assert not re.search(r"/data/v[\d.]+/query/[^?]", " ".join(_paths(org_http, "")))
 
 
+def test_a_first_page_read_inside_a_composite_still_sends_a_large_object_to_bulk(
+    org, org_http, connection
+):
+    connection_sync(connection=connection)
+    org.store.delete(org.store.records("Contact")[0]["Id"])
+    before = len(org_http.calls)
+
+    run = connection_sync(connection=connection)
+
+    sent = org_http.calls[before:]
+    composite = next(c for c in sent if c.request.url.endswith("/composite"))
+    contact_jobs = [
+        c for c in sent if c.request.method == "POST" and "/jobs/query" in c.request.url
+    ]
+    assert b"FROM+Contact" in composite.request.body
+    assert len(contact_jobs) == 1
+    # The size came with the composite: no REST query of Contacts of its own.
+    assert not any("FROM+Contact" in c.request.url for c in sent)
+    assert run.status == SyncRun.Status.SUCCESS
+    assert run.records_deleted == 1
+    assert Person.objects.filter(deleted_at__isnull=True).count() == CONTACTS - 1
+
+
 def test_bulk_and_rest_store_the_same(org, org_http, connection, settings):
     _map_billing_address(connection)
     settings.SALESFORCE_BULK_THRESHOLD = 10**9

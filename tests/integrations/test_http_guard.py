@@ -111,3 +111,77 @@ def test_reads_sign_ins_and_updates_of_existing_records_go_out(org, org_http, sf
         "GET",
         "POST",
     ]
+
+
+def _subrequest(method: str, url: str, **extra) -> dict:
+    return {"method": method, "url": url, "referenceId": "r" + method, **extra}
+
+
+@pytest.mark.parametrize(
+    "subrequest",
+    [
+        _subrequest("POST", "/services/data/v62.0/sobjects/Contact", body={"A": 1}),
+        _subrequest("PATCH", f"/services/data/v62.0/sobjects/Contact/{CONTACT_ID}"),
+        _subrequest("DELETE", f"/services/data/v62.0/sobjects/Contact/{CONTACT_ID}"),
+        _subrequest("PUT", f"/services/data/v62.0/sobjects/Contact/{CONTACT_ID}"),
+        _subrequest("get", "/services/data/v62.0/sobjects/Contact/describe"),
+        {"url": "/services/data/v62.0/sobjects/Contact/describe", "referenceId": "x"},
+    ],
+)
+def test_it_refuses_a_composite_request_holding_anything_but_gets(org_http, subrequest):
+    describe = _subrequest("GET", "/services/data/v62.0/sobjects/Contact/describe")
+    body = {"allOrNone": False, "compositeRequest": [describe, subrequest]}
+
+    with pytest.raises(ForbiddenRequest, match="GET subrequests only"):
+        salesforce_session().post(f"{DATA}/composite", json=body)
+
+    assert len(org_http.calls) == 0
+
+
+@pytest.mark.parametrize("body", [b"{", b"[]", b'{"compositeRequest": "GET"}'])
+def test_it_refuses_a_composite_request_it_cannot_read(org_http, body):
+    with pytest.raises(ForbiddenRequest):
+        salesforce_session().post(
+            f"{DATA}/composite",
+            data=body,
+            headers={"Content-Type": "application/json"},
+        )
+
+    assert len(org_http.calls) == 0
+
+
+@pytest.mark.parametrize("resource", ["batch", "graph", "tree/Contact"])
+def test_other_composite_resources_stay_refused_even_with_reads(org_http, resource):
+    describe = _subrequest("GET", "/services/data/v62.0/sobjects/Contact/describe")
+
+    with pytest.raises(ForbiddenRequest):
+        salesforce_session().post(
+            f"{DATA}/composite/{resource}",
+            json={"compositeRequest": [describe], "batchRequests": [describe]},
+        )
+
+    assert len(org_http.calls) == 0
+
+
+def test_a_composite_request_of_reads_goes_out(token, org_http):
+    reads = [
+        _subrequest("GET", "/services/data/v62.0/sobjects/Contact/describe"),
+        {
+            "method": "GET",
+            "url": "/services/data/v62.0/query/?q=SELECT+Id+FROM+Account",
+            "referenceId": "accounts",
+        },
+    ]
+
+    response = salesforce_session().post(
+        f"{DATA}/composite",
+        json={"allOrNone": False, "compositeRequest": reads},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+
+    assert response.status_code == 200
+    statuses = [
+        reply["httpStatusCode"] for reply in response.json()["compositeResponse"]
+    ]
+    assert statuses == [200, 200]
+    assert len(org_http.calls) == 1

@@ -160,17 +160,25 @@ def test_records_sharing_one_stamp_across_pages_survive_a_crash(clocked):
     assert Person.objects.count() == org.store.count("Contact")
 
 
-def test_a_no_change_recent_sync_costs_one_call_per_object_and_writes_nothing(clocked):
+def test_a_no_change_recent_sync_of_five_objects_costs_one_call_and_writes_nothing(
+    clocked,
+):
     org, clock, connection, mock = clocked
     connection_sync(connection=connection)
     clock.now += timedelta(hours=1)
     before = len(mock.calls)
+    used = org.usage.used
 
     run = _recent(connection)
 
-    queries = [c for c in mock.calls[before:] if "/query" in c.request.url]
-    objects = connection.object_mappings.filter(is_enabled=True).count()
-    assert len(queries) == objects
+    sent = [c for c in mock.calls[before:] if "/services/data/" in c.request.url]
+    assert connection.object_mappings.filter(is_enabled=True).count() == 5
+    assert run.status == SyncRun.Status.SUCCESS
+    assert len(run.objects_done) == 5
+    assert run.api_calls == len(sent) == org.usage.used - used == 1
+    assert sent[0].request.url.endswith("/composite")
+    # What the checkpoint's overlap reads again is left as it was.
+    assert run.records_unchanged == run.records_fetched
     assert run.records_created == run.records_updated == run.records_deleted == 0
 
 

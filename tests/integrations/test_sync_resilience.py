@@ -153,7 +153,7 @@ def test_a_spent_day_shown_by_the_usage_figures_is_named_with_them(
     org, org_http, connection
 ):
     connection_sync(connection=connection)
-    org.set_api_usage(14_999)
+    org.set_api_usage(15_000)
 
     run = connection_sync(connection=connection)
 

@@ -3,11 +3,11 @@
 `OfflineOrg()` loads the sample org and serves OAuth (authorize, token,
 revoke), identity, the API versions, describes, query/queryAll with paging,
 /limits, record reads and record updates (one record, or sObject Collections;
-see `writes`), getUpdated and getDeleted (`replication`) and Bulk API 2.0
-query jobs (`bulk`). `OfflineOrg(generate={"contacts": 100_000}, seed=1)`
-adds a large generated org (`generate`). Tests and scripts change its state
-through the methods below, without HTTP, and switch faults on through
-`org.faults` (`faults`).
+see `writes`), Composite requests of reads (`composite`), getUpdated and
+getDeleted (`replication`) and Bulk API 2.0 query jobs (`bulk`).
+`OfflineOrg(generate={"contacts": 100_000}, seed=1)` adds a large generated
+org (`generate`). Tests and scripts change its state through the methods
+below, without HTTP, and switch faults on through `org.faults` (`faults`).
 """
 
 from __future__ import annotations
@@ -27,9 +27,10 @@ from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from werkzeug.routing import Map, Rule
+from werkzeug.test import EnvironBuilder
 from werkzeug.wrappers import Request, Response
 
-from integrations.salesforce.emulator import ids, replication
+from integrations.salesforce.emulator import composite, ids, replication
 from integrations.salesforce.emulator.auth import (
     AuthServer,
     ConnectedApp,
@@ -590,7 +591,7 @@ class OfflineOrg:
         raise ApiError(405, "METHOD_NOT_ALLOWED", message)
 
     def _api_resources(self, context: _Context) -> Response:
-        names = ("sobjects", "query", "queryAll", "limits", "jobs")
+        names = ("sobjects", "query", "queryAll", "limits", "jobs", "composite")
         return _json({name: f"{context.base_path}/{name}" for name in names}, 200)
 
     def _api_limits(self, context: _Context) -> Response:
@@ -734,6 +735,99 @@ class OfflineOrg:
             lag=self.replication_lag,
         )
         return _json(body, 200)
+
+    # ------------------------------------------------------------ Composite
+
+    def _api_composite(self, context: _Context) -> Response:
+        # https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/resources_composite_composite_post.htm
+        all_or_none, subrequests = composite.parse(context.request.get_data())
+        routes = [self._route(context, subrequest) for subrequest in subrequests]
+        composite.check_queries([endpoint for endpoint, _, _ in routes])
+
+        # The whole series is the one API call `_api` counted already.
+        replies = []
+        for subrequest, (endpoint, arguments, inner) in zip(
+            subrequests, routes, strict=True
+        ):
+            status, body, headers = self._run_subrequest(
+                inner, subrequest, endpoint, arguments
+            )
+            replies.append(
+                composite.reply(
+                    reference_id=subrequest.reference_id,
+                    status=status,
+                    body=body,
+                    headers=headers,
+                )
+            )
+        failed = [reply for reply in replies if reply["httpStatusCode"] >= 400]
+        if all_or_none and failed:
+            for reply in replies:
+                if reply is not failed[0]:
+                    reply.update(httpStatusCode=400, body=composite.halted())
+        return _json({"compositeResponse": replies}, 200)
+
+    def _route(
+        self, context: _Context, subrequest: composite.Subrequest
+    ) -> tuple[str, dict[str, Any], _Context]:
+        """Find the resource a subrequest asks for; refuse what cannot run."""
+        builder = EnvironBuilder(
+            path=subrequest.url,
+            base_url=context.request.host_url,
+            method=subrequest.method,
+            headers=subrequest.headers,
+        )
+        try:
+            request = Request(builder.get_environ())
+        finally:
+            builder.close()
+        if subrequest.method != "GET" or not request.path.startswith(
+            "/services/data/v"
+        ):
+            raise composite.unsupported(subrequest)
+        try:
+            endpoint, arguments = self._url_map.bind_to_environ(request.environ).match()
+        except HTTPException:
+            raise composite.unsupported(subrequest) from None
+        if endpoint not in composite.SUPPORTED_ENDPOINTS:
+            raise composite.unsupported(subrequest)
+
+        # A subrequest may not ask for a newer API version than its request.
+        match = _VERSION_RE.fullmatch(arguments.pop("version"))
+        number = int(match.group(1)) if match else 0
+        if not OLDEST_VERSION <= number <= float(context.version):
+            raise composite.unsupported(subrequest)
+        inner = _Context(
+            request=request,
+            user_id=context.user_id,
+            version=f"{number}.0",
+            base_path=f"/services/data/v{number}.0",
+        )
+        return endpoint, arguments, inner
+
+    def _run_subrequest(
+        self,
+        context: _Context,
+        subrequest: composite.Subrequest,
+        endpoint: str,
+        arguments: dict[str, Any],
+    ) -> tuple[int, Any, dict[str, str]]:
+        failure = self.faults.take_request_fault(
+            method=subrequest.method, path=context.request.path, is_subrequest=True
+        )
+        if failure is not None and failure.error is not None:
+            return failure.status, failure.error.body(), {}
+        try:
+            response = getattr(self, f"_api_{endpoint}")(context, **arguments)
+        except ApiError as error:
+            return error.status, error.body(), {}
+        text = response.get_data(as_text=True)
+        headers = {
+            name: value
+            for name, value in response.headers.items()
+            if name.lower() not in {"content-type", "content-length"}
+        }
+        return response.status_code, json.loads(text) if text else None, headers
 
     # ------------------------------------------------------------ Bulk API 2.0
 
@@ -934,6 +1028,7 @@ def _url_map() -> Map:
             endpoint="collection_update",
             methods=["PATCH"],
         ),
+        Rule(f"{data}/composite", endpoint="composite", methods=["POST"]),
         Rule(
             f"{data}/sobjects/<sobject>/updated/", endpoint="updated", methods=["GET"]
         ),

@@ -26,7 +26,10 @@ goes wrong, for as many requests as asked, then go back to normal:
 Request faults (`fail_next` and the three after it) match on a substring of
 the path (`path_contains`, "" for any) and optionally a method; `after`
 lets that many matching requests through first; the first matching switch
-wins. A faulted request is not counted against the daily allocation.
+wins. A faulted request is not counted against the daily allocation. A
+subrequest of a composite request meets the switches that answer a JSON
+error and carries that error in its own answer; error pages come from the
+proxies in front of the org, which see only the composite request itself.
 `after_calls` counts the API calls the org answers from the moment the switch
 is set: with `after_calls=5`, five more calls succeed and the sixth meets the
 fault. A URI too long for Salesforce (414) needs no switch: send one.
@@ -249,11 +252,15 @@ class Faults:
 
     # ------------------------------------------------------------ Hooks
 
-    def take_request_fault(self, *, method: str, path: str) -> Failure | None:
+    def take_request_fault(
+        self, *, method: str, path: str, is_subrequest: bool = False
+    ) -> Failure | None:
         """Return the failure the first matching switch gives, if any."""
         with self.lock:
             for fault in self._requests:
                 if not fault.matches(method, path):
+                    continue
+                if is_subrequest and fault.failure.error is None:
                     continue
                 if fault.skip > 0:
                     fault.skip -= 1
