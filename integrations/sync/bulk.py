@@ -31,7 +31,10 @@ Record = dict[str, Any]
 # Bulk suits 10,000 records and more; below, a job's fixed overhead of
 # several seconds costs more than the few REST pages it saves.
 DEFAULT_THRESHOLD = 10_000
-DEFAULT_MAX_RECORDS = 50_000
+# Rows per result page, each page one API call. Without maxRecords Salesforce
+# sends as many as fit; a bound keeps one download short enough not to time
+# out. Pages are streamed, so their size costs no memory.
+DEFAULT_MAX_RECORDS = 100_000
 DEFAULT_POLL_SECONDS = 1.0
 DEFAULT_MAX_WAIT_SECONDS = 30 * 60
 # A SOQL statement must stay under 100,000 characters; a job's query goes in

@@ -20,10 +20,10 @@ import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 from django.core.management import call_command
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 # The naive way saves one row per transaction; past this many records it
 # would take most of the time budget, and its rate no longer changes.
@@ -47,6 +47,15 @@ class Command(BaseCommand):
         )
         parser.add_argument("--json", dest="json_path", help="Also write figures here.")
         parser.add_argument("--seed", type=int, default=1)
+        parser.add_argument(
+            "--database",
+            default="sqlite",
+            help=(
+                '"sqlite" (a throwaway file, the default), or the URL of a '
+                "PostgreSQL server, e.g. postgres://postgres@127.0.0.1:5432/postgres, "
+                "where a throwaway database is made for each size and dropped after."
+            ),
+        )
         # Internal: one measured step, run in a child process.
         parser.add_argument("--step", choices=STEPS, help="(internal)")
         parser.add_argument("--out", help="(internal)")
@@ -61,13 +70,15 @@ class Command(BaseCommand):
         results = {}
         for size in sizes:
             self.stderr.write(f"Benchmarking {size:,} contacts...")
-            results[str(size)] = _benchmark(size=size, seed=options["seed"])
+            results[str(size)] = _benchmark(
+                size=size, seed=options["seed"], database=options["database"]
+            )
         self.stdout.write(_table(results))
         if options["json_path"]:
             Path(options["json_path"]).write_text(json.dumps(results, indent=2) + "\n")
 
 
-def _benchmark(*, size: int, seed: int) -> dict[str, Any]:
+def _benchmark(*, size: int, seed: int, database: str) -> dict[str, Any]:
     """Serve a generated org here and run each step against it in a child."""
     from integrations.salesforce.emulator import OfflineOrg
     from integrations.salesforce.emulator.server import make_server
@@ -86,9 +97,14 @@ def _benchmark(*, size: int, seed: int) -> dict[str, Any]:
         server = make_server(calls, cert_dir=work / "certs", port=0)
         threading.Thread(target=server.serve_forever, daemon=True).start()
         host = f"127.0.0.1:{server.server_port}"
+        database_url = (
+            f"sqlite:///{work / 'benchmark.sqlite3'}"
+            if database == "sqlite"
+            else _throwaway_postgres(database, name=f"trig_benchmark_{os.getpid()}")
+        )
         env = {
             **os.environ,
-            "DATABASE_URL": f"sqlite:///{work / 'benchmark.sqlite3'}",
+            "DATABASE_URL": database_url,
             "SALESFORCE_EXTRA_LOGIN_HOSTS": host,
             "SALESFORCE_CA_BUNDLE": str(ensure_certificates(work / "certs").ca),
             # As in production: DEBUG keeps every SQL statement in memory.
@@ -103,12 +119,14 @@ def _benchmark(*, size: int, seed: int) -> dict[str, Any]:
             kinds = dict(calls.kinds)
             queried_inside = set(calls.queried_inside)
             sizes = {name: org.store.count(name) for name in MAPPED}
-            org.touch_random("Contact", 0.01, seed=seed)
+            _edit_some(org, fraction=0.01, seed=seed)
             recent = _child("recent", env=env, work=work)
             no_change = _child("recent", env=env, work=work)
             naive = _child("naive", env=env, work=work)
         finally:
             server.shutdown()
+            if database != "sqlite":
+                _drop_postgres(database_url)
 
     calls_per_10k = full["api_calls"] / (full["records"] / 10_000)
     # Objects read through Bulk paid one query page to learn their size: a
@@ -122,6 +140,7 @@ def _benchmark(*, size: int, seed: int) -> dict[str, Any]:
         if not (bulk_objects and name == "Contact")
     )
     return {
+        "database": "sqlite" if database == "sqlite" else "postgresql",
         "full": {
             "records": full["records"],
             "records_per_s": round(full["records"] / full["seconds"]),
@@ -154,6 +173,39 @@ def _benchmark(*, size: int, seed: int) -> dict[str, Any]:
             "objects": no_change["objects"],
         },
     }
+
+
+def _edit_some(org: Any, *, fraction: float, seed: int) -> None:
+    """Edit the title of a share of the Contacts, as their owners would."""
+    with org.lock:
+        for number, record_id in enumerate(
+            org.touch_random("Contact", fraction, seed=seed)
+        ):
+            org.store.update(record_id, {"Title": f"Head of Benchmarks {number}"})
+
+
+def _throwaway_postgres(server_url: str, *, name: str) -> str:
+    """Make an empty database on the server; return its URL."""
+    import psycopg
+
+    parts = urlsplit(server_url)
+    if parts.scheme not in ("postgres", "postgresql"):
+        raise CommandError(f"--database: not sqlite nor a PostgreSQL URL: {server_url}")
+    with psycopg.connect(server_url, autocommit=True) as server:
+        server.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        server.execute(f'CREATE DATABASE "{name}"')
+    return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+def _drop_postgres(database_url: str) -> None:
+    import psycopg
+
+    parts = urlsplit(database_url)
+    name = parts.path.lstrip("/")
+    with psycopg.connect(
+        urlunsplit(parts._replace(path="/postgres")), autocommit=True
+    ) as server:
+        server.execute(f'DROP DATABASE IF EXISTS "{name}"')
 
 
 class _CallCounter:
@@ -306,16 +358,17 @@ def _naive(*, connection, host: str) -> dict[str, Any]:
 
 def _table(results: dict[str, dict[str, Any]]) -> str:
     header = (
-        "contacts", "records", "rec/s", "calls", "calls/10k",
+        "db", "contacts", "records", "rec/s", "calls", "calls/10k",
         "describe/composite/REST/floor/Bulk", "Bulk/10k", "RSS MB",
         "naive rec/s", "x naive", "recent 1% s", "recent calls",
-        "no-change calls", "no-change rows",
+        "recent rows", "no-change calls", "no-change rows",
     )  # fmt: skip
     rows = [header]
     for size, figures in results.items():
         full, naive = figures["full"], figures["naive"]
         rows.append(
             (
+                figures["database"],
                 f"{int(size):,}",
                 f"{full['records']:,}",
                 f"{full['records_per_s']:,}",
@@ -330,6 +383,7 @@ def _table(results: dict[str, dict[str, Any]]) -> str:
                 f"{full['records_per_s'] / naive['records_per_s']:.1f}",
                 f"{figures['recent_1pct']['seconds']:.2f}",
                 str(figures["recent_1pct"]["api_calls"]),
+                str(figures["recent_1pct"]["rows_written"]),
                 f"{figures['no_change']['api_calls']} "
                 f"({figures['no_change']['objects']} objects)",
                 str(figures["no_change"]["rows_written"]),
@@ -340,4 +394,12 @@ def _table(results: dict[str, dict[str, Any]]) -> str:
         "  ".join(cell.rjust(w) for cell, w in zip(row, widths, strict=True))
         for row in rows
     ]
+    if len(results) > 1:
+        sizes = sorted(results, key=int)
+        small, large = results[sizes[0]]["full"], results[sizes[-1]]["full"]
+        lines.append(
+            f"Peak RSS at {int(sizes[-1]):,} contacts is "
+            f"{large['peak_rss_mb'] / small['peak_rss_mb']:.2f} times that at "
+            f"{int(sizes[0]):,}."
+        )
     return "\n".join(lines)
