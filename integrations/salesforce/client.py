@@ -12,6 +12,7 @@ import io
 import logging
 import re
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import quote_plus
@@ -139,6 +140,88 @@ def _stop_retrying(retry_state: Any) -> bool:
     return retry_state.attempt_number >= settings.SALESFORCE_TRANSIENT_ATTEMPTS
 
 
+def _next_page_url(page: dict[str, Any]) -> tuple[str, SalesforceClientError | None]:
+    """Return the next page's URL ("" at the end), or why the page is wrong."""
+    done = page.get("done")
+    if done is True:
+        return "", None
+    if done is not False:
+        return "", SalesforceRejectedError(
+            f"Salesforce answered a query page with done={done!r}."
+        )
+    next_url = page.get("nextRecordsUrl")
+    # The next page is on the instance we already call; a URL that could lead
+    # elsewhere would carry our token with it.
+    if not isinstance(next_url, str) or not next_url.startswith("/services/data/"):
+        return "", SalesforceRejectedError(
+            "Salesforce said the query was not done but gave no usable next page."
+        )
+    return next_url, None
+
+
+class _ReadAhead:
+    """Ask for a query's next page in a thread while the caller stores this one.
+
+    Only a plain 200 answer with a JSON object is taken; anything else (an
+    expired session, a lock, an outage, no answer) is dropped, and the page
+    is asked for again the usual way, with its refresh, retries and errors.
+    The thread touches neither the database nor the token: it sends one GET
+    with the headers of the moment, through a session of its own that goes
+    through the same guard and reads the same usage figures.
+    """
+
+    def __init__(self, client: "SalesforceClient") -> None:
+        self._client = client
+        self._executor: ThreadPoolExecutor | None = None
+        self._pending: Future | None = None
+
+    def start(self, next_url: str) -> None:
+        client = self._client
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=1)
+        url = f"https://{client._sf.sf_instance}{next_url}"
+        headers = dict(client._sf.headers)
+        self._pending = self._executor.submit(
+            _get_quietly, client._ahead_session(), url, headers
+        )
+
+    def take(self) -> dict[str, Any] | None:
+        """Return the next page if it came whole, else None."""
+        response = self._settle()
+        if response is None or response.status_code != 200:
+            return None
+        try:
+            body = response.json()
+        except ValueError:
+            return None
+        return body if isinstance(body, dict) else None
+
+    def _settle(self) -> requests.Response | None:
+        pending, self._pending = self._pending, None
+        if pending is None:
+            return None
+        response = pending.result()
+        if response is not None:
+            # It reached Salesforce, whatever it says: a call of the run.
+            self._client.calls += 1
+        return response
+
+    def close(self) -> None:
+        # A page asked for and never used is still a call made.
+        self._settle()
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+
+
+def _get_quietly(
+    session: requests.Session, url: str, headers: dict[str, str]
+) -> requests.Response | None:
+    try:
+        return session.get(url, headers=headers)
+    except requests.RequestException:
+        return None
+
+
 _API_USAGE = re.compile(r"(?:^|[;,\s])api-usage=(\d+)/(\d+)")
 
 
@@ -192,7 +275,15 @@ class SalesforceClient:
         self._session = salesforce_session()
         self._usage: tuple[int, int] | None = None
         self._session.hooks["response"].append(self._note_usage)
+        self._read_ahead_session: requests.Session | None = None
         self._sf = self._build()
+
+    def _ahead_session(self) -> requests.Session:
+        """Return the session pages are read ahead through (see `_ReadAhead`)."""
+        if self._read_ahead_session is None:
+            self._read_ahead_session = salesforce_session()
+            self._read_ahead_session.hooks["response"].append(self._note_usage)
+        return self._read_ahead_session
 
     def _note_usage(self, response: requests.Response, *args, **kwargs) -> None:
         """Read the org's daily API usage off every answer, refusals included.
@@ -568,30 +659,26 @@ class SalesforceClient:
         """Yield a query's pages from its first answer, following nextRecordsUrl.
 
         The end is `done: true`, never a short page: Salesforce may return
-        fewer records than the batch size asked for.
+        fewer records than the batch size asked for. While a page is being
+        stored, the next one is already asked for (see `_ReadAhead`).
         """
-        while True:
-            yield _page_records(page)
-            done = page.get("done")
-            if done is True:
-                return
-            if done is not False:
-                raise SalesforceRejectedError(
-                    f"Salesforce answered a query page with done={done!r}."
+        ahead = _ReadAhead(self)
+        try:
+            while True:
+                records = _page_records(page)
+                next_url, refusal = _next_page_url(page)
+                if next_url:
+                    ahead.start(next_url)
+                yield records
+                if refusal:
+                    raise refusal
+                if not next_url:
+                    return
+                page = ahead.take() or self._read(
+                    lambda sf, url=next_url: sf.query_more(url, identifier_is_url=True)
                 )
-            next_url = page.get("nextRecordsUrl")
-            # The next page is on the instance we already call; a URL that
-            # could lead elsewhere would carry our token with it.
-            if not isinstance(next_url, str) or not next_url.startswith(
-                "/services/data/"
-            ):
-                raise SalesforceRejectedError(
-                    "Salesforce said the query was not done but gave no usable "
-                    "next page."
-                )
-            page = self._read(
-                lambda sf, url=next_url: sf.query_more(url, identifier_is_url=True)
-            )
+        finally:
+            ahead.close()
 
     def bulk_query_create(self, *, soql: str, include_deleted: bool = False) -> str:
         """Start a Bulk 2.0 query job and return its Id.
