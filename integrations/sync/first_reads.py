@@ -20,10 +20,10 @@ from typing import Any
 from integrations.models import ObjectMapping, SyncCursor, SyncRun
 from integrations.salesforce.client import (
     ApiLimitReached,
+    OrgSettingRefused,
     ReconnectRequired,
     SalesforceClient,
     SalesforceClientError,
-    SessionRefused,
     describe_path,
     query_path,
 )
@@ -121,7 +121,7 @@ class FirstReads:
 
         try:
             replies = self._client.composite_reads(paths=paths)
-        except (ReconnectRequired, SessionRefused, ApiLimitReached):
+        except (ReconnectRequired, OrgSettingRefused, ApiLimitReached):
             raise
         except SalesforceClientError as exc:
             logger.warning(
