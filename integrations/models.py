@@ -192,6 +192,29 @@ class SyncCursor(models.Model):
         return f"{self.object_name}.{self.field_name} >= {self.value:%Y-%m-%d %H:%M:%S}"
 
 
+class SeenRecord(models.Model):
+    """An Id a full read returned, kept in the database until the read ends.
+
+    What Trig holds beyond these Ids, the org no longer has. Kept here rather
+    than in the worker's memory, which would grow with the org.
+    """
+
+    run = models.ForeignKey(SyncRun, on_delete=models.CASCADE, related_name="+")
+    object_name = models.CharField(max_length=100)
+    salesforce_id = models.CharField(max_length=18)
+
+    class Meta:
+        indexes = [
+            models.Index(
+                fields=["run", "object_name", "salesforce_id"],
+                name="seen_record_lookup",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.object_name} {self.salesforce_id} seen by run {self.run_id}"
+
+
 API_NAME_HELP = "Salesforce API name, e.g. Contact, Case or Space__c."
 
 

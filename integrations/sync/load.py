@@ -7,12 +7,13 @@ from typing import Any
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from integrations.models import ObjectMapping, SalesforceConnection
+from integrations.models import ObjectMapping, SalesforceConnection, SeenRecord, SyncRun
 from integrations.salesforce.schema import typed_value
 from integrations.sync.plan import ObjectPlan
 from integrations.transforms import TransformError, transform_apply
 from people import services as people_services
 from people.models import CrmAccount, CrmRecord, Owner, Person
+from people.rows import rows_insert
 from people.services import BatchResult, Problem
 
 # https://help.salesforce.com/s/articleView?id=000385008&type=1
@@ -143,17 +144,37 @@ def rows_merge(
     )
 
 
-def rows_mark_missing(
-    *, plan: ObjectPlan, connection: SalesforceConnection, seen_ids: set[str]
-) -> int:
-    """After a full read, mark what the org no longer returns as deleted."""
+def rows_seen(*, plan: ObjectPlan, run: SyncRun, salesforce_ids: list[str]) -> None:
+    """Keep the Ids a page of a full read returned, for `rows_mark_missing`."""
+    if plan.mapping.target == ObjectMapping.Target.OWNER:
+        return
+    rows_insert(
+        SeenRecord,
+        [
+            {"run_id": run.pk, "object_name": plan.schema.name, "salesforce_id": i}
+            for i in salesforce_ids
+        ],
+    )
+
+
+def rows_mark_missing(*, plan: ObjectPlan, run: SyncRun) -> int:
+    """After a full read, mark what the org no longer returns as deleted.
+
+    The Ids the read kept are let go of either way.
+    """
     target = plan.mapping.target
     if target == ObjectMapping.Target.OWNER:
         # Users are deactivated, never deleted; an owner stays an owner.
         return 0
-    return people_services.mark_missing_deleted(
-        connection=connection,
-        model=_MODELS[target],
-        seen_ids=seen_ids,
-        object_name=plan.schema.name if target == ObjectMapping.Target.RECORD else None,
-    )
+    seen = SeenRecord.objects.filter(run=run, object_name=plan.schema.name)
+    try:
+        return people_services.mark_missing_deleted(
+            connection=run.connection,
+            model=_MODELS[target],
+            seen=seen,
+            object_name=(
+                plan.schema.name if target == ObjectMapping.Target.RECORD else None
+            ),
+        )
+    finally:
+        seen.delete()

@@ -8,7 +8,13 @@ from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
-from integrations.models import ObjectMapping, SalesforceConnection, SyncCursor, SyncRun
+from integrations.models import (
+    ObjectMapping,
+    SalesforceConnection,
+    SeenRecord,
+    SyncCursor,
+    SyncRun,
+)
 from integrations.salesforce.budget import sync_may_continue
 from integrations.salesforce.client import (
     ApiLimitReached,
@@ -29,6 +35,7 @@ from integrations.sync.load import (
     rows_from_records,
     rows_mark_missing,
     rows_merge,
+    rows_seen,
     rows_upsert,
 )
 from integrations.sync.plan import CURSOR_OVERLAP, ObjectPlan, PlanError, object_plan
@@ -160,8 +167,6 @@ class _Tally:
         self.newest: datetime | None = None
         self.had_errors = False
         self.written = 0
-        # Ids a full read returned; what Trig holds beyond them is gone.
-        self.seen: set[str] = set()
         # Merges met on the way: losing Id -> surviving Id.
         self.survivors: dict[str, str] = {}
 
@@ -233,9 +238,14 @@ def _read_object(
                 page_newest = stamp
         if page_newest and (tally.newest is None or page_newest > tally.newest):
             tally.newest = page_newest
+        if plan.is_full_read:
+            # What Trig holds beyond the Ids a full read returned is gone.
+            rows_seen(
+                plan=plan,
+                run=run,
+                salesforce_ids=[row["salesforce_id"] for row in rows],
+            )
         for row in rows:
-            if plan.is_full_read:
-                tally.seen.add(row["salesforce_id"])
             if row.get("merged_into_salesforce_id"):
                 tally.survivors[row["salesforce_id"]] = row["merged_into_salesforce_id"]
         deleted = sum(1 for row in rows if row.get("deleted_at"))
@@ -385,9 +395,7 @@ def _sync_object(
             ],
         )
     if plan.is_full_read:
-        missing = rows_mark_missing(
-            plan=plan, connection=run.connection, seen_ids=tally.seen
-        )
+        missing = rows_mark_missing(plan=plan, run=run)
         run.records_deleted += missing
         # A full sync of an object the recent-changes syncs already follow:
         # whatever it still had to write, they had missed.
@@ -434,6 +442,8 @@ def connection_sync(
         finished_at=timezone.now(),
         error_message=f"{INTERRUPTED} the worker stopped before the run finished.",
     )
+    # Ids kept by a full read whose worker died before it reconciled.
+    SeenRecord.objects.filter(run__connection=connection).delete()
     run = SyncRun.objects.create(connection=connection, kind=kind, trigger=trigger)
     client: SalesforceClient | None = None
     had_errors = False

@@ -4,7 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from integrations.models import ObjectMapping, SyncCursor, SyncRun
+from integrations.models import ObjectMapping, SeenRecord, SyncCursor, SyncRun
 from integrations.offline_org import offline_org_connect
 from integrations.salesforce.emulator import OfflineOrg
 from integrations.salesforce.emulator.testing import mocked
@@ -100,6 +100,28 @@ def test_a_full_sync_marks_what_the_org_no_longer_has_and_counts_the_drift(clock
         "Changed without a stamp"
     )
     assert run.drift_repaired == 2
+
+
+def test_the_ids_a_full_read_keeps_are_let_go_of_even_after_a_killed_run(clocked):
+    org, clock, connection, _ = clocked
+    # A full read whose worker died after keeping some Ids.
+    killed = SyncRun.objects.create(connection=connection, kind=SyncRun.Kind.FULL)
+    SeenRecord.objects.create(
+        run=killed, object_name="Contact", salesforce_id="003000000000001AAA"
+    )
+    purged = org.store.records("Contact")[0]
+
+    connection_sync(connection=connection)
+    assert not SeenRecord.objects.exists()
+    org.store.delete(purged["Id"])
+    run = connection_sync(connection=connection)
+
+    assert not SeenRecord.objects.exists()
+    assert run.records_deleted == 1
+    assert (
+        Person.objects.filter(deleted_at__isnull=False).get().salesforce_id
+        == (purged["Id"])
+    )
 
 
 def test_a_restored_record_comes_back_to_life(clocked):

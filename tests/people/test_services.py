@@ -289,12 +289,14 @@ def test_it_keeps_stored_values_of_fields_that_were_not_read():
     assert person.email == "ada@example.com"
 
 
-def test_marking_missing_rows_covers_more_rows_than_one_statement_takes():
+def test_marking_missing_rows_takes_two_statements_however_many_there_are():
+    from integrations.models import SeenRecord, SyncRun
     from people.rows import rows_insert
-    from people.services import MISSING_CHUNK, mark_missing_deleted
+    from people.services import mark_missing_deleted
 
     connection = SalesforceConnectionFactory()
-    count = MISSING_CHUNK + 500
+    run = SyncRun.objects.create(connection=connection)
+    count = 5_000
     ids = [f"003{n:012d}AAA" for n in range(count)]
     rows_insert(
         Person,
@@ -307,13 +309,24 @@ def test_marking_missing_rows_covers_more_rows_than_one_statement_takes():
             for sf_id in ids
         ],
     )
-    still_there = set(ids[:100])
-
-    marked = mark_missing_deleted(
-        connection=connection, model=Person, seen_ids=still_there
+    still_there = ids[:100]
+    rows_insert(
+        SeenRecord,
+        [
+            {"run_id": run.pk, "object_name": "Contact", "salesforce_id": sf_id}
+            for sf_id in still_there
+        ],
     )
 
+    with CaptureQueriesContext(db_connection) as queries:
+        marked = mark_missing_deleted(
+            connection=connection,
+            model=Person,
+            seen=SeenRecord.objects.filter(run=run, object_name="Contact"),
+        )
+
     assert marked == count - 100
+    assert len(queries.captured_queries) == 2
     gone = Person.objects.filter(deleted_at__isnull=False)
     assert gone.count() == count - 100
     assert not gone.filter(salesforce_id__in=still_there).exists()
