@@ -92,8 +92,8 @@ class SalesforceConnectionAdmin(admin.ModelAdmin):
         "workspace__name",
         "workspace__slug",
     ]
-    # Tokens are never shown, not even encrypted.
-    exclude = ["access_token", "refresh_token"]
+    # Tokens are never shown, not even encrypted; usage is shown formatted.
+    exclude = ["access_token", "refresh_token", "api_usage_used", "api_usage_max"]
     readonly_fields = [
         "workspace",
         "environment",
@@ -113,8 +113,6 @@ class SalesforceConnectionAdmin(admin.ModelAdmin):
         "last_recent_sync_at",
         "next_recent_sync_at",
         "sync_claimed_at",
-        "api_usage_used",
-        "api_usage_max",
         "api_usage_seen_at",
         "api_usage",
         "sync_calls_today",

@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.utils.html import format_html
 
-from people.models import CrmAccount, Organisation, Owner, Person
+from people.models import CrmAccount, CrmRecord, Organisation, Owner, Person
 
 
 def _salesforce_link(obj) -> str:
@@ -84,3 +84,21 @@ class OwnerAdmin(_SyncedAdmin):
     list_display = ["__str__", "email", "connection", "salesforce_link"]
     list_select_related = ["connection"]
     search_fields = ["name", "email", "salesforce_id"]
+
+
+@admin.register(CrmRecord)
+class CrmRecordAdmin(_SyncedAdmin):
+    """Opportunities, Leads, Cases and custom objects, as imported."""
+
+    list_display = [
+        "__str__",
+        "object_name",
+        "person",
+        "organisation",
+        "owner",
+        "deleted_at",
+        "salesforce_link",
+    ]
+    list_select_related = ["person", "organisation", "owner", "connection"]
+    list_filter = ["object_name", "connection"]
+    search_fields = ["name", "salesforce_id", "person__email", "organisation__domain"]

@@ -53,13 +53,15 @@ def test_the_admin_never_shows_tokens(connection, staff_client):
         ("organisation", "domain"),
         ("crmaccount", "salesforce_id"),
         ("owner", "name"),
+        ("crmrecord", "name"),
+        ("crmrecord", "salesforce_id"),
     ],
 )
 def test_staff_find_synced_rows_by_name_email_domain_and_salesforce_id(
     org, org_http, connection, staff_client, model, term
 ):
     from integrations.sync.run import connection_sync
-    from people.models import CrmAccount, Organisation, Owner
+    from people.models import CrmAccount, CrmRecord, Organisation, Owner
 
     connection_sync(connection=connection)
     row = {
@@ -67,6 +69,7 @@ def test_staff_find_synced_rows_by_name_email_domain_and_salesforce_id(
         "organisation": Organisation.objects.exclude(domain=None),
         "crmaccount": CrmAccount.objects.all(),
         "owner": Owner.objects.all(),
+        "crmrecord": CrmRecord.objects.filter(object_name="Opportunity"),
     }[model].first()
     needle = getattr(row, term)
 
@@ -101,4 +104,5 @@ def test_the_connection_page_shows_the_schedule_runs_and_api_usage(
     assert "Next full sync" in page and "Last recent sync" in page
     assert f"{connection.api_usage_used:,} / {connection.api_usage_max:,}" in page
     assert "Calls by Trig" in page
+    assert "Api usage used" not in page
     assert f"<p>{run.api_calls}</p>" in page or f">{run.api_calls}<" in page
