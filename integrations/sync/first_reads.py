@@ -20,10 +20,10 @@ from typing import Any
 from integrations.models import ObjectMapping, SyncCursor, SyncRun
 from integrations.salesforce.client import (
     ApiLimitReached,
+    OrgSettingRefused,
     ReconnectRequired,
     SalesforceClient,
     SalesforceClientError,
-    SessionRefused,
     describe_path,
     query_path,
 )
@@ -74,8 +74,9 @@ class FirstReads:
         """Fetch the group this object opens, if it opens one.
 
         A Composite request that fails leaves its objects to be described
-        and read one by one; only a lost grant or session, or the API limit,
-        is raised.
+        and read one by one; only a lost grant, a refusal by the org's
+        settings (sessions, Transaction Security), or the API limit is
+        raised.
         """
         group = self._groups.pop(mapping.pk, None)
         if group:
@@ -121,7 +122,8 @@ class FirstReads:
 
         try:
             replies = self._client.composite_reads(paths=paths)
-        except (ReconnectRequired, SessionRefused, ApiLimitReached):
+        except (ReconnectRequired, OrgSettingRefused, ApiLimitReached):
+            # The objects read one by one would meet the same refusal.
             raise
         except SalesforceClientError as exc:
             logger.warning(

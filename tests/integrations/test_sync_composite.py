@@ -162,6 +162,30 @@ def test_a_failed_composite_request_leaves_each_object_to_its_own_reads(
     assert run.api_calls == len(sent) == 11
 
 
+def test_a_composite_refused_by_transaction_security_is_tried_twice_in_all(
+    org, org_http, connection
+):
+    connection_sync(connection=connection)
+    org.faults.fail_next(
+        status=400,
+        error_code="TXN_SECURITY_METERING_ERROR",
+        message="Transaction security policies took too long to complete.",
+        path_contains="/services/data/",
+        times=1000,
+    )
+    before = len(org_http.calls)
+
+    run = _recent(connection)
+
+    sent = _api_calls(org_http, before)
+    assert run.status == SyncRun.Status.FAILED
+    assert "Exempt from Transaction Security" in run.error_message
+    # No object is then described or read on its own: each would be refused.
+    assert [c.request.url.rsplit("/", 1)[-1] for c in sent] == ["composite"] * 2
+    assert run.api_calls == 2
+    assert run.objects_done == []
+
+
 def test_an_object_whose_describe_fails_fails_alone_with_salesforces_words(
     org, org_http, connection
 ):
