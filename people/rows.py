@@ -52,7 +52,8 @@ def rows_insert(model: type[models.Model], rows: Sequence[dict[str, Any]]) -> No
     """INSERT one row per dict of values, keyed by field name or attname.
 
     A field a dict leaves out takes its default; `auto_now` and
-    `auto_now_add` fields take the time of the call.
+    `auto_now_add` fields take the time of the call. A key that names no
+    field raises ValueError: its value would be lost without a word.
     """
     if not rows:
         return
@@ -60,6 +61,11 @@ def rows_insert(model: type[models.Model], rows: Sequence[dict[str, Any]]) -> No
     connection = connections[alias]
     quote = connection.ops.quote_name
     fields = [f for f in model._meta.concrete_fields if not f.primary_key]
+    known = {name for f in fields for name in (f.name, f.attname)}
+    for row in rows:
+        if not row.keys() <= known:
+            unknown = ", ".join(sorted(row.keys() - known))
+            raise ValueError(f"Not fields {model.__name__} writes: {unknown}")
     now = timezone.now()
     columns = []
     for f in fields:

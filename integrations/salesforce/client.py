@@ -132,6 +132,17 @@ def _page_records(page: Any) -> list[dict[str, Any]]:
     return records
 
 
+def _policy_refused(exc: SalesforceClientError) -> TransactionSecurityRefused:
+    return TransactionSecurityRefused(
+        "Salesforce's Transaction Security policies refused this "
+        f"integration's calls ({exc}). A Salesforce admin must give the "
+        'connected user the "Exempt from Transaction Security" '
+        "permission, or change the policy; syncs go on once they have.",
+        status=exc.status,
+        code=exc.code,
+    )
+
+
 def _stop_retrying(retry_state: Any) -> bool:
     """Stop after the allowed attempts; a policy refusal is tried only twice."""
     failure = retry_state.outcome.exception() if retry_state.outcome else None
@@ -353,6 +364,17 @@ class SalesforceClient:
             return result
         raise AssertionError("unreachable")
 
+    def _call_once(self, request: Callable[[Salesforce], T]) -> T:
+        """Send one API call that is not tried again.
+
+        A Transaction Security refusal is then believed at once, and told as
+        one, rather than left to pass for a failure that may pass.
+        """
+        try:
+            return self._call(request)
+        except _PolicyMetering as exc:
+            raise _policy_refused(exc) from exc
+
     def _limit_error(self, error: SalesforceClientError) -> SalesforceClientError:
         """Tell a spent daily allocation from too many long requests at once.
 
@@ -405,14 +427,7 @@ class SalesforceClient:
         try:
             return retrying(self._call, request)
         except _PolicyMetering as exc:
-            raise TransactionSecurityRefused(
-                "Salesforce's Transaction Security policies refused this "
-                f"integration's calls ({exc}). A Salesforce admin must give the "
-                'connected user the "Exempt from Transaction Security" '
-                "permission, or change the policy; syncs go on once they have.",
-                status=exc.status,
-                code=exc.code,
-            ) from exc
+            raise _policy_refused(exc) from exc
         except _RequestLimitBusy as exc:
             # Still refused after waiting: stop here and go on next run.
             raise ApiLimitReached(
@@ -693,7 +708,9 @@ class SalesforceClient:
             "lineEnding": "LF",
         }
         # Not retried: a job created twice would be read twice.
-        job = self._call(lambda sf: sf.restful("jobs/query", method="POST", json=body))
+        job = self._call_once(
+            lambda sf: sf.restful("jobs/query", method="POST", json=body)
+        )
         job_id = job.get("id") if isinstance(job, dict) else None
         if not self._is_record_id(job_id):
             raise SalesforceRejectedError("Salesforce created a query job without Id.")
@@ -717,7 +734,7 @@ class SalesforceClient:
         """
         self._check_names(job_id)
         body = {"state": "Aborted"}
-        self._call(
+        self._call_once(
             lambda sf: sf.restful(f"jobs/query/{job_id}", method="PATCH", json=body)
         )
 

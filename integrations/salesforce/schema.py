@@ -9,7 +9,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from integrations.models import ObjectDescribe, SalesforceConnection
-from integrations.salesforce.client import SalesforceClient
+from integrations.salesforce.client import SalesforceClient, SalesforceRejectedError
 
 # Describe keeps only what staff and the sync use of each field.
 _KEPT = (
@@ -62,15 +62,31 @@ class RunSchema:
             self.prime(object_name, body=self._client.describe(object_name=object_name))
         return self._cache[key]
 
-    def prime(self, object_name: str, *, body: dict[str, Any]) -> ObjectSchema:
+    def prime(self, object_name: str, *, body: Any) -> ObjectSchema:
         """Take a describe answer obtained elsewhere (inside a Composite
-        request) as this run's describe of the object, and store it."""
+        request) as this run's describe of the object, and store it.
+
+        Raises SalesforceRejectedError, storing nothing, for an answer that
+        is not a describe of that object: the describe stored by an earlier
+        run stays for the next run's guesses.
+        """
+        described = body.get("fields") if isinstance(body, dict) else None
+        name = (body.get("name") or object_name) if isinstance(body, dict) else None
+        if (
+            not isinstance(described, list)
+            or not described
+            or not isinstance(name, str)
+            or name.lower() != object_name.lower()
+        ):
+            raise SalesforceRejectedError(
+                f"Salesforce answered the describe of {object_name} with something "
+                "other than its fields."
+            )
         fields = [
             {k: f[k] for k in _KEPT if k in f}
-            for f in body.get("fields", [])
+            for f in described
             if isinstance(f, dict) and isinstance(f.get("name"), str)
         ]
-        name = str(body.get("name") or object_name)
         ObjectDescribe.objects.update_or_create(
             connection=self._connection,
             object_name=name,

@@ -24,6 +24,7 @@ from integrations.salesforce.client import (
     ReconnectRequired,
     SalesforceClient,
     SalesforceClientError,
+    SalesforceRejectedError,
     describe_path,
     query_path,
 )
@@ -74,8 +75,9 @@ class FirstReads:
         """Fetch the group this object opens, if it opens one.
 
         A Composite request that fails leaves its objects to be described
-        and read one by one; only a lost grant or session, or the API limit,
-        is raised.
+        and read one by one; only a lost grant, a refusal by the org's
+        settings (sessions, Transaction Security), or the API limit is
+        raised.
         """
         group = self._groups.pop(mapping.pk, None)
         if group:
@@ -122,6 +124,7 @@ class FirstReads:
         try:
             replies = self._client.composite_reads(paths=paths)
         except (ReconnectRequired, OrgSettingRefused, ApiLimitReached):
+            # The objects read one by one would meet the same refusal.
             raise
         except SalesforceClientError as exc:
             logger.warning(
@@ -137,17 +140,26 @@ class FirstReads:
             described = replies[index]
             # A failed describe is left to the object's own read, which
             # describes it again and reports what Salesforce says.
-            if not described.is_success or not isinstance(described.body, dict):
+            if not described.is_success:
                 continue
-            self._schema.prime(mapping.object_name, body=described.body)
+            try:
+                self._schema.prime(mapping.object_name, body=described.body)
+            except SalesforceRejectedError:
+                logger.warning(
+                    "Describe inside a composite was not a describe "
+                    "run_id=%s object=%s",
+                    self._run.pk,
+                    mapping.object_name,
+                )
+                continue
             if guess is None:
                 continue
             page = replies[index + 1]
-            if page.is_success and isinstance(page.body, dict):
+            if page.is_success and _is_query_page(page.body):
                 self._pages[mapping.object_name.lower()] = (guess, page.body)
             else:
                 logger.info(
-                    "First page refused inside a composite, reading it alone "
+                    "First page not usable from a composite, reading it alone "
                     "run_id=%s object=%s error=%s",
                     self._run.pk,
                     mapping.object_name,
@@ -177,3 +189,16 @@ class FirstReads:
             statement=plan.query.statements[0][0],
             include_deleted=plan.include_deleted,
         )
+
+
+def _is_query_page(body: Any) -> bool:
+    """Tell whether a subrequest's answer has the shape of a query page.
+
+    Anything else is left to the object's own read, which asks again.
+    https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/resources_query.htm
+    """
+    return (
+        isinstance(body, dict)
+        and isinstance(body.get("records"), list)
+        and isinstance(body.get("done"), bool)
+    )

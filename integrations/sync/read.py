@@ -71,6 +71,7 @@ def read_records(
                 client=client,
                 statements=group_statements,
                 on_incomplete=on_incomplete,
+                include_deleted=include_deleted,
                 first=first,
             )
         for page in pages:
@@ -109,6 +110,7 @@ def _joined(
     client: SalesforceClient,
     statements: tuple[str, ...],
     on_incomplete: Callable[[str], None],
+    include_deleted: bool,
     first: Iterator[list[Record]] | None = None,
 ) -> Iterator[list[Record]]:
     # TODO: join the groups' pages as they stream (ordered by Id) instead of
@@ -117,7 +119,13 @@ def _joined(
     rows: dict[str, Record] = {}
     hits: dict[str, int] = {}
     for number, statement in enumerate(statements):
-        pages = first if number == 0 and first else client.query_pages(soql=statement)
+        # Every group through the same resource: a deleted record found by
+        # queryAll in one group and missing from another would not be whole.
+        pages = (
+            first
+            if number == 0 and first
+            else client.query_pages(soql=statement, include_deleted=include_deleted)
+        )
         for page in pages:
             for record in page:
                 record_id = record.get("Id")

@@ -271,6 +271,27 @@ def test_a_job_refused_for_the_daily_cap_reads_through_rest_and_says_so(
     ]
 
 
+def test_a_job_refused_by_transaction_security_fails_the_run_asking_the_admin(
+    org, org_http, connection
+):
+    org.faults.fail_next(
+        status=400,
+        error_code="TXN_SECURITY_METERING_ERROR",
+        message="Transaction security policies took too long to complete.",
+        path_contains="/jobs/query",
+        method="POST",
+        times=1000,
+    )
+
+    run = connection_sync(connection=connection)
+
+    assert run.status == SyncRun.Status.FAILED
+    assert "Exempt from Transaction Security" in run.error_message
+    # Never asked twice, as any job creation.
+    assert len(_creates(org_http)) == 1
+    assert run.object_errors == {}
+
+
 def test_a_job_that_takes_too_long_is_aborted_and_the_object_read_through_rest(
     org, org_http, connection, settings
 ):

@@ -4,10 +4,17 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from integrations.models import ObjectMapping, SeenRecord, SyncCursor, SyncRun
+from integrations.models import (
+    FieldMapping,
+    ObjectMapping,
+    SeenRecord,
+    SyncCursor,
+    SyncRun,
+)
 from integrations.offline_org import offline_org_connect
 from integrations.salesforce.emulator import OfflineOrg
 from integrations.salesforce.emulator.testing import mocked
+from integrations.sync.defaults import mapping_create_defaults
 from integrations.sync.run import connection_sync
 from people.models import CrmRecord, Person
 from tests.conftest import OFFLINE_HOST
@@ -122,6 +129,31 @@ def test_the_ids_a_full_read_keeps_are_let_go_of_even_after_a_killed_run(clocked
         Person.objects.filter(deleted_at__isnull=False).get().salesforce_id
         == (purged["Id"])
     )
+
+
+def test_a_contact_read_in_field_groups_is_still_seen_deleted(clocked, settings):
+    org, clock, connection, mock = clocked
+    settings.SALESFORCE_QUERY_URL_BUDGET = 400
+    mapping_create_defaults(connection=connection)
+    contact = connection.object_mappings.get(object_name="Contact")
+    for name in ("Department", "MobilePhone", "Birthdate", "LeadSource", "Description"):
+        FieldMapping.objects.create(object_mapping=contact, salesforce_field=name)
+    connection_sync(connection=connection)
+    gone = org.store.records("Contact")[0]
+    clock.now += timedelta(hours=1)
+    org.store.delete(gone["Id"])
+    before = len(mock.calls)
+
+    run = _recent(connection)
+
+    groups = [
+        c.request.url for c in mock.calls[before:] if "FROM+Contact" in c.request.url
+    ]
+    assert len(groups) > 1
+    assert all("/queryAll/" in url for url in groups)
+    assert run.status == SyncRun.Status.SUCCESS
+    assert run.records_deleted == 1
+    assert Person.objects.get(salesforce_id=gone["Id"]).deleted_at == clock.now
 
 
 def test_a_restored_record_comes_back_to_life(clocked):

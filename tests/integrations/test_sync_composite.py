@@ -162,6 +162,93 @@ def test_a_failed_composite_request_leaves_each_object_to_its_own_reads(
     assert run.api_calls == len(sent) == 11
 
 
+def test_a_composite_refused_by_transaction_security_is_tried_twice_in_all(
+    org, org_http, connection
+):
+    connection_sync(connection=connection)
+    org.faults.fail_next(
+        status=400,
+        error_code="TXN_SECURITY_METERING_ERROR",
+        message="Transaction security policies took too long to complete.",
+        path_contains="/services/data/",
+        times=1000,
+    )
+    before = len(org_http.calls)
+
+    run = _recent(connection)
+
+    sent = _api_calls(org_http, before)
+    assert run.status == SyncRun.Status.FAILED
+    assert "Exempt from Transaction Security" in run.error_message
+    # No object is then described or read on its own: each would be refused.
+    assert [c.request.url.rsplit("/", 1)[-1] for c in sent] == ["composite"] * 2
+    assert run.api_calls == 2
+    assert run.objects_done == []
+
+
+def _tamper_composite(org, monkeypatch, *, reference_id: str, body) -> None:
+    """Make the org answer one subrequest of each composite with `body`."""
+    answer = org._api_composite
+
+    def tampered(context):
+        response = answer(context)
+        replies = response.get_json()
+        for reply in replies["compositeResponse"]:
+            if reply["referenceId"] == reference_id:
+                reply["body"] = body
+        response.set_data(json.dumps(replies))
+        return response
+
+    monkeypatch.setattr(org, "_api_composite", tampered)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {},
+        {"fields": None},
+        {"fields": 5},
+        {"name": "Contact", "fields": [{"name": "Id"}]},
+    ],
+)
+def test_a_describe_answered_with_something_else_is_asked_again_and_not_stored(
+    org, org_http, connection, monkeypatch, body
+):
+    connection_sync(connection=connection)
+    stored = ObjectDescribe.objects.get(object_name="Account").fields
+    # Subrequests go User's describe and query, then Account's.
+    _tamper_composite(org, monkeypatch, reference_id="read2", body=body)
+    before = len(org_http.calls)
+
+    run = _recent(connection)
+
+    sent = [c.request.url for c in _api_calls(org_http, before)]
+    assert run.status == SyncRun.Status.SUCCESS
+    assert sum(url.endswith("/sobjects/Account/describe") for url in sent) == 1
+    assert ObjectDescribe.objects.get(object_name="Account").fields == stored
+    assert len(ObjectDescribe.objects.get(object_name="Contact").fields) > 1
+
+
+@pytest.mark.parametrize(
+    "body", [{}, {"totalSize": 3, "done": True}, {"records": [], "done": None}]
+)
+def test_a_first_page_answered_with_something_else_is_read_alone(
+    org, org_http, connection, monkeypatch, body
+):
+    connection_sync(connection=connection)
+    record = org.store.records("Account")[0]
+    org.store.update(record["Id"], {"Name": "Renamed Ltd"})
+    _tamper_composite(org, monkeypatch, reference_id="read3", body=body)
+    before = len(org_http.calls)
+
+    run = _recent(connection)
+
+    sent = [c.request.url for c in _api_calls(org_http, before)]
+    assert run.status == SyncRun.Status.SUCCESS
+    assert sum("FROM+Account" in url for url in sent) == 1
+    assert CrmAccount.objects.get(salesforce_id=record["Id"]).name == "Renamed Ltd"
+
+
 def test_an_object_whose_describe_fails_fails_alone_with_salesforces_words(
     org, org_http, connection
 ):

@@ -74,6 +74,57 @@ def test_insert_is_refused_whole_when_one_row_breaks_a_constraint():
     assert not Person.objects.exists()
 
 
+def test_insert_refuses_a_key_that_names_no_field_and_writes_nothing():
+    connection = SalesforceConnectionFactory()
+    rows = [_person(connection, "003A"), _person(connection, "003B", titel="Typo")]
+
+    with pytest.raises(ValueError, match="titel"):
+        rows_insert(Person, rows)
+
+    assert not Person.objects.exists()
+
+
+# What COPY's text format gives a meaning to (tab, line ends, backslash, the
+# NULL marker) and what only some encodings hold.
+AWKWARD_TEXTS = [
+    "tab\there",
+    "line\nbreak\r\nand back",
+    "back\\slash \\N \\t \\\\",
+    "\\N",
+    "Zoë 🎉 👩‍👩‍👧 中文 \u2028",
+    "quotes ' \" and ; | ,",
+    "\x01 control \x7f",
+    "",
+]
+
+
+def test_awkward_text_and_json_come_back_exactly_as_written():
+    connection = SalesforceConnectionFactory()
+    long_text = "Lorem ipsum\t" * 20_000
+    rows = [
+        _person(
+            connection,
+            f"003{number:03d}",
+            title=text,
+            custom_values={"Note": text, text or "Empty": [text, 1, 2.5, None, True]},
+        )
+        for number, text in enumerate(AWKWARD_TEXTS)
+    ]
+    rows.append(_person(connection, "003LONG", custom_values={"Note": long_text}))
+
+    rows_insert(Person, rows)
+
+    for number, text in enumerate(AWKWARD_TEXTS):
+        person = Person.objects.get(salesforce_id=f"003{number:03d}")
+        assert person.title == text
+        assert person.custom_values == {
+            "Note": text,
+            text or "Empty": [text, 1, 2.5, None, True],
+        }
+    stored = Person.objects.get(salesforce_id="003LONG").custom_values
+    assert stored == {"Note": long_text}
+
+
 def test_update_writes_only_the_named_fields():
     connection = SalesforceConnectionFactory()
     rows_insert(
