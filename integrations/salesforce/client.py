@@ -571,7 +571,7 @@ class SalesforceClient:
             )
 
         body = {"allOrNone": False, "records": payload}
-        results = self._call(
+        results = self._call_once(
             lambda sf: sf.restful("composite/sobjects", method="PATCH", json=body)
         )
         if not isinstance(results, list) or not all(
@@ -610,7 +610,7 @@ class SalesforceClient:
             chunk = wanted[start : start + self.IDS_PER_QUERY]
             quoted = ", ".join(f"'{record_id}'" for record_id in chunk)
             soql = f"SELECT {select} FROM {object_name} WHERE Id IN ({quoted})"
-            page = self._call(
+            page = self._call_once(
                 lambda sf, q=soql: sf.query(q, include_deleted=include_deleted)
             )
             while True:
@@ -620,7 +620,7 @@ class SalesforceClient:
                 next_url = page.get("nextRecordsUrl")
                 if page.get("done", True) or not next_url:
                     break
-                page = self._call(
+                page = self._call_once(
                     lambda sf, url=next_url: sf.query_more(url, identifier_is_url=True)
                 )
         return values

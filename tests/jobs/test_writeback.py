@@ -302,6 +302,35 @@ def test_a_grant_gone_fails_the_run_and_keeps_the_writes_pending(
     assert update_requests(org_http) == []
 
 
+def test_a_transaction_security_refusal_fails_the_run_asking_the_admin(
+    org, org_http, connection, person
+):
+    (write,) = _writes(ActionFactory(connection=connection), [person])
+    org.faults.fail_next(
+        status=400,
+        error_code="TXN_SECURITY_METERING_ERROR",
+        message="Transaction security policies took too long to complete.",
+        path_contains="/composite/sobjects",
+        times=1000,
+    )
+
+    run = connection_write_pending(connection=connection)
+
+    write.refresh_from_db()
+    assert run.status == JobRun.Status.FAILED
+    assert "Exempt from Transaction Security" in run.error_message
+    # Refused before anything was written: the write waits for the next run.
+    assert write.status == FieldWrite.Status.PENDING
+    assert len(update_requests(org_http)) == 1
+
+    org.faults.clear()
+    connection_write_pending(connection=connection)
+
+    write.refresh_from_db()
+    assert write.status == FieldWrite.Status.WRITTEN
+    assert len(update_requests(org_http)) == 2
+
+
 def _usage_seen(connection, used: int) -> None:
     # As the last sync left it.
     SalesforceConnection.objects.filter(pk=connection.pk).update(
