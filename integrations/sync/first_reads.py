@@ -48,9 +48,8 @@ class FirstReads:
     """Describes and first pages of a run's objects, fetched group by group.
 
     A group is sent just before its first object is read, not all at the
-    start: a user holds at most ten query cursors, and opening more closes
-    the oldest, so the cursors a group opens are followed before the next
-    group opens its own.
+    start: its first pages are then no older than the rest of its read, and
+    no more than five objects' first pages are held at once.
     """
 
     def __init__(

@@ -79,11 +79,11 @@ URI_TOO_LONG_PAGE = "<h1>Bad Message 414</h1><pre>reason: URI Too Long</pre>"
 # https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/headers_queryoptions.htm
 DEFAULT_BATCH_SIZE = 2_000
 MIN_BATCH_SIZE = 200
-# Query cursors live two days (API v56.0 and later), and a user holds at
-# most ten: opening another releases the oldest.
-# https://developer.salesforce.com/docs/atlas.en-us.api.meta/api/sforce_api_calls_querymore_querylocator.htm
+# Query cursors live two days, and since API v56.0 a user may hold any
+# number of them (before, ten, the oldest released first); the change holds
+# for every API version.
+# https://developer.salesforce.com/docs/platform/salesforce-app-limits-cheatsheet/guide/salesforce-app-limits-platform-apicursors.html
 CURSOR_LIFETIME = timedelta(days=2)
-MAX_CURSORS_PER_USER = 10
 
 JSON_TYPE = "application/json;charset=UTF-8"
 _VERSION_RE = re.compile(r"(\d{2,3})\.0")
@@ -912,7 +912,7 @@ class OfflineOrg:
             }
             return _json(body, 200)
 
-        self._release_cursors(user_id=context.user_id)
+        self._release_cursors()
         self._cursor_sequence += 1
         locator = ids.make_id("01g", self._cursor_sequence)
         self._cursors[locator] = _Cursor(
@@ -933,19 +933,12 @@ class OfflineOrg:
             base_path=context.base_path,
         )
 
-    def _release_cursors(self, *, user_id: str) -> None:
-        """Drop expired cursors, and the user's oldest beyond the limit."""
+    def _release_cursors(self) -> None:
+        """Drop expired cursors."""
         now = self.clock()
         for locator, cursor in list(self._cursors.items()):
             if now - cursor.created_at > CURSOR_LIFETIME:
                 del self._cursors[locator]
-        held = [
-            locator
-            for locator, cursor in self._cursors.items()
-            if cursor.user_id == user_id
-        ]
-        for locator in held[: max(len(held) - MAX_CURSORS_PER_USER + 1, 0)]:
-            del self._cursors[locator]
 
     def _next_page(self, context: _Context, locator_and_offset: str) -> Response:
         locator, _, offset_text = locator_and_offset.rpartition("-")
