@@ -115,9 +115,11 @@ def _benchmark(*, size: int, seed: int, database: str) -> dict[str, Any]:
             _child("setup", env=env, work=work)
             calls.kinds.clear()
             calls.queried_inside.clear()
+            calls.bulk_objects.clear()
             full = _child("full", env=env, work=work)
             kinds = dict(calls.kinds)
             queried_inside = set(calls.queried_inside)
+            bulk_objects = set(calls.bulk_objects)
             sizes = {name: org.store.count(name) for name in MAPPED}
             _edit_some(org, fraction=0.01, seed=seed)
             recent = _child("recent", env=env, work=work)
@@ -131,13 +133,13 @@ def _benchmark(*, size: int, seed: int, database: str) -> dict[str, Any]:
     calls_per_10k = full["api_calls"] / (full["records"] / 10_000)
     # Objects read through Bulk paid one query page to learn their size: a
     # REST call of its own, unless that page came inside a composite request.
-    bulk_objects = 1 if kinds.get("bulk") else 0
-    sizing_calls = 0 if "Contact" in queried_inside else bulk_objects
+    sizing_calls = len(bulk_objects - queried_inside)
     bulk_calls = kinds.get("bulk", 0) + sizing_calls
+    bulk_records = sum(sizes[name] for name in bulk_objects)
     rest_floor = sum(
         max(1, math.ceil(count / REST_PAGE))
         for name, count in sizes.items()
-        if not (bulk_objects and name == "Contact")
+        if name not in bulk_objects
     )
     return {
         "database": "sqlite" if database == "sqlite" else "postgresql",
@@ -151,10 +153,9 @@ def _benchmark(*, size: int, seed: int, database: str) -> dict[str, Any]:
             "rest_query_calls": kinds.get("rest", 0) - sizing_calls,
             "rest_floor": rest_floor,
             "bulk_calls": bulk_calls,
+            "bulk_objects": sorted(bulk_objects),
             "bulk_calls_per_10k": (
-                round(bulk_calls / (sizes["Contact"] / 10_000), 2)
-                if bulk_calls
-                else None
+                round(bulk_calls / (bulk_records / 10_000), 2) if bulk_records else None
             ),
             "peak_rss_mb": round(full["peak_rss_kb"] / 1024, 1),
         },
@@ -212,43 +213,63 @@ class _CallCounter:
     """Count the org's API calls by kind: composite, describe, REST query, Bulk.
 
     A composite request is one call whatever it holds; the objects queried
-    inside one are noted in `queried_inside`.
+    inside one are noted in `queried_inside`, the objects Bulk jobs read in
+    `bulk_objects`.
     """
 
     def __init__(self, app: Any) -> None:
         self.app = app
         self.kinds: Counter[str] = Counter()
         self.queried_inside: set[str] = set()
+        self.bulk_objects: set[str] = set()
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
         path = environ.get("PATH_INFO", "")
         if path.rstrip("/").endswith("/composite"):
             self.kinds["composite"] += 1
-            self._note_queries(environ)
+            for soql in _subrequest_queries(_body(environ)):
+                self.queried_inside.update(_objects(soql))
         # /limits is read before each Bulk job, for the allocations left.
         elif "/jobs/query" in path or path.rstrip("/").endswith("/limits"):
             self.kinds["bulk"] += 1
+            if environ.get("REQUEST_METHOD") == "POST":
+                job = _body(environ)
+                if isinstance(job, dict):
+                    self.bulk_objects.update(_objects(str(job.get("query", ""))))
         elif "/describe" in path:
             self.kinds["describe"] += 1
         elif "/query" in path:
             self.kinds["rest"] += 1
         return self.app(environ, start_response)
 
-    def _note_queries(self, environ: dict[str, Any]) -> None:
-        # Read the body, then hand the org an unread copy of it.
-        size = int(environ.get("CONTENT_LENGTH") or 0)
-        body = environ["wsgi.input"].read(size)
-        environ["wsgi.input"] = io.BytesIO(body)
-        try:
-            subrequests = json.loads(body).get("compositeRequest") or []
-        except (ValueError, AttributeError):
-            return
-        for subrequest in subrequests:
-            url = str(subrequest.get("url", ""))
-            for soql in parse_qs(urlsplit(url).query).get("q", []):
-                found = re.search(r"\bFROM\s+(\w+)", soql)
-                if found:
-                    self.queried_inside.add(found[1])
+
+def _body(environ: dict[str, Any]) -> Any:
+    """Return a request's JSON body, handing the org an unread copy of it."""
+    size = int(environ.get("CONTENT_LENGTH") or 0)
+    body = environ["wsgi.input"].read(size)
+    environ["wsgi.input"] = io.BytesIO(body)
+    try:
+        return json.loads(body)
+    except ValueError:
+        return None
+
+
+def _subrequest_queries(composite: Any) -> list[str]:
+    subrequests = (
+        composite.get("compositeRequest") if isinstance(composite, dict) else None
+    )
+    return [
+        soql
+        for subrequest in subrequests or []
+        if isinstance(subrequest, dict)
+        for soql in parse_qs(urlsplit(str(subrequest.get("url", ""))).query).get(
+            "q", []
+        )
+    ]
+
+
+def _objects(soql: str) -> set[str]:
+    return set(re.findall(r"\bFROM\s+(\w+)", soql))
 
 
 def _child(step: str, *, env: dict[str, str], work: Path) -> dict[str, Any]:
