@@ -10,7 +10,7 @@ row: sqlite3 reuses the prepared statement. On PostgreSQL, rows go in by COPY.
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from django.db import connections, models, router
+from django.db import connections, models, router, transaction
 from django.utils import timezone
 
 Prep = Callable[[Any], Any]
@@ -98,7 +98,8 @@ def rows_insert(model: type[models.Model], rows: Sequence[dict[str, Any]]) -> No
                 value = default()
             values.append(prep(value))
         params.append(values)
-    with connection.cursor() as cursor:
+    # One transaction: in autocommit, SQLite would commit row by row.
+    with transaction.atomic(using=alias), connection.cursor() as cursor:
         if connection.vendor == "postgresql":
             # The raw cursor's errors, turned into Django's as the wrapper does.
             with connection.wrap_database_errors:
@@ -150,5 +151,6 @@ def rows_update(
         ]
         for obj in objs
     ]
-    with connection.cursor() as cursor:
+    # One transaction: in autocommit, SQLite would commit row by row.
+    with transaction.atomic(using=alias), connection.cursor() as cursor:
         cursor.executemany(sql, params)
