@@ -99,7 +99,10 @@ def rows_insert(model: type[models.Model], rows: Sequence[dict[str, Any]]) -> No
             values.append(prep(value))
         params.append(values)
     # One transaction: in autocommit, SQLite would commit row by row.
-    with transaction.atomic(using=alias), connection.cursor() as cursor:
+    with (
+        transaction.atomic(using=alias, savepoint=False),
+        connection.cursor() as cursor,
+    ):
         if connection.vendor == "postgresql":
             # The raw cursor's errors, turned into Django's as the wrapper does.
             with connection.wrap_database_errors:
@@ -152,5 +155,8 @@ def rows_update(
         for obj in objs
     ]
     # One transaction: in autocommit, SQLite would commit row by row.
-    with transaction.atomic(using=alias), connection.cursor() as cursor:
+    with (
+        transaction.atomic(using=alias, savepoint=False),
+        connection.cursor() as cursor,
+    ):
         cursor.executemany(sql, params)
