@@ -4,6 +4,7 @@ import re
 from datetime import datetime
 from typing import Any
 
+from django.db import connections, router
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -167,6 +168,7 @@ def rows_mark_missing(*, plan: ObjectPlan, run: SyncRun) -> int:
         # Users are deactivated, never deleted; an owner stays an owner.
         return 0
     seen = SeenRecord.objects.filter(run=run, object_name=plan.schema.name)
+    _statistics_refresh(SeenRecord, _MODELS[target])
     try:
         return people_services.mark_missing_deleted(
             connection=run.connection,
@@ -178,3 +180,19 @@ def rows_mark_missing(*, plan: ObjectPlan, run: SyncRun) -> int:
         )
     finally:
         seen.delete()
+
+
+def _statistics_refresh(*models: type) -> None:
+    """Let PostgreSQL's planner count the rows a full read just wrote.
+
+    Before autovacuum has looked at them, it takes the Ids a read kept for a
+    handful and scans them once per stored row: minutes at 100,000 records,
+    where a hash anti-join takes milliseconds. SQLite needs no statistics to
+    use the index.
+    """
+    database = connections[router.db_for_write(SeenRecord)]
+    if database.vendor != "postgresql":
+        return
+    with database.cursor() as cursor:
+        for model in models:
+            cursor.execute(f"ANALYZE {database.ops.quote_name(model._meta.db_table)}")
