@@ -5,6 +5,7 @@ from datetime import datetime
 from typing import Any
 
 from django.db import connections, router
+from django.db.models import QuerySet
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -179,7 +180,7 @@ def rows_mark_missing(*, plan: ObjectPlan, run: SyncRun) -> int:
             ),
         )
     finally:
-        seen.delete()
+        seen_release(seen)
 
 
 def _statistics_refresh(*models: type) -> None:
@@ -196,3 +197,22 @@ def _statistics_refresh(*models: type) -> None:
     with database.cursor() as cursor:
         for model in models:
             cursor.execute(f"ANALYZE {database.ops.quote_name(model._meta.db_table)}")
+
+
+# Kept Ids deleted per statement.
+SEEN_CHUNK = 10_000
+
+
+def seen_release(seen: QuerySet) -> int:
+    """Delete kept Ids a chunk at a time; return how many.
+
+    One DELETE of a million rows makes SQLite hold all their row ids in the
+    worker's memory until it ends.
+    """
+    released = 0
+    while True:
+        chunk = SeenRecord.objects.filter(pk__in=seen.values("pk")[:SEEN_CHUNK])
+        deleted, _ = chunk.delete()
+        released += deleted
+        if deleted < SEEN_CHUNK:
+            return released

@@ -37,6 +37,7 @@ from integrations.sync.load import (
     rows_merge,
     rows_seen,
     rows_upsert,
+    seen_release,
 )
 from integrations.sync.plan import CURSOR_OVERLAP, ObjectPlan, PlanError, object_plan
 from integrations.sync.read import read_records
@@ -443,7 +444,7 @@ def connection_sync(
         error_message=f"{INTERRUPTED} the worker stopped before the run finished.",
     )
     # Ids kept by a full read whose worker died before it reconciled.
-    SeenRecord.objects.filter(run__connection=connection).delete()
+    seen_release(SeenRecord.objects.filter(run__connection=connection))
     run = SyncRun.objects.create(connection=connection, kind=kind, trigger=trigger)
     client: SalesforceClient | None = None
     had_errors = False
