@@ -252,3 +252,18 @@ def test_a_full_sync_killed_midway_is_followed_by_one_that_goes_on(clocked):
     assert resumed.status == SyncRun.Status.SUCCESS
     assert not any("FROM+User" in url or "FROM+Account" in url for url in queried)
     assert Person.objects.count() == org.store.count("Contact")
+
+
+def test_a_full_read_narrowed_by_a_filter_marks_no_record_the_org_still_has(clocked):
+    org, clock, connection, _ = clocked
+    connection_sync(connection=connection)
+    kept = org.store.records("Contact")[0]
+    ObjectMapping.objects.filter(connection=connection, object_name="Contact").update(
+        filter=f"Id = '{kept['Id']}'"
+    )
+
+    run = connection_sync(connection=connection)
+
+    assert run.records_deleted == 0
+    assert not Person.objects.filter(deleted_at__isnull=False).exists()
+    assert not SeenRecord.objects.exists()
