@@ -267,3 +267,21 @@ def test_a_full_read_narrowed_by_a_filter_marks_no_record_the_org_still_has(cloc
     assert run.records_deleted == 0
     assert not Person.objects.filter(deleted_at__isnull=False).exists()
     assert not SeenRecord.objects.exists()
+
+
+def test_a_full_read_refused_midway_lets_go_of_the_ids_it_kept(
+    org, org_http, connection
+):
+    # The Contacts' first page is stored; their second is refused.
+    org.faults.fail_next(
+        status=400,
+        error_code="INVALID_QUERY_LOCATOR",
+        path_contains="/query/01g",
+        times=3,
+    )
+
+    run = connection_sync(connection=connection, batch_size=200)
+
+    assert "Contact" in run.object_errors
+    assert Person.objects.exists()
+    assert not SeenRecord.objects.exists()
