@@ -548,6 +548,9 @@ def _conclude(*, run: SyncRun, attempted: int, had_errors: bool) -> None:
 
 def _finish(*, run: SyncRun, client: SalesforceClient | None, claim: _Claim) -> None:
     try:
+        # Ids kept by a full read that stopped before it reconciled: an object
+        # refused midway, the budget reached.
+        SeenRecord.objects.filter(run=run).delete()
         _record(run=run, client=client)
     finally:
         # Whatever happened above, the connection must not stay claimed.

@@ -252,3 +252,36 @@ def test_a_full_sync_killed_midway_is_followed_by_one_that_goes_on(clocked):
     assert resumed.status == SyncRun.Status.SUCCESS
     assert not any("FROM+User" in url or "FROM+Account" in url for url in queried)
     assert Person.objects.count() == org.store.count("Contact")
+
+
+def test_a_full_read_narrowed_by_a_filter_marks_no_record_the_org_still_has(clocked):
+    org, clock, connection, _ = clocked
+    connection_sync(connection=connection)
+    kept = org.store.records("Contact")[0]
+    ObjectMapping.objects.filter(connection=connection, object_name="Contact").update(
+        filter=f"Id = '{kept['Id']}'"
+    )
+
+    run = connection_sync(connection=connection)
+
+    assert run.records_deleted == 0
+    assert not Person.objects.filter(deleted_at__isnull=False).exists()
+    assert not SeenRecord.objects.exists()
+
+
+def test_a_full_read_refused_midway_lets_go_of_the_ids_it_kept(
+    org, org_http, connection
+):
+    # The Contacts' first page is stored; their second is refused.
+    org.faults.fail_next(
+        status=400,
+        error_code="INVALID_QUERY_LOCATOR",
+        path_contains="/query/01g",
+        times=3,
+    )
+
+    run = connection_sync(connection=connection, batch_size=200)
+
+    assert "Contact" in run.object_errors
+    assert Person.objects.exists()
+    assert not SeenRecord.objects.exists()
