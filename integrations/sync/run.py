@@ -550,7 +550,7 @@ def _finish(*, run: SyncRun, client: SalesforceClient | None, claim: _Claim) -> 
     try:
         # Ids kept by a full read that stopped before it reconciled: an object
         # refused midway, the budget reached.
-        SeenRecord.objects.filter(run=run).delete()
+        seen_release(SeenRecord.objects.filter(run=run))
         _record(run=run, client=client)
     finally:
         # Whatever happened above, the connection must not stay claimed.
