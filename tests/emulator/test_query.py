@@ -176,6 +176,26 @@ def test_it_keeps_the_batch_size_for_later_pages(api, org):
     assert second["done"] is True
 
 
+def test_it_pages_records_as_they_were_when_the_query_ran(api, org):
+    options = {"Sforce-Query-Options": "batchSize=200"}
+    soql = "SELECT Id, Title FROM Contact ORDER BY Id"
+    first = query(api, soql, **options).json()
+    later = org.store.records("Contact")
+    later = sorted(later, key=lambda record: record["Id"])[250]
+    org.store.update(later["Id"], {"Title": "Edited after the query"})
+
+    second = api.get(f"https://offline-org.test{first['nextRecordsUrl']}").json()
+
+    row = next(row for row in second["records"] if row["Id"] == later["Id"])
+    assert row["Title"] != "Edited after the query"
+    assert (
+        query(api, f"SELECT Title FROM Contact WHERE Id = '{later['Id']}'").json()[
+            "records"
+        ][0]["Title"]
+        == "Edited after the query"
+    )
+
+
 def test_it_pages_query_all_through_the_same_locators(api, org):
     for contact in org.store.records("Contact")[:10]:
         org.store.delete(contact["Id"])

@@ -908,7 +908,7 @@ class OfflineOrg:
             body = {
                 "totalSize": result.total_size,
                 "done": True,
-                "records": result.rows,
+                "records": result.rows[:],
             }
             return _json(body, 200)
 

@@ -8,7 +8,7 @@ user cannot see does not exist), then filtered, sorted and projected.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
@@ -53,11 +53,34 @@ _TYPE_HINT = (
 
 @dataclass(frozen=True)
 class QueryResult:
-    """Rows (already in the REST shape), or only a size for COUNT()."""
+    """Rows in the REST shape, or only a size for COUNT()."""
 
     total_size: int
-    rows: list[dict[str, Any]] | None
+    rows: Sequence[dict[str, Any]] | None
     max_batch_size: int | None = None
+
+
+class _ProjectedRows(Sequence):
+    """A query's rows, put in the REST shape only when a page is read.
+
+    The records are copied when the query runs, so a page read later shows
+    them as they were then, as a Salesforce query locator does; shaping a
+    hundred thousand rows up front would keep the first page waiting.
+    """
+
+    def __init__(
+        self, records: list[dict[str, Any]], project: Callable[[dict], dict]
+    ) -> None:
+        self._records = [dict(record) for record in records]
+        self._project = project
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    def __getitem__(self, index):  # type: ignore[override]
+        if isinstance(index, slice):
+            return [self._project(record) for record in self._records[index]]
+        return self._project(self._records[index])
 
 
 @dataclass(frozen=True)
@@ -122,7 +145,9 @@ class QueryEngine:
         if plan.query.is_count:
             return QueryResult(total_size=len(records), rows=None)
         paths = [path for _, path in plan.columns]
-        rows = [self._project(plan.sobject, record, paths) for record in records]
+        rows = _ProjectedRows(
+            records, lambda record: self._project(plan.sobject, record, paths)
+        )
         return QueryResult(
             total_size=len(rows),
             rows=rows,
