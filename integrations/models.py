@@ -193,10 +193,12 @@ class SyncCursor(models.Model):
 
 
 class SeenRecord(models.Model):
-    """An Id a full read returned, kept in the database until the read ends.
+    """The Id of a stored row a full read found and left as it was, kept in
+    the database until the read ends.
 
-    What Trig holds beyond these Ids, the org no longer has. Kept here rather
-    than in the worker's memory, which would grow with the org.
+    What Trig holds beyond these and the rows the read wrote, the org no
+    longer has. Kept here rather than in the worker's memory, which would
+    grow with the org.
     """
 
     run = models.ForeignKey(SyncRun, on_delete=models.CASCADE, related_name="+")

@@ -8,13 +8,14 @@ a batch whose records are all unchanged makes no write at all.
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from functools import cache
 from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import DatabaseError, models, transaction
-from django.db.models import Exists, OuterRef, Subquery
+from django.db.models import Exists, OuterRef, Q, Subquery
 from django.utils import timezone
 
 from integrations.models import SalesforceConnection
@@ -644,15 +645,20 @@ def mark_missing_deleted(
     connection: SalesforceConnection,
     model: type[models.Model],
     seen: models.QuerySet,
+    written_since: datetime,
     object_name: str | None = None,
 ) -> int:
     """Mark rows a full read no longer found as deleted; return how many.
 
-    `seen` holds the Ids the read returned, a row each with a `salesforce_id`
-    column. Two statements at most, whatever the size of the org: NOT
-    EXISTS, which both databases run as an anti-join.
+    A row the read wrote (created or changed) has been synced since
+    `written_since`, when the read began; `seen` holds the Ids of the other
+    rows it found, a row each with a `salesforce_id` column. Two statements
+    at most, whatever the size of the org: NOT EXISTS, which both databases
+    run as an anti-join.
     """
-    rows = model.objects.filter(connection=connection, deleted_at__isnull=True)
+    rows = model.objects.filter(connection=connection, deleted_at__isnull=True).filter(
+        Q(synced_at__lt=written_since) | Q(synced_at__isnull=True)
+    )
     if object_name is not None:
         rows = rows.filter(object_name=object_name)
     found = seen.filter(salesforce_id=OuterRef("salesforce_id"))

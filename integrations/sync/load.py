@@ -147,7 +147,11 @@ def rows_merge(
 
 
 def rows_seen(*, plan: ObjectPlan, run: SyncRun, salesforce_ids: list[str]) -> None:
-    """Keep the Ids a page of a full read returned, for `rows_mark_missing`."""
+    """Keep Ids of stored rows a page of a full read found, for `rows_mark_missing`.
+
+    Rows the page created or changed need no keeping: they have been synced
+    since the run began.
+    """
     if not _reconciles(plan):
         return
     rows_insert(
@@ -174,6 +178,7 @@ def rows_mark_missing(*, plan: ObjectPlan, run: SyncRun) -> int:
             connection=run.connection,
             model=_MODELS[target],
             seen=seen,
+            written_since=run.started_at,
             object_name=(
                 plan.schema.name if target == ObjectMapping.Target.RECORD else None
             ),

@@ -240,11 +240,15 @@ def _read_object(
         if page_newest and (tally.newest is None or page_newest > tally.newest):
             tally.newest = page_newest
         if plan.is_full_read:
-            # What Trig holds beyond the Ids a full read returned is gone.
+            # What Trig holds beyond the rows a full read found is gone.
             rows_seen(
                 plan=plan,
                 run=run,
-                salesforce_ids=[row["salesforce_id"] for row in rows],
+                salesforce_ids=[
+                    row["salesforce_id"]
+                    for row in rows
+                    if row["salesforce_id"] not in result.written_ids
+                ],
             )
         for row in rows:
             if row.get("merged_into_salesforce_id"):

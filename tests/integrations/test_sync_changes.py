@@ -14,9 +14,11 @@ from integrations.models import (
 from integrations.offline_org import offline_org_connect
 from integrations.salesforce.emulator import OfflineOrg
 from integrations.salesforce.emulator.testing import mocked
+from integrations.sync import load
 from integrations.sync.defaults import mapping_create_defaults
 from integrations.sync.run import connection_sync
 from people.models import CrmRecord, Person
+from people.rows import rows_insert
 from tests.conftest import OFFLINE_HOST
 
 pytestmark = pytest.mark.django_db
@@ -107,6 +109,37 @@ def test_a_full_sync_marks_what_the_org_no_longer_has_and_counts_the_drift(clock
         "Changed without a stamp"
     )
     assert run.drift_repaired == 2
+
+
+def test_a_full_read_keeps_only_the_ids_of_rows_it_did_not_write(clocked, monkeypatch):
+    org, clock, connection, _ = clocked
+    kept = []
+
+    def keep(model, rows):
+        if model is SeenRecord:
+            kept.extend(row["salesforce_id"] for row in rows)
+        return rows_insert(model, rows)
+
+    monkeypatch.setattr(load, "rows_insert", keep)
+    connection_sync(connection=connection)
+    assert kept == []
+
+    edited, purged = org.store.records("Contact")[:2]
+    org.store.update(edited["Id"], {"Title": "Edited in the org"})
+    org.store.delete(purged["Id"])
+    run = connection_sync(connection=connection)
+
+    stored = Person.objects.filter(deleted_at__isnull=True)
+    assert set(kept) >= set(
+        stored.exclude(salesforce_id=edited["Id"]).values_list(
+            "salesforce_id", flat=True
+        )
+    )
+    assert edited["Id"] not in kept and purged["Id"] not in kept
+    assert Person.objects.get(salesforce_id=edited["Id"]).deleted_at is None
+    assert Person.objects.get(salesforce_id=purged["Id"]).deleted_at is not None
+    assert run.records_deleted == 1
+    assert not SeenRecord.objects.exists()
 
 
 def test_the_ids_a_full_read_keeps_are_let_go_of_even_after_a_killed_run(clocked):

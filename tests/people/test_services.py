@@ -323,6 +323,7 @@ def test_marking_missing_rows_takes_two_statements_however_many_there_are():
             connection=connection,
             model=Person,
             seen=SeenRecord.objects.filter(run=run, object_name="Contact"),
+            written_since=run.started_at,
         )
 
     assert marked == count - 100
