@@ -10,10 +10,13 @@ class SalesforceRow(models.Model):
     workspace = models.ForeignKey(
         "trig_crm.Workspace", on_delete=models.CASCADE, related_name="%(class)s_rows"
     )
+    # No index of its own: the unique (connection, salesforce_id) serves
+    # lookups by connection, and one index fewer is cheaper to write.
     connection = models.ForeignKey(
         "integrations.SalesforceConnection",
         on_delete=models.CASCADE,
         related_name="%(class)s_rows",
+        db_index=False,
     )
     salesforce_id = models.CharField(max_length=18)
     # Named values from mapped fields: {name: value typed by describe}.
