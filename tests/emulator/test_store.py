@@ -176,3 +176,33 @@ def test_a_user_may_save_a_record_without_changing_it(org, clock):
         "LastModifiedDate": clock.now,
         "SystemModstamp": clock.now,
     }
+
+
+@pytest.mark.parametrize(
+    ("written", "kept"),
+    [
+        ("10:30", "10:30:00.000Z"),
+        ("10:30:15", "10:30:15.000Z"),
+        ("10:30:15.5Z", "10:30:15.500Z"),
+        ("23:59:59.999Z", "23:59:59.999Z"),
+    ],
+)
+def test_it_keeps_a_time_of_day_as_salesforce_writes_it(org, written, kept):
+    experience = org.store.records("Experience__c")[0]
+
+    org.store.update(experience["Id"], {"Default_Start_Time__c": written})
+
+    assert org.store.lookup(experience["Id"])[1]["Default_Start_Time__c"] == kept
+
+
+@pytest.mark.parametrize("written", ["next tuesday", "24:00", "9:30", "10:30:60"])
+def test_it_refuses_what_is_not_a_time_of_day(org, written):
+    experience = org.store.records("Experience__c")[0]
+
+    with pytest.raises(ValueError, match="not a time of day"):
+        org.store.update(experience["Id"], {"Default_Start_Time__c": written})
+
+    assert (
+        org.store.lookup(experience["Id"])[1]["Default_Start_Time__c"]
+        == (experience["Default_Start_Time__c"])
+    )

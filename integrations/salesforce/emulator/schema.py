@@ -522,10 +522,26 @@ def coerce(field_describe: dict[str, Any], value: Any) -> Any:
     if kind == "datetime":
         return parse_datetime(value)
     if kind == "time":
-        return str(value) if str(value).endswith("Z") else f"{value}Z"
+        return _time(str(value))
     if kind == "multipicklist" and isinstance(value, list | tuple | set | frozenset):
         return ";".join(value)
     return str(value)
+
+
+# A time of day as the REST API takes it: HH:MM[:SS[.sss]], in UTC.
+_TIME = re.compile(
+    r"(?P<hm>(?:[01]\d|2[0-3]):[0-5]\d)(?::(?P<s>[0-5]\d)(?:\.(?P<ms>\d{1,3}))?)?Z?"
+)
+
+
+def _time(text: str) -> str:
+    """Return a time of day as Salesforce writes it back: 10:30:00.000Z."""
+    match = _TIME.fullmatch(text)
+    if match is None:
+        raise ValueError(f"not a time of day: {text!r}")
+    seconds = match["s"] or "00"
+    milliseconds = (match["ms"] or "").ljust(3, "0")
+    return f"{match['hm']}:{seconds}.{milliseconds}Z"
 
 
 def parse_datetime(value: Any) -> datetime:
