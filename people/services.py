@@ -15,6 +15,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import DatabaseError, models, transaction
 from django.db.models import Exists, OuterRef, Subquery
+from django.db.models.functions import Substr
 from django.utils import timezone
 
 from integrations.models import SalesforceConnection
@@ -645,16 +646,27 @@ def mark_missing_deleted(
     model: type[models.Model],
     seen: models.QuerySet,
     object_name: str | None = None,
+    key_prefix: str = "",
 ) -> int:
     """Mark rows a full read no longer found as deleted; return how many.
 
     `seen` holds the Ids the read returned, a row each with a `salesforce_id`
-    column. Two statements at most, whatever the size of the org: NOT
-    EXISTS, which both databases run as an anti-join.
+    column. Only rows of the object read are considered: those of its
+    `object_name` where the model keeps one, and those whose Ids start with
+    its `key_prefix`, as every Id of an object does. Two statements at most,
+    whatever the size of the org: NOT EXISTS, which both databases run as
+    an anti-join.
+    https://help.salesforce.com/s/articleView?id=000385008&type=1
     """
     rows = model.objects.filter(connection=connection, deleted_at__isnull=True)
     if object_name is not None:
         rows = rows.filter(object_name=object_name)
+    if key_prefix:
+        # Compared exactly: prefixes are case-sensitive, and SQLite's LIKE
+        # (startswith) is not.
+        rows = rows.alias(key_prefix=Substr("salesforce_id", 1, 3)).filter(
+            key_prefix=key_prefix
+        )
     found = seen.filter(salesforce_id=OuterRef("salesforce_id"))
     missing = rows.filter(~Exists(found))
     # Asked first, so that a read that found everything writes nothing.

@@ -285,3 +285,26 @@ def test_a_full_read_refused_midway_lets_go_of_the_ids_it_kept(
     assert "Contact" in run.object_errors
     assert Person.objects.exists()
     assert not SeenRecord.objects.exists()
+
+
+def test_a_full_read_marks_nothing_of_another_object_stored_as_people(clocked):
+    org, clock, connection, _ = clocked
+    ObjectMapping.objects.filter(connection=connection, object_name="Lead").delete()
+    leads = ObjectMapping.objects.create(
+        connection=connection,
+        object_name="Lead",
+        target=ObjectMapping.Target.PERSON,
+        position=35,
+    )
+    leads.field_mappings.create(salesforce_field="LastName", attribute="last_name")
+    connection_sync(connection=connection)
+    gone = org.store.records("Lead")[0]
+    org.store.delete(gone["Id"])
+
+    run = connection_sync(connection=connection)
+
+    assert run.records_deleted == 1
+    assert Person.objects.get(deleted_at__isnull=False).salesforce_id == gone["Id"]
+    assert Person.objects.filter(deleted_at__isnull=True).count() == (
+        org.store.count("Contact") + org.store.count("Lead")
+    )
