@@ -308,3 +308,25 @@ def test_a_full_read_marks_nothing_of_another_object_stored_as_people(clocked):
     assert Person.objects.filter(deleted_at__isnull=True).count() == (
         org.store.count("Contact") + org.store.count("Lead")
     )
+
+
+def test_a_merge_a_full_sync_took_for_a_deletion_still_hands_over_the_history(
+    clocked,
+):
+    org, clock, connection, _ = clocked
+    connection_sync(connection=connection)
+    loser, survivor, other = org.store.records("Contact")[:3]
+    clock.now += timedelta(hours=1)
+    org.store.merge(loser["Id"], survivor["Id"])
+    # A later change, which the full read sees and a merge's loser is not.
+    clock.now += timedelta(hours=1)
+    org.store.update(other["Id"], {"Title": "Changed after the merge"})
+    full = connection_sync(connection=connection)
+    clock.now += timedelta(hours=1)
+
+    _recent(connection)
+
+    assert full.records_deleted == 1
+    gone = Person.objects.get(salesforce_id=loser["Id"])
+    assert gone.deleted_at is not None
+    assert gone.merged_into == Person.objects.get(salesforce_id=survivor["Id"])
