@@ -196,6 +196,11 @@ def bulk_pages(
             f"The Bulk query job {job_id} did not finish within {minutes / 60:g} "
             "minutes; it was aborted and the object read through REST."
         )
+    elif state != "JobComplete":
+        note(
+            f"The Bulk query job {job_id} ended {state}; the object was read "
+            "through REST."
+        )
     if state != "JobComplete":
         logger.warning(
             "Bulk query job ended without results, reading through REST "

@@ -239,6 +239,10 @@ def test_a_failed_job_falls_back_to_rest(org, org_http, connection):
     assert run.status == SyncRun.Status.SUCCESS
     assert Person.objects.count() == CONTACTS
     assert _paths(org_http, "FROM+Contact")
+    (job,) = org.bulk.all()
+    assert _notes(run) == [
+        f"The Bulk query job {job.id} ended Failed; the object was read through REST."
+    ]
 
 
 def _creates(mock) -> list[str]:
