@@ -16,6 +16,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import EmailValidator
 from django.db import DatabaseError, models, transaction
 from django.db.models import Exists, OuterRef, Q, Subquery
+from django.db.models.functions import Substr
 from django.utils import timezone
 
 from integrations.models import SalesforceConnection
@@ -668,20 +669,30 @@ def mark_missing_deleted(
     seen: models.QuerySet,
     written_since: datetime,
     object_name: str | None = None,
+    key_prefix: str = "",
 ) -> int:
     """Mark rows a full read no longer found as deleted; return how many.
 
     A row the read wrote (created or changed) has been synced since
     `written_since`, when the read began; `seen` holds the Ids of the other
-    rows it found, a row each with a `salesforce_id` column. Two statements
-    at most, whatever the size of the org: NOT EXISTS, which both databases
-    run as an anti-join.
+    rows it found, a row each with a `salesforce_id` column. Only rows of
+    the object read are considered: those of its `object_name` where the
+    model keeps one, and those whose Ids start with its `key_prefix`, as
+    every Id of an object does. Two statements at most, whatever the size
+    of the org: NOT EXISTS, which both databases run as an anti-join.
+    https://help.salesforce.com/s/articleView?id=000385008&type=1
     """
     rows = model.objects.filter(connection=connection, deleted_at__isnull=True).filter(
         Q(synced_at__lt=written_since) | Q(synced_at__isnull=True)
     )
     if object_name is not None:
         rows = rows.filter(object_name=object_name)
+    if key_prefix:
+        # Compared exactly: prefixes are case-sensitive, and SQLite's LIKE
+        # (startswith) is not.
+        rows = rows.alias(key_prefix=Substr("salesforce_id", 1, 3)).filter(
+            key_prefix=key_prefix
+        )
     found = seen.filter(salesforce_id=OuterRef("salesforce_id"))
     missing = rows.filter(~Exists(found))
     # Asked first, so that a read that found everything writes nothing.

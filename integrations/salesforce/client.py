@@ -782,7 +782,8 @@ def _text_lines(chunks: Iterator[bytes]) -> Iterator[str]:
     A line is cut only after a "\\n", so a "\\r\\n" never splits and a quoted
     field holding a line break reaches the CSV parser whole.
     """
-    decoder = codecs.getincrementaldecoder("utf-8")()
+    # A byte order mark, if the page opens with one, is not part of the header.
+    decoder = codecs.getincrementaldecoder("utf-8-sig")()
     rest = ""
     for chunk in chunks:
         rest += decoder.decode(chunk)

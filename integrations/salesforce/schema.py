@@ -33,6 +33,8 @@ class ObjectSchema:
     name: str
     # Lower-cased name -> the field's describe.
     fields: dict[str, dict[str, Any]]
+    # The first three characters of every Id of the object; "" if unknown.
+    key_prefix: str = ""
 
     def canonical(self, field_name: str) -> str | None:
         """Return the field's name in describe's casing, or None if not visible."""
@@ -92,7 +94,7 @@ class RunSchema:
             object_name=name,
             defaults={"fields": fields, "described_at": timezone.now()},
         )
-        schema = _object_schema(name, fields)
+        schema = _object_schema(name, fields, key_prefix=body.get("keyPrefix"))
         self._cache[object_name.lower()] = schema
         return schema
 
@@ -121,8 +123,16 @@ class StoredSchema:
         return self._schemas[object_name.lower()]
 
 
-def _object_schema(name: str, fields: list[dict[str, Any]]) -> ObjectSchema:
-    return ObjectSchema(name=name, fields={f["name"].lower(): f for f in fields})
+def _object_schema(
+    name: str, fields: list[dict[str, Any]], *, key_prefix: Any = ""
+) -> ObjectSchema:
+    if not (isinstance(key_prefix, str) and len(key_prefix) == 3):
+        key_prefix = ""
+    return ObjectSchema(
+        name=name,
+        fields={f["name"].lower(): f for f in fields},
+        key_prefix=key_prefix,
+    )
 
 
 # Types whose values typed_value converts; any other type's text stays text.

@@ -84,6 +84,10 @@ class BulkCountMismatch(SalesforceRejectedError):
     """A result page held another number of rows than Salesforce declared."""
 
 
+class BulkResultsMalformed(SalesforceRejectedError):
+    """A result page was not the CSV of the columns the job selected."""
+
+
 def _setting(name: str, default: Any) -> Any:
     return getattr(settings, name, default)
 
@@ -192,6 +196,11 @@ def bulk_pages(
             f"The Bulk query job {job_id} did not finish within {minutes / 60:g} "
             "minutes; it was aborted and the object read through REST."
         )
+    elif state != "JobComplete":
+        note(
+            f"The Bulk query job {job_id} ended {state}; the object was read "
+            "through REST."
+        )
     if state != "JobComplete":
         logger.warning(
             "Bulk query job ended without results, reading through REST "
@@ -270,16 +279,17 @@ def _results(
     """Stream the job's CSV pages, checking each one's declared row count."""
     max_records = _setting("SALESFORCE_BULK_MAX_RECORDS", DEFAULT_MAX_RECORDS)
     convert = _converter(candidate)
+    columns = bulk_columns(candidate.schema, candidate.fields)
     locator: str | None = None
     while True:
         page = client.bulk_query_results(
             job_id=job_id, max_records=max_records, locator=locator
         )
-        reader = csv.reader(page.lines)
-        header = next(reader, None) or []
+        pages = _rows(page.lines, columns=columns, object_name=candidate.schema.name)
+        header = next(pages, None) or []
         rows = 0
         batch: list[Record] = []
-        for values in reader:
+        for values in pages:
             rows += 1
             batch.append(convert(header, values))
             if len(batch) == PAGE:
@@ -298,6 +308,45 @@ def _results(
         if page.next_locator is None:
             return
         locator = page.next_locator
+
+
+def _rows(
+    lines: Iterator[str], *, columns: list[str], object_name: str
+) -> Iterator[list[str]]:
+    """Yield a result page's header, then its rows, each checked against it.
+
+    Anything else than the CSV of the selected columns stops the object's
+    read with an error of its own, rather than the whole run with a crash.
+    """
+    reader = csv.reader(lines)
+    try:
+        header = next(reader, None)
+        if header is None:
+            return
+        if sorted(name.lower() for name in header) != sorted(
+            name.lower() for name in columns
+        ):
+            raise BulkResultsMalformed(
+                f"A Bulk result page of {object_name} has the columns "
+                f"{', '.join(header)[:500]} where {', '.join(columns)[:500]} were "
+                "selected; the read stopped so nothing is taken as deleted."
+            )
+        yield header
+        for values in reader:
+            if len(values) != len(header):
+                raise BulkResultsMalformed(
+                    f"A Bulk result row of {object_name} on line "
+                    f"{reader.line_num:,} has {len(values)} cells for "
+                    f"{len(header)} columns; the read stopped so nothing is "
+                    "taken as deleted."
+                )
+            yield values
+    except csv.Error as exc:
+        raise BulkResultsMalformed(
+            f"A Bulk result page of {object_name} is not valid CSV on line "
+            f"{reader.line_num:,} ({exc}); the read stopped so nothing is taken "
+            "as deleted."
+        ) from exc
 
 
 def _converter(candidate: BulkCandidate):

@@ -182,6 +182,7 @@ def rows_mark_missing(*, plan: ObjectPlan, run: SyncRun) -> int:
             object_name=(
                 plan.schema.name if target == ObjectMapping.Target.RECORD else None
             ),
+            key_prefix=plan.schema.key_prefix,
         )
     finally:
         seen_release(seen)
@@ -192,6 +193,11 @@ def _reconciles(plan: ObjectPlan) -> bool:
     # Users are deactivated, never deleted; an owner stays an owner.
     if plan.mapping.target == ObjectMapping.Target.OWNER:
         return False
+    # Rows of another object stored as the same model would look missing.
+    # Only records keep their object's name; for the others, the Ids' prefix
+    # tells them apart, and without it the read marks nothing.
+    if not plan.schema.key_prefix and _shares_model(plan):
+        return False
     # A filter leaves out records the org still has, and a stored row can
     # have left it since it was imported: missing from such a read says
     # nothing of a deletion. Deletions still come with the recent changes.
@@ -199,6 +205,18 @@ def _reconciles(plan: ObjectPlan) -> bool:
     # applied to stored rows too, or their Ids read back through queryAll;
     # until then a record purged from the recycle bin stays unmarked.
     return not plan.mapping.filter.strip()
+
+
+def _shares_model(plan: ObjectPlan) -> bool:
+    """Tell whether another object of the connection is stored as this one's
+    model, with nothing to tell their rows apart."""
+    target = plan.mapping.target
+    if target == ObjectMapping.Target.RECORD:
+        return False
+    others = ObjectMapping.objects.filter(
+        connection_id=plan.mapping.connection_id, target=target
+    )
+    return others.exclude(pk=plan.mapping.pk).exists()
 
 
 def _statistics_refresh(*models: type) -> None:

@@ -406,7 +406,11 @@ def _sync_object(
         # whatever it still had to write, they had missed.
         if cursor is not None and run.kind == SyncRun.Kind.FULL:
             run.drift_repaired += tally.written + missing
-    if tally.newest is not None:
+    # A full read does not return what was deleted or merged since the cursor
+    # (`query` leaves the recycle bin out), and takes a merge's loser for a
+    # plain deletion. An existing cursor stays where it is, so the next
+    # recent-changes read still finds those and hands over the history.
+    if tally.newest is not None and not (plan.is_full_read and cursor is not None):
         _checkpoint(run=run, mapping=mapping, value=tally.newest)
     ObjectMapping.objects.filter(pk=mapping.pk).update(
         skipped_fields=plan.skipped,

@@ -195,6 +195,42 @@ def test_a_page_holding_other_than_its_declared_rows_is_an_error(
     assert not Person.objects.filter(deleted_at__isnull=False).exists()
 
 
+def test_a_byte_order_mark_before_the_header_is_read_past(
+    org, org_http, connection, monkeypatch
+):
+    connection_sync(connection=connection)
+    # Some CSV writers open UTF-8 with one.
+    plain = emulator_bulk._csv
+    monkeypatch.setattr(
+        emulator_bulk, "_csv", lambda job, rows: "\ufeff" + plain(job, rows)
+    )
+
+    run = connection_sync(connection=connection)
+
+    assert run.status == SyncRun.Status.SUCCESS
+    assert run.records_fetched >= CONTACTS
+    assert not Person.objects.filter(deleted_at__isnull=False).exists()
+
+
+def test_a_result_page_of_other_columns_fails_the_object_not_the_run(
+    org, org_http, connection, monkeypatch
+):
+    plain = emulator_bulk._csv
+
+    def renamed(job, rows):
+        header, rest = plain(job, rows).split("\n", 1)
+        return header.replace('"Id"', '"Ident"') + "\n" + rest
+
+    monkeypatch.setattr(emulator_bulk, "_csv", renamed)
+
+    run = connection_sync(connection=connection)
+
+    assert run.status == SyncRun.Status.COMPLETED_WITH_ERRORS
+    assert "Ident" in run.object_errors["Contact"]
+    assert "Opportunity" in run.objects_done
+    assert not Person.objects.exists()
+
+
 def test_a_failed_job_falls_back_to_rest(org, org_http, connection):
     org.faults.fail_bulk_jobs(times=5)
 
@@ -203,6 +239,10 @@ def test_a_failed_job_falls_back_to_rest(org, org_http, connection):
     assert run.status == SyncRun.Status.SUCCESS
     assert Person.objects.count() == CONTACTS
     assert _paths(org_http, "FROM+Contact")
+    (job,) = org.bulk.all()
+    assert _notes(run) == [
+        f"The Bulk query job {job.id} ended Failed; the object was read through REST."
+    ]
 
 
 def _creates(mock) -> list[str]:

@@ -318,3 +318,48 @@ def test_a_full_read_refused_midway_lets_go_of_the_ids_it_kept(
     assert "Contact" in run.object_errors
     assert Person.objects.exists()
     assert not SeenRecord.objects.exists()
+
+
+def test_a_full_read_marks_nothing_of_another_object_stored_as_people(clocked):
+    org, clock, connection, _ = clocked
+    ObjectMapping.objects.filter(connection=connection, object_name="Lead").delete()
+    leads = ObjectMapping.objects.create(
+        connection=connection,
+        object_name="Lead",
+        target=ObjectMapping.Target.PERSON,
+        position=35,
+    )
+    leads.field_mappings.create(salesforce_field="LastName", attribute="last_name")
+    connection_sync(connection=connection)
+    gone = org.store.records("Lead")[0]
+    org.store.delete(gone["Id"])
+
+    run = connection_sync(connection=connection)
+
+    assert run.records_deleted == 1
+    assert Person.objects.get(deleted_at__isnull=False).salesforce_id == gone["Id"]
+    assert Person.objects.filter(deleted_at__isnull=True).count() == (
+        org.store.count("Contact") + org.store.count("Lead")
+    )
+
+
+def test_a_merge_a_full_sync_took_for_a_deletion_still_hands_over_the_history(
+    clocked,
+):
+    org, clock, connection, _ = clocked
+    connection_sync(connection=connection)
+    loser, survivor, other = org.store.records("Contact")[:3]
+    clock.now += timedelta(hours=1)
+    org.store.merge(loser["Id"], survivor["Id"])
+    # A later change, which the full read sees and a merge's loser is not.
+    clock.now += timedelta(hours=1)
+    org.store.update(other["Id"], {"Title": "Changed after the merge"})
+    full = connection_sync(connection=connection)
+    clock.now += timedelta(hours=1)
+
+    _recent(connection)
+
+    assert full.records_deleted == 1
+    gone = Person.objects.get(salesforce_id=loser["Id"])
+    assert gone.deleted_at is not None
+    assert gone.merged_into == Person.objects.get(salesforce_id=survivor["Id"])

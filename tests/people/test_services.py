@@ -331,3 +331,41 @@ def test_marking_missing_rows_takes_two_statements_however_many_there_are():
     gone = Person.objects.filter(deleted_at__isnull=False)
     assert gone.count() == count - 100
     assert not gone.filter(salesforce_id__in=still_there).exists()
+
+
+def test_marking_missing_rows_leaves_ids_of_other_prefixes_whatever_their_case():
+    from integrations.models import SeenRecord, SyncRun
+    from people.rows import rows_insert
+    from people.services import mark_missing_deleted
+
+    connection = SalesforceConnectionFactory()
+    run = SyncRun.objects.create(connection=connection)
+    # Two custom objects whose prefixes differ only in case.
+    ids = ["a0B000000000001AAA", "a0B000000000002AAA", "a0b000000000001AAA"]
+    rows_insert(
+        Person,
+        [
+            {
+                "workspace_id": connection.workspace_id,
+                "connection_id": connection.pk,
+                "salesforce_id": sf_id,
+            }
+            for sf_id in ids
+        ],
+    )
+    rows_insert(
+        SeenRecord,
+        [{"run_id": run.pk, "object_name": "Member__c", "salesforce_id": ids[0]}],
+    )
+
+    marked = mark_missing_deleted(
+        connection=connection,
+        model=Person,
+        seen=SeenRecord.objects.filter(run=run, object_name="Member__c"),
+        written_since=run.started_at,
+        key_prefix="a0B",
+    )
+
+    assert marked == 1
+    gone = Person.objects.filter(deleted_at__isnull=False)
+    assert list(gone.values_list("salesforce_id", flat=True)) == [ids[1]]
