@@ -168,8 +168,11 @@ def typed_value(field_type: str, value: Any) -> Any:
     if field_type == "int":
         if isinstance(value, bool) or not isinstance(value, int | float | str):
             raise ValueError(f"{value!r} is not a whole number")
-        number = Decimal(str(value))
-        if number != number.to_integral_value():
+        try:
+            number = Decimal(str(value))
+        except InvalidOperation as exc:
+            raise ValueError(f"{value!r} is not a whole number") from exc
+        if not number.is_finite() or number != number.to_integral_value():
             raise ValueError(f"{value!r} is not a whole number")
         return int(number)
     if field_type in ("double", "currency", "percent"):

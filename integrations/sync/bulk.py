@@ -391,12 +391,20 @@ def _value(field_type: str, text: str) -> Any:
     """
     if text == "":
         return None
+    # A cell that is not of its type stays text: the record's conversion
+    # then leaves that value empty and reports it, as for a REST value.
     if field_type == "boolean":
-        return text == "true"
+        return {"true": True, "false": False}.get(text, text)
     if field_type == "int":
-        return int(text)
+        try:
+            return int(text)
+        except ValueError:
+            return text
     if field_type in ("double", "currency", "percent"):
-        return float(text)
+        try:
+            return float(text)
+        except ValueError:
+            return text
     if field_type == "datetime" and text.endswith("Z"):
         return text.removesuffix("Z") + "+0000"
     return text

@@ -231,6 +231,23 @@ def test_a_result_page_of_other_columns_fails_the_object_not_the_run(
     assert not Person.objects.exists()
 
 
+def test_a_cell_not_of_its_type_fails_that_value_not_the_run(org, org_http, connection):
+    contact = org.store.records("Contact")[0]
+    # A value the CSV holds as no boolean: written past the org's own checks.
+    org.store.lookup(contact["Id"])[1]["HasOptedOutOfEmail"] = "maybe"
+
+    run = connection_sync(connection=connection)
+
+    assert run.status == SyncRun.Status.SUCCESS
+    assert Person.objects.count() == CONTACTS
+    person = Person.objects.get(salesforce_id=contact["Id"])
+    # Unknown, which counts as opted out; never taken for "false".
+    assert person.has_opted_out_of_email is None
+    assert [
+        problem["field"] for problem in run.problems if problem["id"] == contact["Id"]
+    ] == ["HasOptedOutOfEmail"]
+
+
 def test_a_failed_job_falls_back_to_rest(org, org_http, connection):
     org.faults.fail_bulk_jobs(times=5)
 

@@ -36,6 +36,8 @@ def test_it_types_a_value_by_its_describe_type(field_type, value, expected):
         ("boolean", "false"),
         ("int", 2.5),
         ("int", True),
+        ("int", "lots"),
+        ("int", "Infinity"),
         ("double", "lots"),
         ("currency", "NaN"),
         ("date", "10/03/2024"),
