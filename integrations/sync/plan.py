@@ -51,6 +51,9 @@ class ObjectPlan:
     skipped: dict[str, str]
     where: soql.Condition | None
     is_full_read: bool
+    # The configuration changed, or hidden fields came back: what a full read
+    # rewrites is then new to read, not drift the recent-changes syncs missed.
+    is_backfill: bool = False
     query: Plan = field(init=False)
 
     def __post_init__(self) -> None:
@@ -180,4 +183,5 @@ def object_plan(
         skipped=skipped,
         where=where,
         is_full_read=is_full_read,
+        is_backfill=mapping.needs_backfill or bool(visible_again),
     )

@@ -403,9 +403,11 @@ def _sync_object(
         missing = rows_mark_missing(plan=plan, run=run)
         run.records_deleted += missing
         # A full sync of an object the recent-changes syncs already follow:
-        # whatever it still had to write, they had missed.
+        # whatever it still had to write, they had missed. When the
+        # configuration changed, every row is rewritten with the new fields,
+        # and only what went missing tells of drift.
         if cursor is not None and run.kind == SyncRun.Kind.FULL:
-            run.drift_repaired += tally.written + missing
+            run.drift_repaired += missing + (0 if plan.is_backfill else tally.written)
     # A full read does not return what was deleted or merged since the cursor
     # (`query` leaves the recycle bin out), and takes a merge's loser for a
     # plain deletion. An existing cursor stays where it is, so the next

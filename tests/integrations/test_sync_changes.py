@@ -4,6 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from integrations.configuration import object_mapping_mark_changed
 from integrations.models import (
     FieldMapping,
     ObjectMapping,
@@ -109,6 +110,23 @@ def test_a_full_sync_marks_what_the_org_no_longer_has_and_counts_the_drift(clock
         "Changed without a stamp"
     )
     assert run.drift_repaired == 2
+
+
+def test_rows_rewritten_for_a_changed_configuration_are_not_counted_as_drift(
+    clocked,
+):
+    org, clock, connection, _ = clocked
+    connection_sync(connection=connection)
+    purged = org.store.records("Contact")[0]
+    org.store.delete(purged["Id"])
+    contacts = ObjectMapping.objects.get(connection=connection, object_name="Contact")
+    FieldMapping.objects.create(object_mapping=contacts, salesforce_field="Department")
+    object_mapping_mark_changed(mapping=contacts)
+
+    run = connection_sync(connection=connection)
+
+    assert run.records_updated > 300
+    assert run.drift_repaired == 1
 
 
 def test_a_full_read_keeps_only_the_ids_of_rows_it_did_not_write(clocked, monkeypatch):
