@@ -8,6 +8,7 @@ row: sqlite3 reuses the prepared statement. On PostgreSQL, rows go in by COPY.
 """
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from django.db import connections, models, router, transaction
@@ -48,6 +49,16 @@ def _prep(field: models.Field, connection: Any) -> Prep:
     return prep
 
 
+@dataclass(frozen=True)
+class PreparedRows:
+    """Rows of one model turned into the database's values, ready to insert."""
+
+    model: type[models.Model]
+    alias: str
+    fields: list[models.Field]
+    params: list[list[Any]]
+
+
 def rows_insert(model: type[models.Model], rows: Sequence[dict[str, Any]]) -> None:
     """INSERT one row per dict of values, keyed by field name or attname.
 
@@ -55,11 +66,16 @@ def rows_insert(model: type[models.Model], rows: Sequence[dict[str, Any]]) -> No
     `auto_now_add` fields take the time of the call. A key that names no
     field raises ValueError: its value would be lost without a word.
     """
-    if not rows:
-        return
+    if rows:
+        rows_write(rows_prepare(model, rows))
+
+
+def rows_prepare(
+    model: type[models.Model], rows: Sequence[dict[str, Any]]
+) -> PreparedRows:
+    """Turn dicts of values into the database's values, as `rows_insert` does."""
     alias = router.db_for_write(model)
     connection = connections[alias]
-    quote = connection.ops.quote_name
     fields = [f for f in model._meta.concrete_fields if not f.primary_key]
     known = {name for f in fields for name in (f.name, f.attname)}
     for row in rows:
@@ -80,11 +96,6 @@ def rows_insert(model: type[models.Model], rows: Sequence[dict[str, Any]]) -> No
                 (lambda: now) if stamped else f.get_default,
             )
         )
-    sql = "INSERT INTO {} ({}) VALUES ({})".format(
-        quote(model._meta.db_table),
-        ", ".join(quote(f.column) for f in fields),
-        ", ".join(["%s"] * len(fields)),
-    )
     params = []
     for row in rows:
         values = []
@@ -98,9 +109,20 @@ def rows_insert(model: type[models.Model], rows: Sequence[dict[str, Any]]) -> No
                 value = default()
             values.append(prep(value))
         params.append(values)
+    return PreparedRows(model=model, alias=alias, fields=fields, params=params)
+
+
+def rows_write(prepared: PreparedRows) -> None:
+    """INSERT prepared rows in one transaction: one prepared statement run
+    for every row on SQLite, COPY on PostgreSQL."""
+    if not prepared.params:
+        return
+    connection = connections[prepared.alias]
+    quote = connection.ops.quote_name
+    model, fields, params = prepared.model, prepared.fields, prepared.params
     # One transaction: in autocommit, SQLite would commit row by row.
     with (
-        transaction.atomic(using=alias, savepoint=False),
+        transaction.atomic(using=prepared.alias, savepoint=False),
         connection.cursor() as cursor,
     ):
         if connection.vendor == "postgresql":
@@ -108,6 +130,11 @@ def rows_insert(model: type[models.Model], rows: Sequence[dict[str, Any]]) -> No
             with connection.wrap_database_errors:
                 _copy(cursor, model=model, fields=fields, params=params, quote=quote)
         else:
+            sql = "INSERT INTO {} ({}) VALUES ({})".format(
+                quote(model._meta.db_table),
+                ", ".join(quote(f.column) for f in fields),
+                ", ".join(["%s"] * len(fields)),
+            )
             cursor.executemany(sql, params)
 
 
