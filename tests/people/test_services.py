@@ -231,6 +231,22 @@ def test_it_makes_no_query_per_record():
     assert len(large.captured_queries) <= 14
 
 
+@pytest.mark.skipif(db_connection.vendor != "postgresql", reason="a PostgreSQL setting")
+def test_a_batch_is_committed_without_waiting_for_the_disk():
+    connection = SalesforceConnectionFactory()
+
+    with db_connection.cursor() as cursor:
+        cursor.execute("SHOW synchronous_commit")
+        assert cursor.fetchone() == ("on",)
+        person_upsert_batch(
+            connection=connection, rows=[_contact("003000000000001AAA")]
+        )
+        # The test's own transaction is still open: the batch's SET LOCAL
+        # holds until it ends.
+        cursor.execute("SHOW synchronous_commit")
+        assert cursor.fetchone() == ("off",)
+
+
 def test_it_updates_only_what_changed():
     connection = SalesforceConnectionFactory()
     person_upsert_batch(connection=connection, rows=[_contact("003000000000001AAA")])
