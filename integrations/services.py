@@ -239,7 +239,13 @@ def connection_refresh_token(
     reason = (
         "Salesforce no longer accepts Trig's access to this org: the connected "
         "user may have been deactivated or lost permission, or approved Trig "
-        "too many times elsewhere. Reconnect the org. "
+        "too many times elsewhere. "
+    )
+    if connection.environment == SalesforceConnection.Environment.SANDBOX:
+        # A sandbox refresh recreates its users, and with them every grant.
+        reason += "A sandbox refresh also ends it: every refresh needs a reconnect. "
+    reason += (
+        "Reconnect the org. "
         f"(Salesforce said: {grant_error.description or grant_error.error})"
     )
     connection_mark_reconnect_required(connection=connection, reason=reason)
