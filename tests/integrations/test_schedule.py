@@ -131,3 +131,20 @@ def test_syncing_one_object_leaves_the_connections_full_sync_where_it_was(
     assert connection.last_full_sync_at is None
     assert connection.next_full_sync_at is None
     assert sync_enqueue_due() == [(connection.pk, "full")]
+
+
+def test_an_interval_stored_past_a_day_is_taken_as_a_day_and_stops_no_tick():
+    now = timezone.now()
+    slow = SalesforceConnectionFactory(
+        last_full_sync_at=now - timedelta(hours=1),
+        next_full_sync_at=now + timedelta(hours=23),
+    )
+    # As stored before the admin form checked it.
+    SalesforceConnection.objects.filter(pk=slow.pk).update(recent_sync_minutes=30_000)
+    other = SalesforceConnectionFactory()
+
+    queued = sync_enqueue_due(now=now)
+
+    slow.refresh_from_db()
+    assert sorted(queued) == sorted([(slow.pk, "recent"), (other.pk, "full")])
+    assert slow.next_recent_sync_at == now + timedelta(days=1)
