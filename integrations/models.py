@@ -1,8 +1,12 @@
 from django.conf import settings
+from django.core.validators import MaxValueValidator
 from django.db import models
 from django.utils import timezone
 
 from integrations.fields import EncryptedTextField
+
+# A full sync comes every day; recent-changes syncs further apart add nothing.
+RECENT_SYNC_MINUTES_MAX = 24 * 60
 
 
 class SalesforceConnection(models.Model):
@@ -51,7 +55,16 @@ class SalesforceConnection(models.Model):
     last_full_sync_at = models.DateTimeField(null=True, blank=True)
     next_full_sync_at = models.DateTimeField(null=True, blank=True)
     recent_sync_minutes = models.PositiveSmallIntegerField(
-        default=15, help_text="Minutes between recent-changes syncs; 0 turns them off."
+        default=15,
+        help_text="Minutes between recent-changes syncs; 0 turns them off.",
+        # SQLite would take any number, and one the calendar cannot reach
+        # stops the scheduler.
+        validators=[
+            MaxValueValidator(
+                RECENT_SYNC_MINUTES_MAX,
+                "Choose at most 1440 minutes (a day): a full sync runs daily.",
+            )
+        ],
     )
     last_recent_sync_at = models.DateTimeField(null=True, blank=True)
     next_recent_sync_at = models.DateTimeField(null=True, blank=True)

@@ -188,6 +188,23 @@ def connection_mark_reconnect_required(
     logger.warning("Salesforce grant gone connection_id=%s", connection.pk)
 
 
+def _grant_gone_reason(
+    *, connection: SalesforceConnection, error: oauth.OAuthError
+) -> str:
+    reason = (
+        "Salesforce no longer accepts Trig's access to this org: the connected "
+        "user may have been deactivated or lost permission, or approved Trig "
+        "too many times elsewhere. "
+    )
+    if connection.environment == SalesforceConnection.Environment.SANDBOX:
+        # A sandbox refresh recreates its users, and with them every grant.
+        reason += "A sandbox refresh also ends it: every refresh needs a reconnect. "
+    reason += (
+        f"Reconnect the org. (Salesforce said: {error.description or error.error})"
+    )
+    return reason
+
+
 def connection_refresh_token(
     *, connection: SalesforceConnection
 ) -> SalesforceConnection:
@@ -214,6 +231,12 @@ def connection_refresh_token(
                 raise SalesforceTransientError(
                     f"Refreshing the access token failed: {exc}"
                 ) from exc
+            # Marked before the row is let go: a worker waiting for it then
+            # finds the grant gone instead of sending the dead one again.
+            connection_mark_reconnect_required(
+                connection=connection,
+                reason=_grant_gone_reason(connection=locked, error=exc),
+            )
             grant_error = exc
         else:
             if not _is_salesforce_url(token.instance_url):
@@ -236,14 +259,7 @@ def connection_refresh_token(
             )
             return locked
 
-    reason = (
-        "Salesforce no longer accepts Trig's access to this org: the connected "
-        "user may have been deactivated or lost permission, or approved Trig "
-        "too many times elsewhere. Reconnect the org. "
-        f"(Salesforce said: {grant_error.description or grant_error.error})"
-    )
-    connection_mark_reconnect_required(connection=connection, reason=reason)
-    raise ReconnectRequired(reason) from grant_error
+    raise ReconnectRequired(connection.status_reason) from grant_error
 
 
 def connection_client(

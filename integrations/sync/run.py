@@ -510,7 +510,7 @@ def connection_sync(
         run.error_message = f"Internal error: {type(exc).__name__}"
         raise
     finally:
-        _finish(run=run, client=client, claim=claim)
+        _finish(run=run, client=client, claim=claim, is_whole=object_names is None)
     return run
 
 
@@ -556,18 +556,25 @@ def _conclude(*, run: SyncRun, attempted: int, had_errors: bool) -> None:
         run.status = SyncRun.Status.SUCCESS
 
 
-def _finish(*, run: SyncRun, client: SalesforceClient | None, claim: _Claim) -> None:
+def _finish(
+    *, run: SyncRun, client: SalesforceClient | None, claim: _Claim, is_whole: bool
+) -> None:
     try:
         # Ids kept by a full read that stopped before it reconciled: an object
         # refused midway, the budget reached.
         seen_release(SeenRecord.objects.filter(run=run))
-        _record(run=run, client=client)
+        _record(run=run, client=client, is_whole=is_whole)
     finally:
         # Whatever happened above, the connection must not stay claimed.
         sync_release(connection=run.connection, claimed_at=claim.claimed_at)
 
 
-def _record(*, run: SyncRun, client: SalesforceClient | None) -> None:
+def _record(*, run: SyncRun, client: SalesforceClient | None, is_whole: bool) -> None:
+    """Save the run's figures, and move the connection's schedule after it.
+
+    A run of chosen objects only is no sync of the connection: its other
+    objects still wait for the full sync that was due, so the schedule stays.
+    """
     connection = run.connection
     run.finished_at = timezone.now()
     run.api_calls = client.calls if client else 0
@@ -585,7 +592,7 @@ def _record(*, run: SyncRun, client: SalesforceClient | None) -> None:
             api_usage_max=allowed,
             api_usage_seen_at=run.finished_at,
         )
-    if run.kind == SyncRun.Kind.FULL:
+    if is_whole and run.kind == SyncRun.Kind.FULL:
         if run.status in (SyncRun.Status.FAILED, SyncRun.Status.PARTIAL):
             # Try again within the hour rather than waiting a whole day.
             updates["next_full_sync_at"] = run.finished_at + timedelta(hours=1)
@@ -594,7 +601,7 @@ def _record(*, run: SyncRun, client: SalesforceClient | None) -> None:
             updates["next_full_sync_at"] = run.started_at + timedelta(
                 hours=settings.SALESFORCE_FULL_SYNC_HOURS
             )
-    elif run.status != SyncRun.Status.FAILED:
+    elif is_whole and run.status != SyncRun.Status.FAILED:
         updates["last_recent_sync_at"] = run.started_at
     if updates:
         SalesforceConnection.objects.filter(pk=connection.pk).update(**updates)

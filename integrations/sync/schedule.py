@@ -7,7 +7,11 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from integrations.models import SalesforceConnection, SyncRun
+from integrations.models import (
+    RECENT_SYNC_MINUTES_MAX,
+    SalesforceConnection,
+    SyncRun,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -77,7 +81,8 @@ def sync_enqueue_due(*, now=None) -> list[tuple[int, str]]:
             pk=pk,
             field="next_recent_sync_at",
             seen=seen,
-            until=now + timedelta(minutes=minutes),
+            # A value stored before it was checked must not stop every tick.
+            until=now + timedelta(minutes=min(minutes, RECENT_SYNC_MINUTES_MAX)),
         ):
             queued.append((pk, SyncRun.Kind.RECENT))
 

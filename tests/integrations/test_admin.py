@@ -3,6 +3,7 @@ from django.contrib.auth import get_user_model
 from django.urls import reverse
 
 from integrations.models import SalesforceConnection, SyncRun
+from integrations.sync.schedule import sync_enqueue_due
 from people.models import Person
 
 pytestmark = pytest.mark.django_db
@@ -106,3 +107,23 @@ def test_the_connection_page_shows_the_schedule_runs_and_api_usage(
     assert "Calls by Trig" in page
     assert "Api usage used" not in page
     assert f"<p>{run.api_calls}</p>" in page or f">{run.api_calls}<" in page
+
+
+@pytest.mark.parametrize("minutes", ["10000000000", "99999", "1441"])
+def test_a_recent_sync_interval_past_a_day_is_refused_and_the_schedule_goes_on(
+    connection, staff_client, minutes
+):
+    url = reverse(
+        "admin:integrations_salesforceconnection_change", args=[connection.pk]
+    )
+    form = {"recent_sync_minutes": minutes}
+    for inline in ("object_mappings", "sync_runs"):
+        form.update({f"{inline}-TOTAL_FORMS": "0", f"{inline}-INITIAL_FORMS": "0"})
+
+    response = staff_client.post(url, form)
+
+    connection.refresh_from_db()
+    assert response.status_code == 200
+    assert "at most 1440" in response.content.decode()
+    assert connection.recent_sync_minutes == 15
+    assert sync_enqueue_due() == [(connection.pk, SyncRun.Kind.FULL)]

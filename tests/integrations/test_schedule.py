@@ -3,8 +3,8 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from integrations.models import SalesforceConnection
-from integrations.sync.run import sync_claim, sync_release
+from integrations.models import SalesforceConnection, SyncRun
+from integrations.sync.run import connection_sync, sync_claim, sync_release
 from integrations.sync.schedule import sync_enqueue_due
 from tests.factories import SalesforceConnectionFactory
 
@@ -119,3 +119,32 @@ def test_two_workers_claiming_one_connection_at_once_get_one_claim():
 
     assert len(claims) == 4
     assert sum(claim is not None for claim in claims) == 1
+
+
+def test_syncing_one_object_leaves_the_connections_full_sync_where_it_was(
+    org_http, connection
+):
+    run = connection_sync(connection=connection, object_names=["Contact"])
+
+    connection.refresh_from_db()
+    assert run.status == SyncRun.Status.SUCCESS
+    assert connection.last_full_sync_at is None
+    assert connection.next_full_sync_at is None
+    assert sync_enqueue_due() == [(connection.pk, "full")]
+
+
+def test_an_interval_stored_past_a_day_is_taken_as_a_day_and_stops_no_tick():
+    now = timezone.now()
+    slow = SalesforceConnectionFactory(
+        last_full_sync_at=now - timedelta(hours=1),
+        next_full_sync_at=now + timedelta(hours=23),
+    )
+    # As stored before the admin form checked it.
+    SalesforceConnection.objects.filter(pk=slow.pk).update(recent_sync_minutes=30_000)
+    other = SalesforceConnectionFactory()
+
+    queued = sync_enqueue_due(now=now)
+
+    slow.refresh_from_db()
+    assert sorted(queued) == sorted([(slow.pk, "recent"), (other.pk, "full")])
+    assert slow.next_recent_sync_at == now + timedelta(days=1)

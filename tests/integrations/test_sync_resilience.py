@@ -5,8 +5,10 @@ from datetime import timedelta
 import pytest
 
 from integrations.models import SalesforceConnection, SyncRun
+from integrations.offline_org import offline_org_connect
 from integrations.sync.run import connection_sync
 from people.models import CrmAccount, Owner, Person
+from tests.conftest import OFFLINE_HOST
 
 pytestmark = pytest.mark.django_db
 
@@ -48,6 +50,26 @@ def test_a_grant_revoked_mid_run_asks_for_a_reconnect_and_keeps_what_was_read(
     stored = Owner.objects.count() + CrmAccount.objects.count() + Person.objects.count()
     assert run.records_created > 0
     assert stored == run.records_created
+
+
+def test_a_sandbox_whose_grant_is_gone_says_a_sandbox_refresh_needs_a_reconnect(
+    org, org_http, member
+):
+    sandbox = offline_org_connect(
+        workspace=member.workspace,
+        user=member.user,
+        login_host=OFFLINE_HOST,
+        environment=SalesforceConnection.Environment.SANDBOX,
+    )
+    org.faults.revoke_grants(after_calls=4)
+
+    run = connection_sync(connection=sandbox, batch_size=200)
+
+    sandbox.refresh_from_db()
+    assert sandbox.status == SalesforceConnection.Status.RECONNECT_REQUIRED
+    assert "sandbox" in sandbox.status_reason
+    assert "refresh" in sandbox.status_reason
+    assert sandbox.status_reason in run.error_message
 
 
 def test_a_daily_limit_reached_mid_run_ends_it_partial_and_the_next_goes_on(
