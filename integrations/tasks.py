@@ -1,6 +1,7 @@
 import logging
 
 from celery import shared_task
+from django.utils import timezone
 
 from integrations.models import SalesforceConnection, SyncRun
 from integrations.sync.run import SyncAlreadyRunning, connection_sync
@@ -16,17 +17,19 @@ def sync_due_connections() -> int:
     return len(sync_enqueue_due())
 
 
-# A run asked for by a person waits for the one going; a scheduled run that
-# finds one going is simply skipped, as the next tick will come.
+# A run asked for by a person waits for the one going, as long as that one
+# may last (its soft time limit); a scheduled run that finds one going is
+# simply skipped, as the next tick will come.
+RUN_TIME_LIMIT_SECONDS = 6 * 60 * 60
 MANUAL_WAIT_SECONDS = 60
-MANUAL_WAIT_TRIES = 60
+MANUAL_WAIT_TRIES = RUN_TIME_LIMIT_SECONDS // MANUAL_WAIT_SECONDS
 
 
 @shared_task(
     bind=True,
     name="integrations.sync_connection",
     queue="default",
-    soft_time_limit=6 * 60 * 60,
+    soft_time_limit=RUN_TIME_LIMIT_SECONDS,
     max_retries=MANUAL_WAIT_TRIES,
 )
 def sync_connection(
@@ -56,12 +59,27 @@ def sync_connection(
             )
             raise self.retry(countdown=MANUAL_WAIT_SECONDS, exc=exc) from exc
         if manual:
-            # Out of tries, Celery would fail the task with the exception; a
-            # run that is still going is not a failure of this one.
+            # Out of tries, Celery would fail the task with the exception; the
+            # request is told on the connection's runs instead, where it was
+            # made, rather than lost.
             logger.warning(
                 "Sync gave up waiting for the one running connection_id=%s tries=%s",
                 connection_id,
                 MANUAL_WAIT_TRIES,
+            )
+            now = timezone.now()
+            SyncRun.objects.create(
+                connection=connection,
+                kind=kind,
+                trigger=trigger,
+                status=SyncRun.Status.FAILED,
+                started_at=now,
+                finished_at=now,
+                error_message=(
+                    "Not run: another sync of this connection was still going "
+                    f"after {RUN_TIME_LIMIT_SECONDS // 3600} hours of waiting "
+                    "for it. Ask for the sync again."
+                ),
             )
             return None
         logger.info("Sync skipped, one is running connection_id=%s", connection_id)

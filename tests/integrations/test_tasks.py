@@ -148,10 +148,11 @@ def test_a_scheduled_sync_that_finds_one_going_is_dropped(
     assert not SyncRun.objects.exists()
 
 
-def test_a_manual_sync_that_waited_its_last_try_gives_up_quietly(
+def test_a_manual_sync_that_waited_its_last_try_says_so_on_the_runs(
     worker_app, connection
 ):
     sync_claim(connection=connection)
+    before_next = connection.next_full_sync_at
     sync_connection.apply_async(
         (connection.pk,),
         {"kind": "full", "trigger": SyncRun.Trigger.MANUAL},
@@ -163,4 +164,9 @@ def test_a_manual_sync_that_waited_its_last_try_gives_up_quietly(
 
     assert state == states.SUCCESS and result is None
     assert _queued(worker_app) == []
-    assert not SyncRun.objects.exists()
+    (told,) = SyncRun.objects.all()
+    assert told.status == SyncRun.Status.FAILED
+    assert told.trigger == SyncRun.Trigger.MANUAL
+    assert "still going after 6 hours" in told.error_message
+    connection.refresh_from_db()
+    assert connection.next_full_sync_at == before_next
