@@ -214,6 +214,11 @@ SALESFORCE_TRANSIENT_ATTEMPTS = env.int("SALESFORCE_TRANSIENT_ATTEMPTS", default
 # pause while the org as a whole has used more than the second share.
 SALESFORCE_RUN_BUDGET_PERCENT = env.int("SALESFORCE_RUN_BUDGET_PERCENT", default=10)
 SALESFORCE_PAUSE_ABOVE_PERCENT = env.int("SALESFORCE_PAUSE_ABOVE_PERCENT", default=80)
+# Minutes during which the org's usage, as last seen, is trusted: a sync
+# that starts while it shows no room left calls nothing and says so.
+SALESFORCE_USAGE_TRUSTED_MINUTES = env.int(
+    "SALESFORCE_USAGE_TRUSTED_MINUTES", default=60
+)
 # Minutes an access token is taken to live; Salesforce's default session
 # timeout is two hours. Older tokens are refreshed before they are used.
 SALESFORCE_SESSION_MINUTES = env.int("SALESFORCE_SESSION_MINUTES", default=110)

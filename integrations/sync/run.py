@@ -79,13 +79,45 @@ def _budget_check(*, client: SalesforceClient) -> None:
             f"Partial — API budget: this run used {client.calls:,} calls, its share "
             f"of the org's {maximum:,} a day. The next run goes on from here."
         )
-    if used >= maximum * settings.SALESFORCE_PAUSE_ABOVE_PERCENT / 100 or not (
-        sync_may_continue(usage=usage)
-    ):
+    if _org_is_paused(usage):
         raise BudgetReached(
             f"Partial — API budget: the org has used {used:,} of its {maximum:,} "
             "API calls today; syncs wait so its other integrations keep theirs."
         )
+
+
+def _org_is_paused(usage: tuple[int, int]) -> bool:
+    used, maximum = usage
+    return used >= maximum * settings.SALESFORCE_PAUSE_ABOVE_PERCENT / 100 or not (
+        sync_may_continue(usage=usage)
+    )
+
+
+def _budget_check_before_calling(*, connection: SalesforceConnection) -> None:
+    """Stop a run before its first call while the org had no room left when
+    last seen, lately enough to be trusted.
+
+    Usage counts over a rolling 24 hours and falls slowly: a run that called
+    to find the allocation still spent would only spend a refused call. Once
+    the figure is older, the next run calls, and sees.
+    """
+    used, maximum, seen_at = (
+        SalesforceConnection.objects.filter(pk=connection.pk)
+        .values_list("api_usage_used", "api_usage_max", "api_usage_seen_at")
+        .get()
+    )
+    if used is None or not maximum or seen_at is None:
+        return
+    trusted = timedelta(minutes=settings.SALESFORCE_USAGE_TRUSTED_MINUTES)
+    if timezone.now() - seen_at > trusted or not _org_is_paused((used, maximum)):
+        return
+    left = "no calls left" if used >= maximum else "too few calls left for syncs"
+    raise BudgetReached(
+        f"Partial — API budget: skipped without reading any data. The org had "
+        f"used {used:,} of its {maximum:,} API calls ({left}) when last seen, "
+        f"{timezone.localtime(seen_at):%Y-%m-%d %H:%M %Z}; the next run looks "
+        "again."
+    )
 
 
 def sync_claim(*, connection: SalesforceConnection) -> datetime | None:
@@ -467,6 +499,7 @@ def connection_sync(
             mappings = mappings.filter(object_name__in=object_names)
         if kind == SyncRun.Kind.FULL:
             mappings = mappings.exclude(object_name__in=_done_by_unfinished_full(run))
+        _budget_check_before_calling(connection=connection)
         client = connection_client(connection=connection, batch_size=batch_size)
         schema = RunSchema(client=client, connection=connection)
         # Describes and first pages of several objects in one call each.

@@ -73,3 +73,42 @@ def test_a_spent_daily_allocation_ends_the_run_partial_without_a_refresh(
     assert "Daily API allowance used up (15,000/15,000)" in run.error_message
     assert not any("/oauth2/token" in c.request.url for c in calls)
     assert connection.status == SalesforceConnection.Status.CONNECTED
+
+
+def test_a_run_while_the_allocation_was_lately_seen_spent_calls_nothing(
+    org, org_http, connection, settings
+):
+    org.set_api_usage(15_000)
+    connection_sync(connection=connection)
+    before = len(org_http.calls)
+
+    skipped = connection_sync(connection=connection, kind=SyncRun.Kind.RECENT)
+
+    assert org_http.calls[before:] == []
+    assert skipped.status == SyncRun.Status.PARTIAL
+    assert skipped.api_calls == 0
+    assert "skipped without reading any data" in skipped.error_message
+    assert "15,000 of its 15,000" in skipped.error_message
+
+    # Once the figure is older than it may be trusted, a run calls and sees.
+    org.set_api_usage(100)
+    settings.SALESFORCE_USAGE_TRUSTED_MINUTES = 0
+    run = connection_sync(connection=connection, kind=SyncRun.Kind.RECENT)
+
+    assert run.status == SyncRun.Status.SUCCESS
+    assert len(org_http.calls) > before
+
+
+def test_a_full_run_skipped_for_the_budget_keeps_what_the_stopped_one_read(
+    small_org,
+):
+    org, connection, mock = small_org
+    stopped = connection_sync(connection=connection)
+    assert stopped.status == SyncRun.Status.PARTIAL and stopped.objects_done
+    # The org is then seen with no room left, and the next run calls nothing.
+    SalesforceConnection.objects.filter(pk=connection.pk).update(api_usage_used=60)
+
+    skipped = connection_sync(connection=connection)
+
+    assert "skipped without reading any data" in skipped.error_message
+    assert skipped.objects_done == stopped.objects_done

@@ -3,6 +3,7 @@
 from datetime import timedelta
 
 import pytest
+from django.utils import timezone
 
 from integrations.models import SalesforceConnection, SyncRun
 from integrations.offline_org import offline_org_connect
@@ -81,8 +82,12 @@ def test_a_daily_limit_reached_mid_run_ends_it_partial_and_the_next_goes_on(
 
     assert run.status == SyncRun.Status.PARTIAL
     assert "Daily API allowance used up" in run.error_message
+    # Hours later, the rolling day has room again.
     org.faults.clear()
     org.set_api_usage(0)
+    SalesforceConnection.objects.filter(pk=connection.pk).update(
+        api_usage_seen_at=timezone.now() - timedelta(hours=2)
+    )
     resumed = connection_sync(connection=connection, batch_size=200)
     assert resumed.status == SyncRun.Status.SUCCESS
     assert _all_contacts_stored(org)
