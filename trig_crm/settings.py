@@ -199,6 +199,8 @@ SALESFORCE_CA_BUNDLE = env.str(
     default=str(VAR_DIR / "offline_org" / "ca.pem") if IS_LOCAL else "",
 )
 SALESFORCE_TIMEOUT_SECONDS = env.float("SALESFORCE_TIMEOUT_SECONDS", default=60.0)
+# Retries of a connection that could not be made; every other failure is
+# tried again by the client, SALESFORCE_TRANSIENT_ATTEMPTS times in all.
 SALESFORCE_HTTP_RETRIES = env.int("SALESFORCE_HTTP_RETRIES", default=3)
 SALESFORCE_HTTP_BACKOFF_SECONDS = env.float(
     "SALESFORCE_HTTP_BACKOFF_SECONDS", default=1.0

@@ -123,20 +123,20 @@ class _SalesforceAdapter(HTTPAdapter):
 
 
 def _retry() -> Retry:
-    # Transport-level failures of idempotent calls: connection errors and the
-    # gateway statuses an outage gives. Salesforce's own error codes are
-    # classified by the client, not here.
+    # Only connections that could not be made: such a request never reached
+    # Salesforce. Statuses and timeouts are the client's to retry, with its
+    # own waits and its count of calls; retried here as well, each of its
+    # tries would send several requests.
     return Retry(
         total=settings.SALESFORCE_HTTP_RETRIES,
         connect=settings.SALESFORCE_HTTP_RETRIES,
-        read=settings.SALESFORCE_HTTP_RETRIES,
-        status=settings.SALESFORCE_HTTP_RETRIES,
-        status_forcelist=(500, 502, 503, 504),
+        read=0,
+        status=0,
+        other=0,
         allowed_methods=frozenset({"GET", "HEAD"}),
         backoff_factor=settings.SALESFORCE_HTTP_BACKOFF_SECONDS,
         backoff_jitter=settings.SALESFORCE_HTTP_BACKOFF_SECONDS,
         raise_on_status=False,
-        respect_retry_after_header=True,
     )
 
 
