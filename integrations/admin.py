@@ -10,6 +10,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
+from django.utils.timesince import timesince
 
 from integrations.admin_forms import FieldMappingForm, ObjectMappingForm
 from integrations.configuration import (
@@ -129,7 +130,11 @@ class SalesforceConnectionAdmin(admin.ModelAdmin):
     def api_usage(self, obj: SalesforceConnection) -> str:
         if obj.api_usage_used is None:
             return "-"
-        return f"{obj.api_usage_used:,} / {obj.api_usage_max:,}"
+        figures = f"{obj.api_usage_used:,} / {obj.api_usage_max:,}"
+        if obj.api_usage_seen_at is None:
+            return figures
+        # Salesforce tells the usage with each answer; between syncs it ages.
+        return f"{figures}, seen {timesince(obj.api_usage_seen_at)} ago"
 
     @admin.display(description="Calls by Trig's syncs in the last 24 hours")
     def sync_calls_today(self, obj: SalesforceConnection) -> int:

@@ -103,7 +103,10 @@ def test_the_connection_page_shows_the_schedule_runs_and_api_usage(
 
     connection.refresh_from_db()
     assert "Next full sync" in page and "Last recent sync" in page
-    assert f"{connection.api_usage_used:,} / {connection.api_usage_max:,}" in page
+    assert (
+        f"{connection.api_usage_used:,} / {connection.api_usage_max:,}, seen 0"
+        "\xa0minutes ago" in page
+    )
     assert "Calls by Trig" in page
     assert "Api usage used" not in page
     assert f"<p>{run.api_calls}</p>" in page or f">{run.api_calls}<" in page
