@@ -126,6 +126,13 @@ class SalesforceConnectionAdmin(admin.ModelAdmin):
         # Connections are made by customers through OAuth, not typed in.
         return False
 
+    def save_model(self, request, obj, form, change) -> None:
+        if "recent_sync_minutes" in form.changed_data:
+            # A new interval counts from the next tick, not from the slot the
+            # old one had set.
+            obj.next_recent_sync_at = None
+        super().save_model(request, obj, form, change)
+
     @admin.display(description="API usage today (org / allocation)")
     def api_usage(self, obj: SalesforceConnection) -> str:
         if obj.api_usage_used is None:

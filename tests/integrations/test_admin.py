@@ -1,6 +1,9 @@
+from datetime import timedelta
+
 import pytest
 from django.contrib.auth import get_user_model
 from django.urls import reverse
+from django.utils import timezone
 
 from integrations.models import SalesforceConnection, SyncRun
 from integrations.sync.schedule import sync_enqueue_due
@@ -130,3 +133,28 @@ def test_a_recent_sync_interval_past_a_day_is_refused_and_the_schedule_goes_on(
     assert "at most 1440" in response.content.decode()
     assert connection.recent_sync_minutes == 15
     assert sync_enqueue_due() == [(connection.pk, SyncRun.Kind.FULL)]
+
+
+def test_a_shorter_recent_sync_interval_counts_from_the_next_tick(
+    connection, staff_client
+):
+    now = timezone.now()
+    SalesforceConnection.objects.filter(pk=connection.pk).update(
+        recent_sync_minutes=240,
+        last_full_sync_at=now,
+        next_full_sync_at=now + timedelta(hours=20),
+        next_recent_sync_at=now + timedelta(hours=3),
+    )
+    url = reverse(
+        "admin:integrations_salesforceconnection_change", args=[connection.pk]
+    )
+    form = {"recent_sync_minutes": "15"}
+    for inline in ("object_mappings", "sync_runs"):
+        form.update({f"{inline}-TOTAL_FORMS": "0", f"{inline}-INITIAL_FORMS": "0"})
+
+    response = staff_client.post(url, form)
+
+    assert response.status_code == 302
+    assert sync_enqueue_due() == [(connection.pk, SyncRun.Kind.RECENT)]
+    connection.refresh_from_db()
+    assert connection.next_recent_sync_at <= timezone.now() + timedelta(minutes=15)
