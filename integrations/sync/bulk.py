@@ -148,6 +148,7 @@ def bulk_pages(
     candidate: BulkCandidate,
     include_deleted: bool,
     on_note: Note | None = None,
+    before_poll: Callable[[], None] = lambda: None,
 ) -> Iterator[list[Record]] | None:
     """Start and await a job for a large full read; None to read through REST.
 
@@ -188,7 +189,7 @@ def bulk_pages(
             note(f"{CAP_NOTE} ({exc}).")
         return None
 
-    state = _await(client=client, job_id=job_id)
+    state = _await(client=client, job_id=job_id, before_poll=before_poll)
     if state == "TimedOut":
         _abort(client=client, job_id=job_id)
         minutes = _setting("SALESFORCE_BULK_MAX_WAIT_SECONDS", DEFAULT_MAX_WAIT_SECONDS)
@@ -254,16 +255,25 @@ def _abort(*, client: SalesforceClient, job_id: str) -> None:
         logger.warning("Bulk query job not aborted job=%s error=%s", job_id, exc.code)
 
 
-def _await(*, client: SalesforceClient, job_id: str) -> str:
+def _await(
+    *, client: SalesforceClient, job_id: str, before_poll: Callable[[], None]
+) -> str:
     """Poll a job with growing waits until it ends; return its last state.
 
     "TimedOut" when it has not ended by SALESFORCE_BULK_MAX_WAIT_SECONDS.
+    `before_poll` may stop the wait by raising (the run's API budget spent);
+    the job is then aborted, so it stops using the org's allocation.
     """
     wait = _setting("SALESFORCE_BULK_POLL_SECONDS", DEFAULT_POLL_SECONDS)
     deadline = time.monotonic() + _setting(
         "SALESFORCE_BULK_MAX_WAIT_SECONDS", DEFAULT_MAX_WAIT_SECONDS
     )
     while True:
+        try:
+            before_poll()
+        except Exception:
+            _abort(client=client, job_id=job_id)
+            raise
         state = client.bulk_query_state(job_id=job_id)["state"]
         if state in ("JobComplete", "Failed", "Aborted"):
             return state

@@ -19,6 +19,7 @@ def read_records(
     include_deleted: bool = False,
     on_note: Callable[[str], None] | None = None,
     first_page: dict[str, Any] | None = None,
+    before_poll: Callable[[], None] = lambda: None,
 ) -> Iterator[list[Record]]:
     """Yield records page by page; each record once, whole.
 
@@ -34,6 +35,8 @@ def read_records(
 
     `first_page` is Salesforce's answer to the plan's first statement when
     it came already (inside a Composite request); it is not asked again.
+    `before_poll` is called before each status read of a Bulk job, and may
+    stop the read by raising.
     """
     seen: set[str] | None = set() if len(plan.statements) > 1 else None
     for index, group_statements in enumerate(plan.statements):
@@ -53,6 +56,7 @@ def read_records(
                     candidate=plan.bulk,
                     include_deleted=include_deleted,
                     on_note=on_note,
+                    before_poll=before_poll,
                 )
                 if bulk is not None:
                     first.close()

@@ -258,6 +258,8 @@ def _read_object(
         include_deleted=plan.include_deleted,
         on_note=on_note,
         first_page=first_reads.take(plan=plan) if first_reads else None,
+        # A long Bulk job is waited for within the run's budget too.
+        before_poll=lambda: _budget_check(client=client),
     )
     for records in pages:
         rows, problems, transform_failures = rows_from_records(

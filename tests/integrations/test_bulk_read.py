@@ -387,3 +387,26 @@ def test_csv_lines_keep_quoted_line_breaks_and_crlf_split_between_chunks():
             ["003A", "two\nlines, one comma"],
             ["003B", ""],
         ]
+
+
+def test_waiting_for_a_job_stops_at_the_runs_budget_and_aborts_it(member):
+    # 300 calls a day: one run may spend 30, and the job never ends in them.
+    org = OfflineOrg(
+        generate={"contacts": CONTACTS},
+        seed=1,
+        load_sample=False,
+        bulk_polls_to_complete=1000,
+        daily_api_requests=300,
+    )
+    with mocked(org, base_url=f"https://{OFFLINE_HOST}"):
+        connection = offline_org_connect(
+            workspace=member.workspace, user=member.user, login_host=OFFLINE_HOST
+        )
+        run = connection_sync(connection=connection)
+
+    assert run.status == SyncRun.Status.PARTIAL
+    assert "Partial — API budget" in run.error_message
+    # The budget, and the abort that frees the org's allocation.
+    assert run.api_calls <= 30 + 1
+    (job,) = org.bulk.all()
+    assert job.state == "Aborted"
