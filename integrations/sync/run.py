@@ -446,7 +446,17 @@ def _sync_object(
     # (`query` leaves the recycle bin out), and takes a merge's loser for a
     # plain deletion. An existing cursor stays where it is, so the next
     # recent-changes read still finds those and hands over the history.
-    if tally.newest is not None and not (plan.is_full_read and cursor is not None):
+    if tally.newest is not None and cursor is None:
+        # A first read made of several statements (parts of a long `IN`, or
+        # field groups) reads each at its own time: a record merged or
+        # deleted after an earlier one read it can be stamped before what a
+        # later one found. The next read starts no later than this run did.
+        _checkpoint(
+            run=run,
+            mapping=mapping,
+            value=min(tally.newest, run.started_at - CURSOR_OVERLAP),
+        )
+    elif tally.newest is not None and not plan.is_full_read:
         _checkpoint(run=run, mapping=mapping, value=tally.newest)
     ObjectMapping.objects.filter(pk=mapping.pk).update(
         skipped_fields=plan.skipped,

@@ -381,3 +381,46 @@ def test_a_merge_a_full_sync_took_for_a_deletion_still_hands_over_the_history(
     gone = Person.objects.get(salesforce_id=loser["Id"])
     assert gone.deleted_at is not None
     assert gone.merged_into == Person.objects.get(salesforce_id=survivor["Id"])
+
+
+def test_a_merge_between_the_parts_of_a_first_read_is_still_handed_over(
+    member, settings
+):
+    # The org's clock runs with ours: the read's parts see its changes as
+    # they happen.
+    clock = _Clock()
+    clock.now = datetime.now(UTC)
+    org = OfflineOrg(clock=clock)
+    ids = sorted(record["Id"] for record in org.store.records("Contact"))
+    loser, survivor, later = ids[0], ids[1], ids[-1]
+    settings.SALESFORCE_QUERY_URL_BUDGET = 4000
+    with mocked(org, base_url=f"https://{OFFLINE_HOST}"):
+        connection = offline_org_connect(
+            workspace=member.workspace, user=member.user, login_host=OFFLINE_HOST
+        )
+        mapping_create_defaults(connection=connection)
+        ObjectMapping.objects.filter(
+            connection=connection, object_name="Contact"
+        ).update(filter="Id IN ({})".format(", ".join(f"'{i}'" for i in ids)))
+        merged = []
+
+        def between_parts(object_name, count):
+            # After the first part, which read the loser as it was.
+            if object_name == "Contact" and not merged:
+                clock.now += timedelta(minutes=1)
+                org.store.merge(loser, survivor)
+                clock.now += timedelta(minutes=10)
+                org.store.update(later, {"Title": "Edited later"})
+                merged.append(True)
+
+        connection_sync(connection=connection, batch_size=200, on_page=between_parts)
+        assert merged
+        assert Person.objects.get(salesforce_id=loser).merged_into is None
+
+        clock.now += timedelta(minutes=1)
+        _recent(connection)
+
+    loser_row = Person.objects.get(salesforce_id=loser)
+    assert loser_row.deleted_at is not None
+    assert loser_row.merged_into == Person.objects.get(salesforce_id=survivor)
+    assert Person.objects.get(salesforce_id=later).title == "Edited later"
