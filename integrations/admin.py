@@ -116,6 +116,7 @@ class SalesforceConnectionAdmin(admin.ModelAdmin):
         "sync_claimed_at",
         "api_usage_seen_at",
         "api_usage",
+        "api_warning",
         "sync_calls_today",
         "open_in_salesforce",
     ]

@@ -74,6 +74,9 @@ class SalesforceConnection(models.Model):
     api_usage_used = models.PositiveIntegerField(null=True, blank=True)
     api_usage_max = models.PositiveIntegerField(null=True, blank=True)
     api_usage_seen_at = models.DateTimeField(null=True, blank=True)
+    # Salesforce's `Warning` header on the last run's answers, such as the
+    # deprecation of the pinned API version; empty when there was none.
+    api_warning = models.TextField(blank=True)
 
     class Meta:
         constraints = [

@@ -137,8 +137,15 @@ def authorization_complete(
         identity = oauth.identity_fetch(
             identity_url=token.identity_url, access_token=token.access_token
         )
+        versions = oauth.api_versions_fetch(instance_url=token.instance_url)
     except oauth.OAuthError as exc:
         raise ConnectError(f"Salesforce refused the connection: {exc}") from exc
+    if settings.SALESFORCE_API_VERSION not in versions:
+        raise ConnectError(
+            "This org does not offer Salesforce API version "
+            f"{settings.SALESFORCE_API_VERSION}, which Trig uses (it offers "
+            f"{', '.join(versions[-3:]) or 'none'}). Nothing was connected."
+        )
     if not token.refresh_token:
         raise ConnectError(
             "Salesforce granted no refresh token. The Connected App must allow "

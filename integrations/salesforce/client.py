@@ -66,6 +66,10 @@ class _RequestLimitBusy(SalesforceTransientError):
     """REQUEST_LIMIT_EXCEEDED while the day is not known to be spent."""
 
 
+class ApiVersionRetired(SalesforceClientError):
+    """Salesforce no longer serves the API version Trig is pinned to."""
+
+
 class OrgSettingRefused(SalesforceClientError):
     """Refused because of how the org is set up: only its admin can change it."""
 
@@ -285,6 +289,8 @@ class SalesforceClient:
         self._batch_size = batch_size
         self._session = salesforce_session()
         self._usage: tuple[int, int] | None = None
+        # The last `Warning` header Salesforce sent, if any.
+        self.api_warning = ""
         self._session.hooks["response"].append(self._note_usage)
         self._read_ahead_session: requests.Session | None = None
         self._sf = self._build()
@@ -305,6 +311,11 @@ class SalesforceClient:
         found = _API_USAGE.search(response.headers.get("Sforce-Limit-Info", ""))
         if found:
             self._usage = (int(found[1]), int(found[2]))
+        # A deprecated API version still answers, with a warning that it will
+        # stop: the only notice before it does.
+        warning = response.headers.get("Warning")
+        if warning:
+            self.api_warning = warning
 
     def _build(self) -> Salesforce:
         sf = Salesforce(
@@ -342,6 +353,15 @@ class SalesforceClient:
             except SalesforceError as exc:
                 self.calls += 1
                 error = _error_from(exc)
+                if error.status == 410 or error.code == "InvalidVersion":
+                    # REST answers 410 Gone, Bulk 400 InvalidVersion.
+                    raise ApiVersionRetired(
+                        "Salesforce no longer serves API version "
+                        f"{settings.SALESFORCE_API_VERSION}; update the pinned "
+                        f"version (SALESFORCE_API_VERSION). ({error})",
+                        status=error.status,
+                        code=error.code,
+                    ) from exc
                 if error.code == "REQUEST_LIMIT_EXCEEDED":
                     raise self._limit_error(error) from exc
                 if error.code == POLICY_METERING:

@@ -236,3 +236,21 @@ def identity_fetch(*, identity_url: str, access_token: str) -> Identity:
         username=str(body.get("username", "")),
         display_name=str(body.get("display_name", "")),
     )
+
+
+def api_versions_fetch(*, instance_url: str) -> list[str]:
+    """Return the API versions an org serves, such as "62.0".
+
+    https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/resources_versions.htm
+    """
+    unreadable = "the org's API versions could not be read"
+    try:
+        response = salesforce_session().get(
+            f"{instance_url.rstrip('/')}/services/data/"
+        )
+        body = response.json() if response.status_code == 200 else None
+    except (requests.RequestException, ValueError) as exc:
+        raise OAuthError("versions", unreadable) from exc
+    if not isinstance(body, list):
+        raise OAuthError("versions", unreadable)
+    return [str(item.get("version")) for item in body if isinstance(item, dict)]

@@ -20,6 +20,7 @@ from typing import Any
 from integrations.models import ObjectMapping, SyncCursor, SyncRun
 from integrations.salesforce.client import (
     ApiLimitReached,
+    ApiVersionRetired,
     OrgSettingRefused,
     ReconnectRequired,
     SalesforceClient,
@@ -122,7 +123,12 @@ class FirstReads:
 
         try:
             replies = self._client.composite_reads(paths=paths)
-        except (ReconnectRequired, OrgSettingRefused, ApiLimitReached):
+        except (
+            ReconnectRequired,
+            OrgSettingRefused,
+            ApiLimitReached,
+            ApiVersionRetired,
+        ):
             # The objects read one by one would meet the same refusal.
             raise
         except SalesforceClientError as exc:

@@ -18,6 +18,7 @@ from integrations.models import (
 from integrations.salesforce.budget import sync_may_continue
 from integrations.salesforce.client import (
     ApiLimitReached,
+    ApiVersionRetired,
     OrgSettingRefused,
     ReconnectRequired,
     SalesforceClient,
@@ -531,7 +532,12 @@ def connection_sync(
                     on_page=on_page,
                     first_reads=first_reads,
                 )
-            except (ReconnectRequired, OrgSettingRefused, ApiLimitReached):
+            except (
+                ReconnectRequired,
+                OrgSettingRefused,
+                ApiLimitReached,
+                ApiVersionRetired,
+            ):
                 raise
             except (SalesforceClientError, PlanError, QueryTooLong) as exc:
                 run.object_errors[mapping.object_name] = clean_text(str(exc))
@@ -542,7 +548,7 @@ def connection_sync(
                     mapping.object_name,
                 )
         _conclude(run=run, attempted=len(mappings), had_errors=had_errors)
-    except (ReconnectRequired, OrgSettingRefused) as exc:
+    except (ReconnectRequired, OrgSettingRefused, ApiVersionRetired) as exc:
         run.status = SyncRun.Status.FAILED
         run.error_message = str(exc)
     except (BudgetReached, ApiLimitReached) as exc:
@@ -637,6 +643,15 @@ def _record(*, run: SyncRun, client: SalesforceClient | None, is_whole: bool) ->
             api_usage_max=allowed,
             api_usage_seen_at=run.finished_at,
         )
+    if client and client.calls:
+        # Kept until a run's answers carry none: the pinned version changed.
+        updates["api_warning"] = clean_text(client.api_warning)[:1000]
+        if client.api_warning:
+            logger.warning(
+                "Salesforce warns about the API connection_id=%s warning=%s",
+                connection.pk,
+                client.api_warning,
+            )
     if is_whole and run.kind == SyncRun.Kind.FULL:
         if run.status in (SyncRun.Status.FAILED, SyncRun.Status.PARTIAL):
             # Try again within the hour rather than waiting a whole day.

@@ -14,7 +14,7 @@ pytestmark = pytest.mark.django_db
 
 
 def _api_calls(mock) -> list:
-    return [c for c in mock.calls if "/services/data/" in c.request.url]
+    return [c for c in mock.calls if "/services/data/v" in c.request.url]
 
 
 def test_it_sends_reads_together_as_one_api_call_and_keeps_their_order(

@@ -9,7 +9,7 @@ pytestmark = pytest.mark.django_db
 
 
 def _api_calls(mock) -> list:
-    return [c for c in mock.calls if "/services/data/" in c.request.url]
+    return [c for c in mock.calls if "/services/data/v" in c.request.url]
 
 
 def _contacts(org, count: int) -> list[dict]:

@@ -25,7 +25,7 @@ def small_org(member):
 
 
 def _api_calls(mock, since: int) -> int:
-    return sum(1 for c in mock.calls[since:] if "/services/data/" in c.request.url)
+    return sum(1 for c in mock.calls[since:] if "/services/data/v" in c.request.url)
 
 
 def test_a_run_stops_at_its_share_and_the_next_goes_on_from_there(small_org):

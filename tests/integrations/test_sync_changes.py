@@ -276,7 +276,7 @@ def test_a_no_change_recent_sync_of_five_objects_costs_one_call_and_writes_nothi
 
     run = _recent(connection)
 
-    sent = [c for c in mock.calls[before:] if "/services/data/" in c.request.url]
+    sent = [c for c in mock.calls[before:] if "/services/data/v" in c.request.url]
     assert connection.object_mappings.filter(is_enabled=True).count() == 5
     assert run.status == SyncRun.Status.SUCCESS
     assert len(run.objects_done) == 5

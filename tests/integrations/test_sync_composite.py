@@ -13,7 +13,7 @@ pytestmark = pytest.mark.django_db
 
 
 def _api_calls(mock, since: int = 0) -> list:
-    return [c for c in mock.calls[since:] if "/services/data/" in c.request.url]
+    return [c for c in mock.calls[since:] if "/services/data/v" in c.request.url]
 
 
 def _subrequests(call) -> list[str]:

@@ -47,4 +47,4 @@ def sent_ids(mock) -> list[str]:
 
 
 def api_requests(mock) -> list:
-    return [c.request for c in mock.calls if "/services/data/" in c.request.url]
+    return [c.request for c in mock.calls if "/services/data/v" in c.request.url]
