@@ -266,7 +266,10 @@ class ObjectMapping(models.Model):
     cursor_field = models.CharField(
         max_length=30,
         choices=CursorField.choices,
-        default=CursorField.LAST_MODIFIED_DATE,
+        default=CursorField.SYSTEM_MODSTAMP,
+        help_text="The stamp recent changes are read by. An object without it "
+        "is read by the first of SystemModstamp, LastModifiedDate and "
+        "CreatedDate it has, and one with none of them in full every time.",
     )
     person_lookup_field = models.CharField(
         max_length=100,

@@ -1,6 +1,6 @@
 from django.db.models import QuerySet
 
-from integrations.models import SalesforceConnection, SyncRun
+from integrations.models import ObjectMapping, SalesforceConnection, SyncCursor, SyncRun
 from trig_crm.models import Workspace
 
 
@@ -18,3 +18,23 @@ def sync_run_recent(
     *, connection: SalesforceConnection, limit: int = 10
 ) -> QuerySet[SyncRun]:
     return connection.sync_runs.order_by("-started_at")[:limit]
+
+
+def object_mapping_stamps(*, connection: SalesforceConnection) -> list[dict]:
+    """Each imported object, what it becomes, and the stamp its recent
+    changes are read by: the one in use once read, else the configured one."""
+    in_use = dict(
+        SyncCursor.objects.filter(connection=connection).values_list(
+            "object_name", "field_name"
+        )
+    )
+    return [
+        {
+            "object_name": mapping.object_name,
+            "target": mapping.get_target_display(),
+            "stamp": in_use.get(mapping.object_name) or mapping.cursor_field,
+        }
+        for mapping in ObjectMapping.objects.filter(
+            connection=connection, is_enabled=True
+        ).order_by("object_name")
+    ]

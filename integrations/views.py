@@ -98,6 +98,7 @@ def connection_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "workspace": workspace,
             "connection": connection,
             "runs": selectors.sync_run_recent(connection=connection),
+            "imported": selectors.object_mapping_stamps(connection=connection),
         },
     )
 

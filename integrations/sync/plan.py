@@ -54,6 +54,9 @@ class ObjectPlan:
     # The configuration changed, or hidden fields came back: what a full read
     # rewrites is then new to read, not drift the recent-changes syncs missed.
     is_backfill: bool = False
+    # The stamp recent changes are read by, in describe's casing; None when
+    # the object has none, and is then read whole every time.
+    cursor_field: str | None = None
     query: Plan = field(init=False)
 
     def __post_init__(self) -> None:
@@ -84,18 +87,15 @@ class ObjectPlan:
     def order_by(self) -> tuple[str, ...]:
         # Recent changes come oldest first, so that each page can move the
         # checkpoint: everything before the page's last stamp has been read.
-        if self.is_full_read:
+        if self.is_full_read or self.cursor_field is None:
             return ()
-        return (self.schema.canonical(self.cursor_field) or self.cursor_field, "Id")
-
-    @property
-    def cursor_field(self) -> str:
-        return self.mapping.cursor_field
+        return (self.cursor_field, "Id")
 
     @property
     def select(self) -> list[str]:
         names = ["Id", *(name for _, name in self.fields), *self.lookups.values()]
-        names.append(self.schema.canonical(self.cursor_field) or self.cursor_field)
+        if self.cursor_field is not None:
+            names.append(self.cursor_field)
         if self.include_deleted:
             names.append("IsDeleted")
             if self.schema.canonical("MasterRecordId"):
@@ -121,8 +121,7 @@ def object_plan(
     described = schema.describe(mapping.object_name, fresh=fresh)
     if described.canonical("Id") is None:
         raise PlanError(f"{mapping.object_name} has no Id the connected user can read.")
-    if described.canonical(mapping.cursor_field) is None:
-        raise PlanError(f"{mapping.object_name} has no {mapping.cursor_field} field.")
+    cursor_field = cursor_field_choose(mapping=mapping, described=described)
 
     fields: list[tuple[FieldMapping, str]] = []
     skipped: dict[str, str] = {}
@@ -150,7 +149,13 @@ def object_plan(
 
     visible_again = set(mapping.skipped_fields) - set(skipped)
     is_full_read = (
-        is_full_sync or mapping.needs_backfill or cursor is None or bool(visible_again)
+        is_full_sync
+        or mapping.needs_backfill
+        or cursor is None
+        or bool(visible_again)
+        or cursor_field is None
+        # Stamps of another field do not bound this one's.
+        or cursor.field_name != cursor_field
     )
 
     conditions: list[soql.Condition] = []
@@ -165,7 +170,7 @@ def object_plan(
         # A window narrower than "since the checkpoint" is asked for when
         # Salesforce timed out on the wider one.
         since, until = window or (cursor.value - CURSOR_OVERLAP, None)
-        stamp = soql.Field((described.canonical(mapping.cursor_field),))
+        stamp = soql.Field((cursor_field,))
         conditions.append(soql.Comparison(field=stamp, operator=">=", value=since))
         if until is not None:
             conditions.append(soql.Comparison(field=stamp, operator="<", value=until))
@@ -184,4 +189,25 @@ def object_plan(
         where=where,
         is_full_read=is_full_read,
         is_backfill=mapping.needs_backfill or bool(visible_again),
+        cursor_field=cursor_field,
     )
+
+
+# SystemModstamp moves with every change, Salesforce's own included (a
+# renamed picklist value, a recalculated roll-up); LastModifiedDate only
+# with users' and integrations' edits.
+# https://developer.salesforce.com/docs/atlas.en-us.object_reference.meta/object_reference/system_fields.htm
+CURSOR_FIELDS = ("SystemModstamp", "LastModifiedDate", "CreatedDate")
+
+
+def cursor_field_choose(*, mapping: ObjectMapping, described) -> str | None:
+    """Return the stamp to read an object's recent changes by.
+
+    The configured field when the object has it, else the first of
+    CURSOR_FIELDS it has; None for an object with none of them.
+    """
+    for name in (mapping.cursor_field, *CURSOR_FIELDS):
+        found = described.canonical(name) if name else None
+        if found is not None:
+            return found
+    return None

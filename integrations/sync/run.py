@@ -205,16 +205,18 @@ class _Tally:
         self.survivors: dict[str, str] = {}
 
 
-def _checkpoint(*, run: SyncRun, mapping: ObjectMapping, value: datetime) -> None:
-    """Move an object's cursor forward, never back."""
+def _checkpoint(*, run: SyncRun, plan: ObjectPlan, value: datetime) -> None:
+    """Move an object's cursor forward, never back; a cursor of another
+    field is replaced."""
+    field_name = plan.cursor_field
     cursor, created = SyncCursor.objects.get_or_create(
         connection=run.connection,
-        object_name=mapping.object_name,
-        defaults={"field_name": mapping.cursor_field, "value": value},
+        object_name=plan.mapping.object_name,
+        defaults={"field_name": field_name, "value": value},
     )
-    if not created and value > cursor.value:
+    if not created and (value > cursor.value or cursor.field_name != field_name):
         SyncCursor.objects.filter(pk=cursor.pk).update(
-            value=value, field_name=mapping.cursor_field
+            value=value, field_name=field_name
         )
 
 
@@ -230,7 +232,7 @@ def _read_object(
 ) -> None:
     connection = run.connection
     object_name = plan.schema.name
-    cursor_field = plan.schema.canonical(plan.cursor_field)
+    cursor_field = plan.cursor_field
     # Pages of one ordered statement move the checkpoint as they are stored:
     # every record stamped before a page's last stamp has then been read,
     # and the next read starts at that stamp (>=), so records sharing it are
@@ -300,7 +302,7 @@ def _read_object(
         tally.written += result.created + result.updated
         _note_all(run, plan=plan, problems=problems + result.problems)
         if checkpoints and page_newest is not None:
-            _checkpoint(run=run, mapping=plan.mapping, value=page_newest)
+            _checkpoint(run=run, plan=plan, value=page_newest)
         claim.renew()
         if on_page:
             on_page(object_name, len(records))
@@ -447,18 +449,21 @@ def _sync_object(
     # (`query` leaves the recycle bin out), and takes a merge's loser for a
     # plain deletion. An existing cursor stays where it is, so the next
     # recent-changes read still finds those and hands over the history.
-    if tally.newest is not None and cursor is None:
-        # A first read made of several statements (parts of a long `IN`, or
-        # field groups) reads each at its own time: a record merged or
-        # deleted after an earlier one read it can be stamped before what a
-        # later one found. The next read starts no later than this run did.
+    if tally.newest is not None and (
+        cursor is None or cursor.field_name != plan.cursor_field
+    ):
+        # A first read by this stamp. One made of several statements (parts
+        # of a long `IN`, or field groups) reads each at its own time: a
+        # record merged or deleted after an earlier one read it can be
+        # stamped before what a later one found. The next read starts no
+        # later than this run did.
         _checkpoint(
             run=run,
-            mapping=mapping,
+            plan=plan,
             value=min(tally.newest, run.started_at - CURSOR_OVERLAP),
         )
     elif tally.newest is not None and not plan.is_full_read:
-        _checkpoint(run=run, mapping=mapping, value=tally.newest)
+        _checkpoint(run=run, plan=plan, value=tally.newest)
     ObjectMapping.objects.filter(pk=mapping.pk).update(
         skipped_fields=plan.skipped,
         needs_backfill=mapping.needs_backfill and not plan.is_full_read,

@@ -1,8 +1,10 @@
 """Recent changes, deletions, merges, drift and resuming: no change is lost."""
 
+import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from django.urls import reverse
 
 from integrations.configuration import object_mapping_mark_changed
 from integrations.models import (
@@ -15,10 +17,12 @@ from integrations.models import (
 from integrations.offline_org import offline_org_connect
 from integrations.salesforce.emulator import OfflineOrg
 from integrations.salesforce.emulator.testing import mocked
+from integrations.salesforce.schema import ObjectSchema
 from integrations.sync import load
 from integrations.sync.defaults import mapping_create_defaults
+from integrations.sync.plan import cursor_field_choose
 from integrations.sync.run import connection_sync
-from people.models import CrmRecord, Person
+from people.models import CrmAccount, CrmRecord, Person
 from people.rows import rows_insert
 from tests.conftest import OFFLINE_HOST
 
@@ -424,3 +428,82 @@ def test_a_merge_between_the_parts_of_a_first_read_is_still_handed_over(
     assert loser_row.deleted_at is not None
     assert loser_row.merged_into == Person.objects.get(salesforce_id=survivor)
     assert Person.objects.get(salesforce_id=later).title == "Edited later"
+
+
+def test_a_change_salesforce_made_itself_is_read_by_its_system_stamp(clocked):
+    org, clock, connection, mock = clocked
+    connection_sync(connection=connection)
+    account = next(a for a in org.store.records("Account") if a.get("Industry"))
+    clock.now += timedelta(hours=1)
+    # A renamed picklist value: the row changes, LastModifiedDate stays.
+    _, live = org.store.lookup(account["Id"])
+    live["Industry"] = "Technology"
+    org.store.touch(account["Id"])
+    before = len(mock.calls)
+
+    run = _recent(connection)
+
+    # The reads went inside a Composite request.
+    sent = " ".join(
+        f"{c.request.url} {c.request.body or ''}" for c in mock.calls[before:]
+    )
+    assert "FROM+Account+WHERE+SystemModstamp+%3E%3D" in sent
+    assert "LastModifiedDate+%3E%3D" not in sent
+    assert run.records_updated == 1
+    stored = CrmAccount.objects.get(salesforce_id=account["Id"])
+    assert stored.industry == "Technology"
+
+
+@pytest.mark.parametrize(
+    ("configured", "present", "chosen"),
+    [
+        ("SystemModstamp", {"SystemModstamp", "LastModifiedDate"}, "SystemModstamp"),
+        (
+            "LastModifiedDate",
+            {"SystemModstamp", "LastModifiedDate"},
+            "LastModifiedDate",
+        ),
+        ("LastModifiedDate", {"SystemModstamp"}, "SystemModstamp"),
+        ("SystemModstamp", {"LastModifiedDate", "CreatedDate"}, "LastModifiedDate"),
+        ("SystemModstamp", {"CreatedDate"}, "CreatedDate"),
+        ("SystemModstamp", set(), None),
+    ],
+)
+def test_the_stamp_is_the_configured_one_or_the_next_the_object_has(
+    configured, present, chosen
+):
+    described = ObjectSchema(
+        name="Thing__c",
+        fields={
+            name.lower(): {"name": name, "type": "datetime"}
+            for name in {"Id", *present}
+        },
+    )
+    mapping = ObjectMapping(object_name="Thing__c", cursor_field=configured)
+
+    assert cursor_field_choose(mapping=mapping, described=described) == chosen
+
+
+def test_the_connection_page_shows_the_stamp_each_object_is_read_by(
+    clocked, client, member
+):
+    org, clock, connection, _ = clocked
+    connection_sync(connection=connection)
+    ObjectMapping.objects.filter(connection=connection, object_name="Lead").update(
+        cursor_field="LastModifiedDate"
+    )
+    client.force_login(member.user)
+
+    page = client.get(
+        reverse("integrations:connection-detail", args=[connection.pk])
+    ).content.decode()
+
+    rows = re.findall(r"<tr><td>(\w+)</td><td>[^<]*</td><td>(\w+)</td></tr>", page)
+    # In use since the first sync, until the next read by the new one.
+    assert dict(rows) == {
+        "Account": "SystemModstamp",
+        "Contact": "SystemModstamp",
+        "Lead": "SystemModstamp",
+        "Opportunity": "SystemModstamp",
+        "User": "SystemModstamp",
+    }
