@@ -245,7 +245,7 @@ def identity_fetch(*, identity_url: str, access_token: str) -> Identity:
         | retry_if_result(lambda response: response.status_code in _OUTAGE_STATUSES),
         stop=stop_after_attempt(settings.SALESFORCE_TRANSIENT_ATTEMPTS),
         wait=wait_exponential_jitter(
-            initial=settings.SALESFORCE_HTTP_BACKOFF_SECONDS,
+            multiplier=settings.SALESFORCE_HTTP_BACKOFF_SECONDS,
             max=10,
             jitter=settings.SALESFORCE_HTTP_BACKOFF_SECONDS,
         ),
