@@ -4,7 +4,7 @@ from celery import shared_task
 from django.utils import timezone
 
 from integrations.models import SalesforceConnection, SyncRun
-from integrations.sync.run import SyncAlreadyRunning, connection_sync
+from integrations.sync.run import NOT_RUN, SyncAlreadyRunning, connection_sync
 from integrations.sync.schedule import sync_enqueue_due
 
 logger = logging.getLogger(__name__)
@@ -76,7 +76,7 @@ def sync_connection(
                 started_at=now,
                 finished_at=now,
                 error_message=(
-                    "Not run: another sync of this connection was still going "
+                    f"{NOT_RUN} another sync of this connection was still going "
                     f"after {RUN_TIME_LIMIT_SECONDS // 3600} hours of waiting "
                     "for it. Ask for the sync again."
                 ),

@@ -13,6 +13,13 @@ from urllib.parse import urlencode, urlsplit
 
 import requests
 from django.conf import settings
+from tenacity import (
+    Retrying,
+    retry_if_exception_type,
+    retry_if_result,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
 
 from integrations.salesforce.http import salesforce_session
 
@@ -222,10 +229,33 @@ def token_revoke(*, login_host: str, token: str) -> None:
     salesforce_session().post(url, data={"token": token})
 
 
+# Statuses of an outage at Salesforce's edge, which pass.
+_OUTAGE_STATUSES = frozenset({500, 502, 503, 504})
+
+
 def identity_fetch(*, identity_url: str, access_token: str) -> Identity:
+    """Return who the connecting user is.
+
+    A plain read outside the client, so an outage is tried again here, as
+    the client tries its reads: the authorization code is spent by now, and
+    a failure sends the customer through Salesforce's consent page again.
+    """
+    retrying = Retrying(
+        retry=retry_if_exception_type(requests.RequestException)
+        | retry_if_result(lambda response: response.status_code in _OUTAGE_STATUSES),
+        stop=stop_after_attempt(settings.SALESFORCE_TRANSIENT_ATTEMPTS),
+        wait=wait_exponential_jitter(
+            multiplier=settings.SALESFORCE_HTTP_BACKOFF_SECONDS,
+            max=10,
+            jitter=settings.SALESFORCE_HTTP_BACKOFF_SECONDS,
+        ),
+        retry_error_callback=lambda state: state.outcome.result(),
+    )
     try:
-        response = salesforce_session().get(
-            identity_url, headers={"Authorization": f"Bearer {access_token}"}
+        response = retrying(
+            salesforce_session().get,
+            identity_url,
+            headers={"Authorization": f"Bearer {access_token}"},
         )
         body = response.json() if response.status_code == 200 else None
     except (requests.RequestException, ValueError) as exc:

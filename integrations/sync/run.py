@@ -56,6 +56,8 @@ class SyncAlreadyRunning(Exception):
 
 
 INTERRUPTED = "Interrupted:"
+# A run recorded only to say why it was never run (see the sync task).
+NOT_RUN = "Not run:"
 
 
 class BudgetReached(Exception):
@@ -584,6 +586,8 @@ def _done_by_unfinished_full(run: SyncRun) -> list[str]:
             started_at__lt=run.started_at,
         )
         .exclude(status=SyncRun.Status.RUNNING)
+        # It read nothing, and stopped nothing: the chain goes on past it.
+        .exclude(error_message__startswith=NOT_RUN)
         .order_by("-started_at")
         .first()
     )

@@ -63,3 +63,26 @@ def test_an_outage_that_passes_is_read_through(served):
 
     assert sum(len(page) for page in pages) == org.store.count("Contact")
     assert _queries(log)[:3] == [503, 503, 200]
+
+
+def test_a_passing_outage_of_the_identity_url_does_not_fail_a_connect(
+    tmp_path, settings, member
+):
+    org = OfflineOrg()
+    log = io.StringIO()
+    server = make_server(org, cert_dir=tmp_path, port=0, request_log=log)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    host = f"127.0.0.1:{server.server_port}"
+    settings.SALESFORCE_EXTRA_LOGIN_HOSTS = [host]
+    settings.SALESFORCE_CA_BUNDLE = str(tmp_path / "ca.pem")
+    org.faults.outage(status=503, times=1, path_contains="/id/")
+    try:
+        connection = offline_org_connect(
+            workspace=member.workspace, user=member.user, login_host=host
+        )
+    finally:
+        server.shutdown()
+        thread.join()
+
+    assert connection.username

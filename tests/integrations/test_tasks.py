@@ -7,7 +7,7 @@ from celery.contrib.testing.app import TestApp, setup_default_app
 from django.utils import timezone
 
 from integrations.models import SalesforceConnection, SyncRun
-from integrations.sync.run import sync_claim, sync_release
+from integrations.sync.run import connection_sync, sync_claim, sync_release
 from integrations.sync.schedule import sync_enqueue
 from integrations.tasks import (
     MANUAL_WAIT_SECONDS,
@@ -170,3 +170,32 @@ def test_a_manual_sync_that_waited_its_last_try_says_so_on_the_runs(
     assert "still going after 6 hours" in told.error_message
     connection.refresh_from_db()
     assert connection.next_full_sync_at == before_next
+
+
+def test_a_manual_sync_not_run_leaves_the_stopped_full_sync_to_go_on(
+    worker_app, org, org_http, connection
+):
+    # A day's allocation of 60 calls: a run may spend 6, and stops partial.
+    org.usage.maximum = 60
+    stopped = connection_sync(connection=connection)
+    assert stopped.status == SyncRun.Status.PARTIAL and stopped.objects_done
+    # A person asks for a sync while another is going, and gives up waiting.
+    claimed_at = sync_claim(connection=connection)
+    sync_connection.apply_async(
+        (connection.pk,),
+        {"kind": "full", "trigger": SyncRun.Trigger.MANUAL},
+        retries=MANUAL_WAIT_TRIES,
+    )
+    (delivered,) = _queued(worker_app)
+    _work(worker_app, delivered)
+    sync_release(connection=connection, claimed_at=claimed_at)
+    org.usage.maximum = 15_000
+
+    resumed = connection_sync(connection=connection)
+
+    assert resumed.status == SyncRun.Status.SUCCESS
+    done_before = len(stopped.objects_done)
+    assert resumed.objects_done[:done_before] == stopped.objects_done
+    assert resumed.records_fetched < sum(
+        org.store.count(name) for name in resumed.objects_done
+    )
