@@ -233,12 +233,12 @@ def token_revoke(*, login_host: str, token: str) -> None:
 _OUTAGE_STATUSES = frozenset({500, 502, 503, 504})
 
 
-def identity_fetch(*, identity_url: str, access_token: str) -> Identity:
-    """Return who the connecting user is.
+def _read_through_outages(url: str, **kwargs) -> requests.Response:
+    """GET a plain resource outside the client, tried again through an
+    outage as the client tries its reads.
 
-    A plain read outside the client, so an outage is tried again here, as
-    the client tries its reads: the authorization code is spent by now, and
-    a failure sends the customer through Salesforce's consent page again.
+    During a connect the authorization code is spent by now: a failure
+    sends the customer through Salesforce's consent page again.
     """
     retrying = Retrying(
         retry=retry_if_exception_type(requests.RequestException)
@@ -251,11 +251,14 @@ def identity_fetch(*, identity_url: str, access_token: str) -> Identity:
         ),
         retry_error_callback=lambda state: state.outcome.result(),
     )
+    return retrying(salesforce_session().get, url, **kwargs)
+
+
+def identity_fetch(*, identity_url: str, access_token: str) -> Identity:
+    """Return who the connecting user is."""
     try:
-        response = retrying(
-            salesforce_session().get,
-            identity_url,
-            headers={"Authorization": f"Bearer {access_token}"},
+        response = _read_through_outages(
+            identity_url, headers={"Authorization": f"Bearer {access_token}"}
         )
         body = response.json() if response.status_code == 200 else None
     except (requests.RequestException, ValueError) as exc:
@@ -275,9 +278,7 @@ def api_versions_fetch(*, instance_url: str) -> list[str]:
     """
     unreadable = "the org's API versions could not be read"
     try:
-        response = salesforce_session().get(
-            f"{instance_url.rstrip('/')}/services/data/"
-        )
+        response = _read_through_outages(f"{instance_url.rstrip('/')}/services/data/")
         body = response.json() if response.status_code == 200 else None
     except (requests.RequestException, ValueError) as exc:
         raise OAuthError("versions", unreadable) from exc

@@ -65,8 +65,10 @@ def test_an_outage_that_passes_is_read_through(served):
     assert _queries(log)[:3] == [503, 503, 200]
 
 
-def test_a_passing_outage_of_the_identity_url_does_not_fail_a_connect(
-    tmp_path, settings, member
+# The identity URL, and the versions list (the first /services/data/ asked).
+@pytest.mark.parametrize("path", ["/id/", "/services/data/"])
+def test_a_passing_outage_of_a_plain_read_does_not_fail_a_connect(
+    tmp_path, settings, member, path
 ):
     org = OfflineOrg()
     log = io.StringIO()
@@ -76,7 +78,7 @@ def test_a_passing_outage_of_the_identity_url_does_not_fail_a_connect(
     host = f"127.0.0.1:{server.server_port}"
     settings.SALESFORCE_EXTRA_LOGIN_HOSTS = [host]
     settings.SALESFORCE_CA_BUNDLE = str(tmp_path / "ca.pem")
-    org.faults.outage(status=503, times=1, path_contains="/id/")
+    org.faults.outage(status=503, times=1, path_contains=path)
     try:
         connection = offline_org_connect(
             workspace=member.workspace, user=member.user, login_host=host
