@@ -187,3 +187,19 @@ def rows_update(
         connection.cursor() as cursor,
     ):
         cursor.executemany(sql, params)
+
+
+def commit_without_waiting(using: str) -> None:
+    """Let PostgreSQL commit the current transaction without waiting for the
+    disk; call inside `transaction.atomic`.
+
+    For writes a sync makes again when they are lost: a crash of the
+    database can then lose the last such transactions, never only some of
+    them, as its log is written in order. A transaction committed the usual
+    way afterwards (a sync's checkpoint) waits for all before it.
+    https://www.postgresql.org/docs/current/wal-async-commit.html
+    """
+    connection = connections[using]
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL synchronous_commit TO OFF")

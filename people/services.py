@@ -14,7 +14,7 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.core.validators import EmailValidator
-from django.db import DatabaseError, connections, models, router, transaction
+from django.db import DatabaseError, models, router, transaction
 from django.db.models import Exists, OuterRef, Q, Subquery
 from django.db.models.functions import Substr
 from django.utils import timezone
@@ -22,7 +22,7 @@ from django.utils import timezone
 from integrations.models import SalesforceConnection
 from people.domains import InvalidWebsite, domain_from_website
 from people.models import CrmAccount, CrmRecord, Organisation, Owner, Person
-from people.rows import rows_insert, rows_update
+from people.rows import commit_without_waiting, rows_insert, rows_update
 
 logger = logging.getLogger(__name__)
 
@@ -186,7 +186,8 @@ def _write(
     """
     try:
         with transaction.atomic():
-            _commit_without_waiting(model)
+            # Read again if lost in a crash of the database: see the helper.
+            commit_without_waiting(router.db_for_write(model))
             rows_insert(model, to_create)
             rows_update(model, to_update, update_fields)
     except DatabaseError:
@@ -207,22 +208,6 @@ def _write(
             except DatabaseError as exc:
                 _not_stored(obj.salesforce_id, exc, result=result)
                 result.updated -= 1
-
-
-def _commit_without_waiting(model: type[models.Model]) -> None:
-    """Let PostgreSQL commit this transaction without waiting for the disk.
-
-    A crash of the database can then lose the last batches written, never
-    only some of them: its log is written in order, and the sync's
-    checkpoints are committed the usual way, so a lost batch lies after the
-    last checkpoint kept and is read again. The batches are not kept
-    waiting on a disk flush each.
-    https://www.postgresql.org/docs/current/wal-async-commit.html
-    """
-    database = connections[router.db_for_write(model)]
-    if database.vendor == "postgresql":
-        with database.cursor() as cursor:
-            cursor.execute("SET LOCAL synchronous_commit TO OFF")
 
 
 def _not_stored(salesforce_id: str, exc: DatabaseError, *, result: BatchResult) -> None:

@@ -4,7 +4,7 @@ import re
 from datetime import datetime
 from typing import Any
 
-from django.db import connections, router
+from django.db import connections, router, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
@@ -15,7 +15,7 @@ from integrations.sync.plan import ObjectPlan
 from integrations.transforms import TransformError, transform_apply
 from people import services as people_services
 from people.models import CrmAccount, CrmRecord, Owner, Person
-from people.rows import rows_insert
+from people.rows import commit_without_waiting, rows_insert
 from people.services import BatchResult, Problem
 
 # https://help.salesforce.com/s/articleView?id=000385008&type=1
@@ -152,15 +152,18 @@ def rows_seen(*, plan: ObjectPlan, run: SyncRun, salesforce_ids: list[str]) -> N
     Rows the page created or changed need no keeping: they have been synced
     since the run began.
     """
-    if not _reconciles(plan):
+    if not _reconciles(plan) or not salesforce_ids:
         return
-    rows_insert(
-        SeenRecord,
-        [
-            {"run_id": run.pk, "object_name": plan.schema.name, "salesforce_id": i}
-            for i in salesforce_ids
-        ],
-    )
+    # Kept for this run only: a crash of the database ends the run anyway.
+    with transaction.atomic():
+        commit_without_waiting(router.db_for_write(SeenRecord))
+        rows_insert(
+            SeenRecord,
+            [
+                {"run_id": run.pk, "object_name": plan.schema.name, "salesforce_id": i}
+                for i in salesforce_ids
+            ],
+        )
 
 
 def rows_mark_missing(*, plan: ObjectPlan, run: SyncRun) -> int:

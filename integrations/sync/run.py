@@ -5,6 +5,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.db import router, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -42,6 +43,7 @@ from integrations.sync.load import (
 )
 from integrations.sync.plan import CURSOR_OVERLAP, ObjectPlan, PlanError, object_plan
 from integrations.sync.read import read_records
+from people.rows import commit_without_waiting
 from people.services import Problem, clean_text
 
 logger = logging.getLogger(__name__)
@@ -174,9 +176,13 @@ class _Claim:
 
     def renew(self) -> None:
         now = timezone.now()
-        renewed = SalesforceConnection.objects.filter(
-            pk=self.connection.pk, sync_claimed_at=self.claimed_at
-        ).update(sync_claimed_at=now)
+        # A renewal lost in a crash of the database loses nothing: the run
+        # dies with it, and its claim times out.
+        with transaction.atomic():
+            commit_without_waiting(router.db_for_write(SalesforceConnection))
+            renewed = SalesforceConnection.objects.filter(
+                pk=self.connection.pk, sync_claimed_at=self.claimed_at
+            ).update(sync_claimed_at=now)
         if not renewed:
             raise SyncAlreadyRunning("Another run took this connection over.")
         self.claimed_at = now
