@@ -187,6 +187,8 @@ def bulk_pages(
             # /limits can lag behind, and other integrations start jobs too.
             client.bulk_refused = str(exc)
             note(f"{CAP_NOTE} ({exc}).")
+        else:
+            note(f"Bulk refused the query ({exc}); the object was read through REST.")
         return None
 
     state = _await(client=client, job_id=job_id, before_poll=before_poll)

@@ -410,3 +410,23 @@ def test_waiting_for_a_job_stops_at_the_runs_budget_and_aborts_it(member):
     assert run.api_calls <= 30 + 1
     (job,) = org.bulk.all()
     assert job.state == "Aborted"
+
+
+def test_a_job_refused_for_compound_data_reads_through_rest_and_says_so(
+    org, org_http, connection
+):
+    org.faults.fail_next(
+        status=400,
+        error_code="API_ERROR",
+        message="Selecting compound data not supported in Bulk Query",
+        path_contains="/jobs/query",
+        method="POST",
+    )
+
+    run = connection_sync(connection=connection)
+
+    assert run.status == SyncRun.Status.SUCCESS
+    assert Person.objects.count() == CONTACTS
+    notes = [p["problem"] for p in run.problems if p["object"] == "Contact"]
+    assert any("Bulk refused the query" in text for text in notes)
+    assert any("compound data" in text for text in notes)
