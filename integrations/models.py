@@ -177,6 +177,9 @@ class SyncRun(models.Model):
     # Objects read to the end; a full sync that stopped partway goes on with
     # the others next time.
     objects_done = models.JSONField(default=list, blank=True)
+    # After a full sync, per object: {"salesforce": records made before the
+    # run began, "stored": live rows Trig holds}.
+    record_counts = models.JSONField(default=dict, blank=True)
     error_message = models.TextField(blank=True)
 
     class Meta:

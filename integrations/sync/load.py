@@ -6,6 +6,7 @@ from typing import Any
 
 from django.db import connections, router, transaction
 from django.db.models import QuerySet
+from django.db.models.functions import Substr
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -213,13 +214,36 @@ def _reconciles(plan: ObjectPlan) -> bool:
 def _shares_model(plan: ObjectPlan) -> bool:
     """Tell whether another object of the connection is stored as this one's
     model, with nothing to tell their rows apart."""
-    target = plan.mapping.target
+    return _mapping_shares_model(plan.mapping)
+
+
+def _mapping_shares_model(mapping: ObjectMapping) -> bool:
+    target = mapping.target
     if target == ObjectMapping.Target.RECORD:
         return False
     others = ObjectMapping.objects.filter(
-        connection_id=plan.mapping.connection_id, target=target
+        connection_id=mapping.connection_id, target=target
     )
-    return others.exclude(pk=plan.mapping.pk).exists()
+    return others.exclude(pk=mapping.pk).exists()
+
+
+def rows_stored_count(*, mapping: ObjectMapping, key_prefix: str) -> int | None:
+    """Count the live rows Trig holds of a mapped object; None when they
+    cannot be told from another object's rows stored as the same model."""
+    target = mapping.target
+    rows = _MODELS[target].objects.filter(
+        connection_id=mapping.connection_id, deleted_at__isnull=True
+    )
+    if target == ObjectMapping.Target.RECORD:
+        return rows.filter(object_name=mapping.object_name).count()
+    if key_prefix:
+        # Compared exactly: prefixes are case-sensitive.
+        return (
+            rows.alias(key_prefix=Substr("salesforce_id", 1, 3))
+            .filter(key_prefix=key_prefix)
+            .count()
+        )
+    return None if _mapping_shares_model(mapping) else rows.count()
 
 
 def _statistics_refresh(*models: type) -> None:

@@ -30,6 +30,7 @@ from integrations.salesforce.client import (
 from integrations.salesforce.schema import RunSchema
 from integrations.salesforce.soql_build import QueryTooLong
 from integrations.services import connection_client
+from integrations.sync.counts import counts_compare
 from integrations.sync.defaults import mapping_create_defaults
 from integrations.sync.first_reads import FirstReads
 from integrations.sync.load import (
@@ -560,6 +561,21 @@ def connection_sync(
                     run.pk,
                     mapping.object_name,
                 )
+        if kind == SyncRun.Kind.FULL:
+            _budget_check(client=client)
+            had_errors |= counts_compare(
+                run=run,
+                client=client,
+                schema=schema,
+                mappings=list(
+                    connection.object_mappings.filter(is_enabled=True).order_by(
+                        "object_name"
+                    )
+                ),
+                note=lambda object_name, text: _note(
+                    run, object_name=object_name, record_id="", field="", problem=text
+                ),
+            )
         _conclude(run=run, attempted=len(mappings), had_errors=had_errors)
     except (ReconnectRequired, OrgSettingRefused, ApiVersionRetired) as exc:
         run.status = SyncRun.Status.FAILED

@@ -507,3 +507,45 @@ def test_the_connection_page_shows_the_stamp_each_object_is_read_by(
         "Opportunity": "SystemModstamp",
         "User": "SystemModstamp",
     }
+
+
+def test_a_full_sync_ends_by_counting_each_object_in_salesforce_and_in_trig(
+    clocked,
+):
+    org, clock, connection, _ = clocked
+
+    run = connection_sync(connection=connection)
+
+    assert run.status == SyncRun.Status.SUCCESS
+    assert run.record_counts["Contact"] == {
+        "salesforce": org.store.count("Contact"),
+        "stored": org.store.count("Contact"),
+    }
+    assert set(run.record_counts) == {
+        "User",
+        "Account",
+        "Contact",
+        "Opportunity",
+        "Lead",
+    }
+
+
+def test_a_full_sync_that_ends_short_of_salesforce_says_by_how_many(clocked):
+    org, clock, connection, _ = clocked
+    lost = []
+
+    def lose_a_person(object_name, count):
+        # A row gone after its object was read: nothing else would tell.
+        if object_name == "Lead" and not lost:
+            person = Person.objects.order_by("pk").first()
+            lost.append(person.salesforce_id)
+            person.delete()
+
+    run = connection_sync(connection=connection, on_page=lose_a_person)
+
+    assert run.status == SyncRun.Status.COMPLETED_WITH_ERRORS
+    total = org.store.count("Contact")
+    assert run.record_counts["Contact"] == {"salesforce": total, "stored": total - 1}
+    (gap,) = [p for p in run.problems if p["object"] == "Contact"]
+    assert "1 missing" in gap["problem"]
+    assert f"Salesforce holds {total:,} Contact records" in gap["problem"]
