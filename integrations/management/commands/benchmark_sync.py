@@ -222,9 +222,9 @@ def _drop_postgres(database_url: str) -> None:
 class _CallCounter:
     """Count the org's API calls by kind: composite, describe, REST query, Bulk.
 
-    A composite request is one call whatever it holds; the objects queried
-    inside one are noted in `queried_inside`, the objects Bulk jobs read in
-    `bulk_objects`.
+    A composite request is one call whatever it holds; the objects whose
+    records were queried inside one are noted in `queried_inside`, the
+    objects Bulk jobs read in `bulk_objects`.
     """
 
     def __init__(self, app: Any) -> None:
@@ -238,7 +238,9 @@ class _CallCounter:
         if path.rstrip("/").endswith("/composite"):
             self.kinds["composite"] += 1
             for soql in _subrequest_queries(_body(environ)):
-                self.queried_inside.update(_objects(soql))
+                # The counts a full sync ends with read no records.
+                if not soql.upper().startswith("SELECT COUNT()"):
+                    self.queried_inside.update(_objects(soql))
         # /limits is read before each Bulk job, for the allocations left.
         elif "/jobs/query" in path or path.rstrip("/").endswith("/limits"):
             self.kinds["bulk"] += 1
