@@ -664,6 +664,27 @@ def merge_apply(
     return moved
 
 
+def live_rows(
+    *,
+    model: type[models.Model],
+    connection_id: int,
+    object_name: str | None = None,
+    key_prefix: str = "",
+) -> models.QuerySet:
+    """Return a connection's rows not marked deleted, of one object where
+    the model keeps its name (`object_name`) or by its Ids' `key_prefix`."""
+    rows = model.objects.filter(connection_id=connection_id, deleted_at__isnull=True)
+    if object_name is not None:
+        rows = rows.filter(object_name=object_name)
+    if key_prefix:
+        # Compared exactly: prefixes are case-sensitive, and SQLite's LIKE
+        # (startswith) is not.
+        rows = rows.alias(key_prefix=Substr("salesforce_id", 1, 3)).filter(
+            key_prefix=key_prefix
+        )
+    return rows
+
+
 def mark_missing_deleted(
     *,
     connection: SalesforceConnection,
@@ -684,17 +705,12 @@ def mark_missing_deleted(
     of the org: NOT EXISTS, which both databases run as an anti-join.
     https://help.salesforce.com/s/articleView?id=000385008&type=1
     """
-    rows = model.objects.filter(connection=connection, deleted_at__isnull=True).filter(
-        Q(synced_at__lt=written_since) | Q(synced_at__isnull=True)
-    )
-    if object_name is not None:
-        rows = rows.filter(object_name=object_name)
-    if key_prefix:
-        # Compared exactly: prefixes are case-sensitive, and SQLite's LIKE
-        # (startswith) is not.
-        rows = rows.alias(key_prefix=Substr("salesforce_id", 1, 3)).filter(
-            key_prefix=key_prefix
-        )
+    rows = live_rows(
+        model=model,
+        connection_id=connection.pk,
+        object_name=object_name,
+        key_prefix=key_prefix,
+    ).filter(Q(synced_at__lt=written_since) | Q(synced_at__isnull=True))
     found = seen.filter(salesforce_id=OuterRef("salesforce_id"))
     missing = rows.filter(~Exists(found))
     # Asked first, so that a read that found everything writes nothing.

@@ -29,7 +29,12 @@ class Migration(migrations.Migration):
                     ("SystemModstamp", "SystemModstamp (user and system changes)"),
                 ],
                 default="SystemModstamp",
-                help_text="The stamp recent changes are read by. An object without it is read by the first of SystemModstamp, LastModifiedDate and CreatedDate it has, and one with none of them in full every time.",
+                help_text=(
+                    "The stamp recent changes are read by. An object without it "
+                    "is read by the first of SystemModstamp, LastModifiedDate and "
+                    "CreatedDate it has, and one with none of them in full every "
+                    "time."
+                ),
                 max_length=30,
             ),
         ),

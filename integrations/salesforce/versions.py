@@ -21,8 +21,8 @@ def api_version_problem(version: str) -> str:
     try:
         number = Decimal(version)
     except InvalidOperation:
-        return f'"{version}" is not an API version such as "62.0".'
-    if not number.is_finite() or number != number.to_integral_value():
+        number = None
+    if number is None or not number.is_finite() or number % 1:
         return f'"{version}" is not an API version such as "62.0".'
     if number < OLDEST_SUPPORTED_VERSION:
         return (

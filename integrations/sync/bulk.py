@@ -407,14 +407,10 @@ def _value(field_type: str, text: str) -> Any:
     # then leaves that value empty and reports it, as for a REST value.
     if field_type == "boolean":
         return {"true": True, "false": False}.get(text, text)
-    if field_type == "int":
+    number = {"int": int, "double": float, "currency": float, "percent": float}
+    if field_type in number:
         try:
-            return int(text)
-        except ValueError:
-            return text
-    if field_type in ("double", "currency", "percent"):
-        try:
-            return float(text)
+            return number[field_type](text)
         except ValueError:
             return text
     if field_type == "datetime" and text.endswith("Z"):

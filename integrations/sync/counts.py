@@ -27,8 +27,8 @@ def counts_compare(
     mappings: list[ObjectMapping],
     note: Note,
 ) -> bool:
-    """Count each object read to the end, in Salesforce and in Trig; keep
-    both on the run and return whether Salesforce holds more than Trig.
+    """Count each object this run read to the end, in Salesforce and in
+    Trig; keep both on the run and return whether Salesforce holds more.
 
     Salesforce counts only records made before the run began, so one made
     while it ran is no gap. A filtered object is left out: its filter is
@@ -40,8 +40,7 @@ def counts_compare(
         if mapping.object_name not in run.objects_done or mapping.filter.strip():
             continue
         stored = rows_stored_count(
-            mapping=mapping,
-            key_prefix=schema.describe(mapping.object_name).key_prefix,
+            mapping=mapping, described=schema.describe(mapping.object_name)
         )
         if stored is not None:
             counted.append((mapping, stored))

@@ -6,13 +6,12 @@ from typing import Any
 
 from django.db import connections, router, transaction
 from django.db.models import QuerySet
-from django.db.models.functions import Substr
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from integrations.models import ObjectMapping, SalesforceConnection, SeenRecord, SyncRun
-from integrations.salesforce.schema import typed_value
-from integrations.sync.plan import ObjectPlan
+from integrations.salesforce.schema import ObjectSchema, typed_value
+from integrations.sync.plan import ObjectPlan, mapping_shares_model
 from integrations.transforms import TransformError, transform_apply
 from people import services as people_services
 from people.models import CrmAccount, CrmRecord, Owner, Person
@@ -148,12 +147,13 @@ def rows_merge(
 
 
 def rows_seen(*, plan: ObjectPlan, run: SyncRun, salesforce_ids: list[str]) -> None:
-    """Keep Ids of stored rows a page of a full read found, for `rows_mark_missing`.
+    """Keep Ids of stored rows a page of a full read found, for `rows_mark_missing`;
+    only for an object whose plan `is_reconciled`.
 
     Rows the page created or changed need no keeping: they have been synced
     since the run began.
     """
-    if not _reconciles(plan) or not salesforce_ids:
+    if not salesforce_ids:
         return
     # Kept for this run only: a crash of the database ends the run anyway.
     with transaction.atomic():
@@ -168,12 +168,11 @@ def rows_seen(*, plan: ObjectPlan, run: SyncRun, salesforce_ids: list[str]) -> N
 
 
 def rows_mark_missing(*, plan: ObjectPlan, run: SyncRun) -> int:
-    """After a full read, mark what the org no longer returns as deleted.
+    """After a full read, mark what the org no longer returns as deleted;
+    only for an object whose plan `is_reconciled`.
 
     The Ids the read kept are let go of either way.
     """
-    if not _reconciles(plan):
-        return 0
     target = plan.mapping.target
     seen = SeenRecord.objects.filter(run=run, object_name=plan.schema.name)
     _statistics_refresh(SeenRecord, _MODELS[target])
@@ -183,67 +182,31 @@ def rows_mark_missing(*, plan: ObjectPlan, run: SyncRun) -> int:
             model=_MODELS[target],
             seen=seen,
             written_since=run.started_at,
-            object_name=(
-                plan.schema.name if target == ObjectMapping.Target.RECORD else None
-            ),
+            object_name=_object_name_kept(plan.mapping, plan.schema),
             key_prefix=plan.schema.key_prefix,
         )
     finally:
         seen_release(seen)
 
 
-def _reconciles(plan: ObjectPlan) -> bool:
-    """Tell whether what a full read did not return may be marked deleted."""
-    # Users are deactivated, never deleted; an owner stays an owner.
-    if plan.mapping.target == ObjectMapping.Target.OWNER:
-        return False
-    # Rows of another object stored as the same model would look missing.
-    # Only records keep their object's name; for the others, the Ids' prefix
-    # tells them apart, and without it the read marks nothing.
-    if not plan.schema.key_prefix and _shares_model(plan):
-        return False
-    # A filter leaves out records the org still has, and a stored row can
-    # have left it since it was imported: missing from such a read says
-    # nothing of a deletion. Deletions still come with the recent changes.
-    # TODO: mark missing rows of a filtered object once the filter can be
-    # applied to stored rows too, or their Ids read back through queryAll;
-    # until then a record purged from the recycle bin stays unmarked.
-    return not plan.mapping.filter.strip()
+def _object_name_kept(mapping: ObjectMapping, described: ObjectSchema) -> str | None:
+    """The object's name in describe's casing, where its model keeps one."""
+    if mapping.target == ObjectMapping.Target.RECORD:
+        return described.name
+    return None
 
 
-def _shares_model(plan: ObjectPlan) -> bool:
-    """Tell whether another object of the connection is stored as this one's
-    model, with nothing to tell their rows apart."""
-    return _mapping_shares_model(plan.mapping)
-
-
-def _mapping_shares_model(mapping: ObjectMapping) -> bool:
-    target = mapping.target
-    if target == ObjectMapping.Target.RECORD:
-        return False
-    others = ObjectMapping.objects.filter(
-        connection_id=mapping.connection_id, target=target
-    )
-    return others.exclude(pk=mapping.pk).exists()
-
-
-def rows_stored_count(*, mapping: ObjectMapping, key_prefix: str) -> int | None:
+def rows_stored_count(*, mapping: ObjectMapping, described: ObjectSchema) -> int | None:
     """Count the live rows Trig holds of a mapped object; None when they
     cannot be told from another object's rows stored as the same model."""
-    target = mapping.target
-    rows = _MODELS[target].objects.filter(
-        connection_id=mapping.connection_id, deleted_at__isnull=True
-    )
-    if target == ObjectMapping.Target.RECORD:
-        return rows.filter(object_name=mapping.object_name).count()
-    if key_prefix:
-        # Compared exactly: prefixes are case-sensitive.
-        return (
-            rows.alias(key_prefix=Substr("salesforce_id", 1, 3))
-            .filter(key_prefix=key_prefix)
-            .count()
-        )
-    return None if _mapping_shares_model(mapping) else rows.count()
+    if not described.key_prefix and mapping_shares_model(mapping):
+        return None
+    return people_services.live_rows(
+        model=_MODELS[mapping.target],
+        connection_id=mapping.connection_id,
+        object_name=_object_name_kept(mapping, described),
+        key_prefix=described.key_prefix,
+    ).count()
 
 
 def _statistics_refresh(*models: type) -> None:

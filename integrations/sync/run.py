@@ -285,7 +285,7 @@ def _read_object(
                 page_newest = stamp
         if page_newest and (tally.newest is None or page_newest > tally.newest):
             tally.newest = page_newest
-        if plan.is_full_read:
+        if plan.is_full_read and plan.is_reconciled:
             # What Trig holds beyond the rows a full read found is gone.
             rows_seen(
                 plan=plan,
@@ -446,7 +446,7 @@ def _sync_object(
             ],
         )
     if plan.is_full_read:
-        missing = rows_mark_missing(plan=plan, run=run)
+        missing = rows_mark_missing(plan=plan, run=run) if plan.is_reconciled else 0
         run.records_deleted += missing
         # A full sync of an object the recent-changes syncs already follow:
         # whatever it still had to write, they had missed. When the
@@ -567,11 +567,7 @@ def connection_sync(
                 run=run,
                 client=client,
                 schema=schema,
-                mappings=list(
-                    connection.object_mappings.filter(is_enabled=True).order_by(
-                        "object_name"
-                    )
-                ),
+                mappings=list(mappings),
                 note=lambda object_name, text: _note(
                     run, object_name=object_name, record_id="", field="", problem=text
                 ),

@@ -17,7 +17,8 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def served(tmp_path, settings, member):
+def server(tmp_path, settings):
+    """The offline org served over HTTPS in a thread: its org, host and log."""
     org = OfflineOrg()
     log = io.StringIO()
     server = make_server(org, cert_dir=tmp_path, port=0, request_log=log)
@@ -27,13 +28,19 @@ def served(tmp_path, settings, member):
     settings.SALESFORCE_EXTRA_LOGIN_HOSTS = [host]
     settings.SALESFORCE_CA_BUNDLE = str(tmp_path / "ca.pem")
     try:
-        connection = offline_org_connect(
-            workspace=member.workspace, user=member.user, login_host=host
-        )
-        yield org, connection, log
+        yield org, host, log
     finally:
         server.shutdown()
         thread.join()
+
+
+@pytest.fixture
+def served(server, member):
+    org, host, log = server
+    connection = offline_org_connect(
+        workspace=member.workspace, user=member.user, login_host=host
+    )
+    return org, connection, log
 
 
 def _queries(log: io.StringIO) -> list[int]:
@@ -67,24 +74,12 @@ def test_an_outage_that_passes_is_read_through(served):
 
 # The identity URL, and the versions list (the first /services/data/ asked).
 @pytest.mark.parametrize("path", ["/id/", "/services/data/"])
-def test_a_passing_outage_of_a_plain_read_does_not_fail_a_connect(
-    tmp_path, settings, member, path
-):
-    org = OfflineOrg()
-    log = io.StringIO()
-    server = make_server(org, cert_dir=tmp_path, port=0, request_log=log)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    host = f"127.0.0.1:{server.server_port}"
-    settings.SALESFORCE_EXTRA_LOGIN_HOSTS = [host]
-    settings.SALESFORCE_CA_BUNDLE = str(tmp_path / "ca.pem")
+def test_a_passing_outage_of_a_plain_read_does_not_fail_a_connect(server, member, path):
+    org, host, _ = server
     org.faults.outage(status=503, times=1, path_contains=path)
-    try:
-        connection = offline_org_connect(
-            workspace=member.workspace, user=member.user, login_host=host
-        )
-    finally:
-        server.shutdown()
-        thread.join()
+
+    connection = offline_org_connect(
+        workspace=member.workspace, user=member.user, login_host=host
+    )
 
     assert connection.username
