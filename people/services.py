@@ -685,7 +685,7 @@ def live_rows(
     return rows
 
 
-def mark_missing_deleted(
+def missing_rows(
     *,
     connection: SalesforceConnection,
     model: type[models.Model],
@@ -693,16 +693,16 @@ def mark_missing_deleted(
     written_since: datetime,
     object_name: str | None = None,
     key_prefix: str = "",
-) -> int:
-    """Mark rows a full read no longer found as deleted; return how many.
+) -> models.QuerySet:
+    """Return the live rows a full read did not find.
 
     A row the read wrote (created or changed) has been synced since
     `written_since`, when the read began; `seen` holds the Ids of the other
     rows it found, a row each with a `salesforce_id` column. Only rows of
     the object read are considered: those of its `object_name` where the
     model keeps one, and those whose Ids start with its `key_prefix`, as
-    every Id of an object does. Two statements at most, whatever the size
-    of the org: NOT EXISTS, which both databases run as an anti-join.
+    every Id of an object does. NOT EXISTS, which both databases run as an
+    anti-join, whatever the size of the org.
     https://help.salesforce.com/s/articleView?id=000385008&type=1
     """
     rows = live_rows(
@@ -712,7 +712,12 @@ def mark_missing_deleted(
         key_prefix=key_prefix,
     ).filter(Q(synced_at__lt=written_since) | Q(synced_at__isnull=True))
     found = seen.filter(salesforce_id=OuterRef("salesforce_id"))
-    missing = rows.filter(~Exists(found))
+    return rows.filter(~Exists(found))
+
+
+def mark_missing_deleted(**kwargs: Any) -> int:
+    """Mark the `missing_rows` as deleted; return how many."""
+    missing = missing_rows(**kwargs)
     # Asked first, so that a read that found everything writes nothing.
     if not missing.exists():
         return 0

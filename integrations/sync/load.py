@@ -1,6 +1,7 @@
 """Turn Salesforce records into rows of ours, and hand them to the services."""
 
 import re
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -10,6 +11,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from integrations.models import ObjectMapping, SalesforceConnection, SeenRecord, SyncRun
+from integrations.salesforce.client import SalesforceClient
 from integrations.salesforce.schema import ObjectSchema, typed_value
 from integrations.sync.plan import ObjectPlan, mapping_shares_model
 from integrations.transforms import TransformError, transform_apply
@@ -167,26 +169,130 @@ def rows_seen(*, plan: ObjectPlan, run: SyncRun, salesforce_ids: list[str]) -> N
         )
 
 
-def rows_mark_missing(*, plan: ObjectPlan, run: SyncRun) -> int:
+def rows_mark_missing(
+    *,
+    plan: ObjectPlan,
+    run: SyncRun,
+    client: SalesforceClient,
+    before_call: Callable[[], None],
+    on_note: Callable[[str], None],
+) -> int:
     """After a full read, mark what the org no longer returns as deleted;
-    only for an object whose plan `is_reconciled`.
+    return how many. Only for an object whose plan `is_reconciled`.
 
-    The Ids the read kept are let go of either way.
+    Missing from a filtered read is not yet gone: the record may have left
+    the filter. Those Ids are asked for through queryAll, and only records
+    deleted, merged or no longer found are marked. The Ids the read kept are
+    let go of either way.
     """
-    target = plan.mapping.target
+    model = _MODELS[plan.mapping.target]
     seen = SeenRecord.objects.filter(run=run, object_name=plan.schema.name)
-    _statistics_refresh(SeenRecord, _MODELS[target])
+    _statistics_refresh(SeenRecord, model)
     try:
-        return people_services.mark_missing_deleted(
+        missing = people_services.missing_rows(
             connection=run.connection,
-            model=_MODELS[target],
+            model=model,
             seen=seen,
             written_since=run.started_at,
             object_name=_object_name_kept(plan.mapping, plan.schema),
             key_prefix=plan.schema.key_prefix,
         )
+        if plan.is_filtered:
+            return _mark_gone(
+                plan=plan,
+                run=run,
+                client=client,
+                missing=missing,
+                before_call=before_call,
+                on_note=on_note,
+            )
+        # Asked first, so that a read that found everything writes nothing.
+        if not missing.exists():
+            return 0
+        return missing.update(deleted_at=timezone.now())
     finally:
         seen_release(seen)
+
+
+# Stored records a filtered read no longer returned, asked after per run:
+# ten calls. Those still in the org are asked again by later full syncs.
+GONE_CHECK_LIMIT = 2_000
+
+
+def _mark_gone(
+    *,
+    plan: ObjectPlan,
+    run: SyncRun,
+    client: SalesforceClient,
+    missing: QuerySet,
+    before_call: Callable[[], None],
+    on_note: Callable[[str], None],
+) -> int:
+    """Ask Salesforce, by Id and through queryAll, after stored records a
+    filtered read left out; mark those deleted, merged or purged."""
+    total = missing.count()
+    if not total:
+        return 0
+    # Taken in no fixed order, so that records which left the filter for
+    # good do not hide the others from every run after.
+    ids = list(
+        missing.order_by("?").values_list("salesforce_id", flat=True)[:GONE_CHECK_LIMIT]
+    )
+    field_names = [
+        name
+        for name in ("IsDeleted", "MasterRecordId", "SystemModstamp")
+        if plan.schema.canonical(name)
+    ]
+    found: dict[str, dict[str, Any]] = {}
+    for start in range(0, len(ids), client.IDS_PER_QUERY):
+        before_call()
+        found.update(
+            client.record_values(
+                object_name=plan.schema.name,
+                record_ids=ids[start : start + client.IDS_PER_QUERY],
+                field_names=field_names,
+                include_deleted=True,
+            )
+        )
+    now = timezone.now()
+    gone: dict[str, datetime] = {}
+    survivors: dict[str, str] = {}
+    for record_id in ids:
+        record = found.get(record_id)
+        if record is None:
+            # Purged from the recycle bin, or never readable again.
+            gone[record_id] = now
+        elif record.get("IsDeleted") is True:
+            gone[record_id] = aware_datetime(record.get("SystemModstamp")) or now
+            if _is_id(record.get("MasterRecordId")):
+                survivors[record_id] = record["MasterRecordId"]
+    model = _MODELS[plan.mapping.target]
+    with transaction.atomic():
+        for record_id, deleted_at in gone.items():
+            model.objects.filter(
+                connection=run.connection, salesforce_id=record_id
+            ).update(deleted_at=deleted_at)
+    if survivors:
+        rows_merge(
+            plan=plan,
+            connection=run.connection,
+            rows=[
+                {"salesforce_id": loser, "merged_into_salesforce_id": survivor}
+                for loser, survivor in survivors.items()
+            ],
+        )
+    kept = len(ids) - len(gone)
+    if kept:
+        on_note(
+            f"{kept:,} stored records are still in Salesforce but no longer match "
+            "the filter; they are kept as last imported"
+        )
+    if total > len(ids):
+        on_note(
+            f"{total - len(ids):,} more stored records the filter no longer "
+            "returns are checked for deletion by later full syncs"
+        )
+    return len(gone)
 
 
 def _object_name_kept(mapping: ObjectMapping, described: ObjectSchema) -> str | None:

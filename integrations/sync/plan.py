@@ -93,13 +93,13 @@ class ObjectPlan:
         # prefix tells them apart, and without it the read marks nothing.
         if not self.schema.key_prefix and mapping_shares_model(self.mapping):
             return False
-        # A filter leaves out records the org still has, and a stored row can
-        # have left it since it was imported: missing from such a read says
-        # nothing of a deletion. Deletions still come with the recent changes.
-        # TODO: mark missing rows of a filtered object once the filter can be
-        # applied to stored rows too, or their Ids read back through queryAll;
-        # until then a record purged from the recycle bin stays unmarked.
-        return not self.mapping.filter.strip()
+        return True
+
+    @property
+    def is_filtered(self) -> bool:
+        """A filtered read leaves out records the org still has: a stored row
+        can have left the filter since it was imported."""
+        return bool(self.mapping.filter.strip())
 
     @property
     def include_deleted(self) -> bool:

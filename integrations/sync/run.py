@@ -446,7 +446,23 @@ def _sync_object(
             ],
         )
     if plan.is_full_read:
-        missing = rows_mark_missing(plan=plan, run=run) if plan.is_reconciled else 0
+        missing = (
+            rows_mark_missing(
+                plan=plan,
+                run=run,
+                client=client,
+                before_call=lambda: _budget_check(client=client),
+                on_note=lambda text: _note(
+                    run,
+                    object_name=plan.schema.name,
+                    record_id="",
+                    field="",
+                    problem=text,
+                ),
+            )
+            if plan.is_reconciled
+            else 0
+        )
         run.records_deleted += missing
         # A full sync of an object the recent-changes syncs already follow:
         # whatever it still had to write, they had missed. When the

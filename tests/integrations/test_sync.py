@@ -38,7 +38,9 @@ def _sample_count(sobject: str) -> int:
 
 def _api_requests(mock) -> list[str]:
     return [
-        call.request.url for call in mock.calls if "/services/data/v" in call.request.url
+        call.request.url
+        for call in mock.calls
+        if "/services/data/v" in call.request.url
     ]
 
 

@@ -309,19 +309,106 @@ def test_a_full_sync_killed_midway_is_followed_by_one_that_goes_on(clocked):
     assert Person.objects.count() == org.store.count("Contact")
 
 
+def _queried_all(mock, since: int) -> list[str]:
+    return [c.request.url for c in mock.calls[since:] if "/queryAll" in c.request.url]
+
+
 def test_a_full_read_narrowed_by_a_filter_marks_no_record_the_org_still_has(clocked):
-    org, clock, connection, _ = clocked
+    org, clock, connection, mock = clocked
     connection_sync(connection=connection)
     kept = org.store.records("Contact")[0]
     ObjectMapping.objects.filter(connection=connection, object_name="Contact").update(
         filter=f"Id = '{kept['Id']}'"
     )
+    before = len(mock.calls)
 
     run = connection_sync(connection=connection)
 
     assert run.records_deleted == 0
     assert not Person.objects.filter(deleted_at__isnull=False).exists()
     assert not SeenRecord.objects.exists()
+    left_out = org.store.count("Contact") - 1
+    # Asked after by Id, 200 to a call.
+    assert len(_queried_all(mock, before)) == -(-left_out // 200)
+    assert any(
+        p["problem"].startswith(f"{left_out:,} stored records are still in Salesforce")
+        for p in run.problems
+    )
+    assert run.status == SyncRun.Status.SUCCESS
+
+
+def _filtered_to_one_account(org, connection) -> tuple[str, list[dict]]:
+    by_account: dict[str, list[dict]] = {}
+    for contact in org.store.records("Contact"):
+        if contact.get("AccountId"):
+            by_account.setdefault(contact["AccountId"], []).append(contact)
+    account_id, contacts = max(by_account.items(), key=lambda item: len(item[1]))
+    ObjectMapping.objects.filter(connection=connection, object_name="Contact").update(
+        filter=f"AccountId = '{account_id}'"
+    )
+    return account_id, contacts
+
+
+def test_a_filtered_full_read_marks_a_record_purged_from_the_recycle_bin(clocked):
+    org, clock, connection, mock = clocked
+    _, contacts = _filtered_to_one_account(org, connection)
+    assert len(contacts) >= 2
+    connection_sync(connection=connection)
+    gone = contacts[0]["Id"]
+    clock.now += timedelta(hours=1)
+    # Deleted and purged before any recent-changes sync could see it.
+    org.store.delete(gone)
+    org.store.empty_recycle_bin(sobject="Contact")
+    before = len(mock.calls)
+
+    run = connection_sync(connection=connection)
+
+    assert run.records_deleted == 1
+    assert run.drift_repaired == 1
+    assert Person.objects.get(salesforce_id=gone).deleted_at is not None
+    assert list(
+        Person.objects.filter(deleted_at__isnull=False).values_list(
+            "salesforce_id", flat=True
+        )
+    ) == [gone]
+    assert len(_queried_all(mock, before)) == 1
+
+
+def test_a_filtered_full_read_hands_a_missed_merge_to_its_survivor(clocked):
+    org, clock, connection, _ = clocked
+    _, contacts = _filtered_to_one_account(org, connection)
+    connection_sync(connection=connection)
+    loser, survivor = contacts[0]["Id"], contacts[1]["Id"]
+    clock.now += timedelta(hours=1)
+    org.store.merge(loser, survivor)
+
+    run = connection_sync(connection=connection)
+
+    assert run.records_deleted == 1
+    row = Person.objects.get(salesforce_id=loser)
+    assert row.deleted_at == clock.now
+    assert row.merged_into == Person.objects.get(salesforce_id=survivor)
+
+
+def test_a_filtered_full_read_asks_after_a_bounded_number_of_records(
+    clocked, monkeypatch
+):
+    org, clock, connection, mock = clocked
+    connection_sync(connection=connection)
+    kept = org.store.records("Contact")[0]
+    ObjectMapping.objects.filter(connection=connection, object_name="Contact").update(
+        filter=f"Id = '{kept['Id']}'"
+    )
+    monkeypatch.setattr(load, "GONE_CHECK_LIMIT", 250)
+    before = len(mock.calls)
+
+    run = connection_sync(connection=connection)
+
+    assert len(_queried_all(mock, before)) == 2
+    more = org.store.count("Contact") - 1 - 250
+    assert any(
+        p["problem"].startswith(f"{more:,} more stored records") for p in run.problems
+    )
 
 
 def test_a_full_read_refused_midway_lets_go_of_the_ids_it_kept(
