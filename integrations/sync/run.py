@@ -611,9 +611,11 @@ def _done_by_unfinished_full(run: SyncRun) -> list[str]:
 
     A full sync stopped for its API budget, or killed with its worker, is
     followed by one that goes on with the objects it had not reached, within
-    the day the stopped one began.
+    the day the first of the stopped runs began: runs that stop one after
+    the other never stretch it.
     """
-    previous = (
+    window_start = run.started_at - timedelta(hours=24)
+    earlier = (
         SyncRun.objects.filter(
             connection=run.connection,
             kind=SyncRun.Kind.FULL,
@@ -623,18 +625,27 @@ def _done_by_unfinished_full(run: SyncRun) -> list[str]:
         # It read nothing, and stopped nothing: the chain goes on past it.
         .exclude(error_message__startswith=NOT_RUN)
         .order_by("-started_at")
-        .first()
     )
-    stopped = previous is not None and (
-        previous.status == SyncRun.Status.PARTIAL
-        or previous.error_message.startswith(INTERRUPTED)
-    )
-    if not stopped or previous.started_at < run.started_at - timedelta(hours=24):
+    latest = None
+    for previous in earlier.iterator(chunk_size=50):
+        if not _stopped(previous):
+            break
+        if previous.started_at < window_start:
+            # The chain began more than a day ago: start again.
+            return []
+        latest = latest or previous
+    if latest is None:
         return []
-    done = list(previous.objects_done)
+    done = list(latest.objects_done)
     # A chain of partial runs carries what all of them read.
     run.objects_done = done
     return done
+
+
+def _stopped(run: SyncRun) -> bool:
+    return run.status == SyncRun.Status.PARTIAL or run.error_message.startswith(
+        INTERRUPTED
+    )
 
 
 def _conclude(*, run: SyncRun, attempted: int, had_errors: bool) -> None:

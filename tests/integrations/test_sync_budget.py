@@ -1,5 +1,7 @@
 """API limits: a run spends its share of the org's allocation and no more."""
 
+from datetime import timedelta
+
 import pytest
 
 from integrations.models import SalesforceConnection, SyncRun
@@ -112,3 +114,27 @@ def test_a_full_run_skipped_for_the_budget_keeps_what_the_stopped_one_read(
 
     assert "skipped without reading any data" in skipped.error_message
     assert skipped.objects_done == stopped.objects_done
+
+
+def test_runs_that_stop_one_after_another_go_on_only_within_a_day_of_the_first(
+    small_org,
+):
+    org, connection, mock = small_org
+    stopped = connection_sync(connection=connection)
+    assert stopped.status == SyncRun.Status.PARTIAL and stopped.objects_done
+    SalesforceConnection.objects.filter(pk=connection.pk).update(api_usage_used=60)
+    # Skipped runs through the day carry what the first one read.
+    skipped = connection_sync(connection=connection)
+    assert skipped.objects_done == stopped.objects_done
+    # A day after the first began, the next skipped run starts again.
+    SyncRun.objects.filter(pk=stopped.pk).update(
+        started_at=stopped.started_at - timedelta(hours=25)
+    )
+    SyncRun.objects.filter(pk=skipped.pk).update(
+        started_at=skipped.started_at - timedelta(hours=2)
+    )
+
+    later = connection_sync(connection=connection)
+
+    assert "skipped without reading any data" in later.error_message
+    assert later.objects_done == []
