@@ -120,6 +120,9 @@ def plan_select(
     """
     _check_literals(where)
     field_groups = _field_groups(sobject=sobject, fields=fields, budget=budget // 2)
+    if len(field_groups) > 1 and not order_by:
+        # Groups read in one order can be joined as their pages come.
+        order_by = ("Id",)
 
     def fits(where_part: Condition | None) -> bool:
         return all(

@@ -117,29 +117,42 @@ def _joined(
     include_deleted: bool,
     first: Iterator[list[Record]] | None = None,
 ) -> Iterator[list[Record]]:
-    # TODO: join the groups' pages as they stream (ordered by Id) instead of
-    # holding the object's rows; only objects too wide for one statement
-    # come here, so their rows are held in memory for now.
-    rows: dict[str, Record] = {}
-    hits: dict[str, int] = {}
-    for number, statement in enumerate(statements):
-        # Every group through the same resource: a deleted record found by
-        # queryAll in one group and missing from another would not be whole.
-        pages = (
-            first
-            if number == 0 and first
-            else client.query_pages(soql=statement, include_deleted=include_deleted)
-        )
-        for page in pages:
+    """Join the rows of field groups by Id as their pages come.
+
+    The groups are read a page of each in turn, in one order (`plan_select`
+    orders them by Id), and a row is yielded once every group has given
+    it: only rows still waiting for a group are held, a few pages' worth,
+    not the object. A row some group never gives is reported.
+    """
+    # Every group through the same resource: a deleted record found by
+    # queryAll in one group and missing from another would not be whole.
+    streams = {
+        number: first
+        if number == 0 and first
+        else client.query_pages(soql=statement, include_deleted=include_deleted)
+        for number, statement in enumerate(statements)
+    }
+    whole_mask = (1 << len(streams)) - 1
+    waiting: dict[str, Record] = {}
+    given: dict[str, int] = {}
+    whole: list[Record] = []
+    while streams:
+        for number, stream in list(streams.items()):
+            page = next(stream, None)
+            if page is None:
+                del streams[number]
+                continue
             for record in page:
                 record_id = record.get("Id")
-                rows.setdefault(record_id, {}).update(record)
-                hits[record_id] = hits.get(record_id, 0) + 1
-    whole = []
-    for record_id, record in rows.items():
-        if hits[record_id] == len(statements):
-            whole.append(record)
-        else:
-            on_incomplete(record_id)
-    for start in range(0, len(whole), PAGE):
-        yield whole[start : start + PAGE]
+                waiting.setdefault(record_id, {}).update(record)
+                given[record_id] = given.get(record_id, 0) | 1 << number
+                if given[record_id] == whole_mask:
+                    whole.append(waiting.pop(record_id))
+                    del given[record_id]
+        while len(whole) >= PAGE:
+            yield whole[:PAGE]
+            whole = whole[PAGE:]
+    for record_id in waiting:
+        on_incomplete(record_id)
+    if whole:
+        yield whole
