@@ -4,7 +4,10 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
+from django.core.mail import send_mail
 from django.db import transaction
+from django.template.loader import render_to_string
+from django.urls import reverse
 from django.utils import timezone
 
 from integrations.models import PendingAuthorization, SalesforceConnection
@@ -16,6 +19,7 @@ from integrations.salesforce.client import (
 )
 from integrations.salesforce.http import host_of
 from trig_crm.models import Workspace
+from trig_crm.selectors import workspace_member_emails
 
 logger = logging.getLogger(__name__)
 
@@ -186,13 +190,64 @@ def authorization_complete(
 
 def connection_mark_reconnect_required(
     *, connection: SalesforceConnection, reason: str
-) -> None:
-    SalesforceConnection.objects.filter(pk=connection.pk).update(
+) -> bool:
+    """Turn a connected connection to 'reconnect required'; True if this call did.
+
+    Only the call that makes the change tells the workspace, once the change
+    is committed: workers meeting the same dead grant send one e-mail
+    between them, and a connection already waiting for a reconnect sends
+    none.
+    """
+    changed = SalesforceConnection.objects.filter(
+        pk=connection.pk, status=SalesforceConnection.Status.CONNECTED
+    ).update(
         status=SalesforceConnection.Status.RECONNECT_REQUIRED, status_reason=reason
     )
     connection.status = SalesforceConnection.Status.RECONNECT_REQUIRED
     connection.status_reason = reason
+    if not changed:
+        return False
+
     logger.warning("Salesforce grant gone connection_id=%s", connection.pk)
+    from integrations.tasks import notify_reconnect_required
+
+    transaction.on_commit(lambda: notify_reconnect_required.delay(connection.pk))
+    return True
+
+
+def connection_reconnect_notify(*, connection: SalesforceConnection) -> int:
+    """E-mail the workspace's members that the org must be reconnected.
+
+    Returns how many people it was sent to.
+    """
+    recipients = workspace_member_emails(workspace=connection.workspace)
+    if not recipients:
+        logger.warning("Nobody to tell of a reconnect connection_id=%s", connection.pk)
+        return 0
+
+    context = {
+        "connection": connection,
+        "workspace": connection.workspace,
+        "instance_host": host_of(connection.instance_url),
+        "connection_url": settings.SITE_URL.rstrip("/")
+        + reverse("integrations:connection-detail", args=[connection.pk]),
+    }
+    subject = (
+        f"Reconnect Salesforce: {connection.get_environment_display().lower()} "
+        f"org {context['instance_host']}"
+    )
+    send_mail(
+        subject=subject,
+        message=render_to_string("integrations/email/reconnect_required.txt", context),
+        from_email=None,
+        recipient_list=recipients,
+    )
+    logger.info(
+        "Reconnect notice sent connection_id=%s recipients=%s",
+        connection.pk,
+        len(recipients),
+    )
+    return len(recipients)
 
 
 def _grant_gone_reason(

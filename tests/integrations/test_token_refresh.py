@@ -44,7 +44,9 @@ class _HeldTokenEndpoint:
     "instead of letting it wait for the lock.",
 )
 @pytest.mark.django_db(transaction=True)
-def test_workers_meeting_a_gone_grant_at_once_send_one_refresh_between_them():
+def test_workers_meeting_a_gone_grant_at_once_send_one_refresh_between_them(
+    mailoutbox,
+):
     org = OfflineOrg()
     endpoint = _HeldTokenEndpoint(org)
     member = MembershipFactory()
@@ -88,3 +90,5 @@ def test_workers_meeting_a_gone_grant_at_once_send_one_refresh_between_them():
     assert outcomes == ["reconnect required"] * 2
     assert sent == [f"https://{OFFLINE_HOST}{TOKEN_PATH}"]
     assert connection.status == SalesforceConnection.Status.RECONNECT_REQUIRED
+    # And the workspace is told once.
+    assert [m.to for m in mailoutbox] == [[member.user.email]]
