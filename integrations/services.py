@@ -342,19 +342,34 @@ def connection_client(
     )
 
 
-def connection_disconnect(*, connection: SalesforceConnection) -> None:
-    """Revoke Trig's grant and forget the tokens; imported data stays."""
-    if connection.refresh_token:
-        try:
-            oauth.token_revoke(
-                login_host=connection.login_host, token=connection.refresh_token
-            )
-        except Exception:  # noqa: BLE001 - revoking is best effort
-            logger.warning("Revoking failed connection_id=%s", connection.pk)
-    connection.access_token = ""
-    connection.refresh_token = ""
-    connection.status = SalesforceConnection.Status.DISCONNECTED
-    connection.status_reason = "Disconnected by the customer."
-    connection.save(
-        update_fields=["access_token", "refresh_token", "status", "status_reason"]
-    )
+def connection_disconnect(*, connection: SalesforceConnection) -> bool:
+    """Forget the connection's tokens and revoke Trig's grant at Salesforce.
+
+    Imported data stays, and so do the cursors: connecting the org again
+    goes on from them. The tokens are erased under the row's lock first, so
+    a refresh under way cannot store new ones afterwards, and nothing
+    scheduled calls the org any more. Returns False if Salesforce could not
+    be told; the grant then lives on there until someone revokes it.
+    """
+    with transaction.atomic():
+        locked = SalesforceConnection.objects.select_for_update().get(pk=connection.pk)
+        refresh_token = locked.refresh_token
+        SalesforceConnection.objects.filter(pk=locked.pk).update(
+            access_token="",
+            refresh_token="",
+            status=SalesforceConnection.Status.DISCONNECTED,
+            status_reason="Disconnected by the customer.",
+        )
+    connection.refresh_from_db()
+    if not refresh_token:
+        return True
+
+    try:
+        oauth.token_revoke(login_host=locked.login_host, token=refresh_token)
+    except oauth.OAuthError as exc:
+        logger.warning(
+            "Revoking failed connection_id=%s error=%s", connection.pk, exc.error
+        )
+        return False
+    logger.info("Salesforce org disconnected connection_id=%s", connection.pk)
+    return True

@@ -144,6 +144,18 @@ def connection_disconnect(request: HttpRequest, pk: int) -> HttpResponse:
     connection = selectors.connection_get(workspace=workspace, pk=pk)
     if connection is None:
         raise Http404("No such connection.")
-    services.connection_disconnect(connection=connection)
-    messages.success(request, "Salesforce is disconnected. Imported data is kept.")
+    if services.connection_disconnect(connection=connection):
+        messages.success(
+            request,
+            "Salesforce is disconnected and Trig's access to the org revoked. "
+            "Imported data is kept.",
+        )
+    else:
+        messages.warning(
+            request,
+            "Salesforce is disconnected and Trig no longer holds its tokens, but "
+            "Salesforce could not be reached to revoke Trig's access. Remove it "
+            "in Salesforce under Setup → Connected Apps OAuth Usage. Imported "
+            "data is kept.",
+        )
     return redirect("integrations:crm-settings")
