@@ -203,10 +203,11 @@ def connection_mark_reconnect_required(
     ).update(
         status=SalesforceConnection.Status.RECONNECT_REQUIRED, status_reason=reason
     )
+    if not changed:
+        connection.refresh_from_db(fields=["status", "status_reason"])
+        return False
     connection.status = SalesforceConnection.Status.RECONNECT_REQUIRED
     connection.status_reason = reason
-    if not changed:
-        return False
 
     logger.warning("Salesforce grant gone connection_id=%s", connection.pk)
     from integrations.tasks import notify_reconnect_required

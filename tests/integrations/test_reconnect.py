@@ -177,3 +177,5 @@ def test_a_reconnected_org_goes_on_from_its_cursors_and_brings_what_changed_mean
         "Chief Trust Officer"
     )
     assert _stored() == stored
+    # Only Disconnect revokes; failing and reconnecting never do.
+    assert not [c for c in mock.calls if "/oauth2/revoke" in c.request.url]
