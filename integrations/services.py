@@ -4,7 +4,10 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
+from django.core.mail import send_mail
 from django.db import transaction
+from django.template.loader import render_to_string
+from django.urls import reverse
 from django.utils import timezone
 
 from integrations.models import PendingAuthorization, SalesforceConnection
@@ -16,6 +19,7 @@ from integrations.salesforce.client import (
 )
 from integrations.salesforce.http import host_of
 from trig_crm.models import Workspace
+from trig_crm.selectors import workspace_member_emails
 
 logger = logging.getLogger(__name__)
 
@@ -186,13 +190,65 @@ def authorization_complete(
 
 def connection_mark_reconnect_required(
     *, connection: SalesforceConnection, reason: str
-) -> None:
-    SalesforceConnection.objects.filter(pk=connection.pk).update(
+) -> bool:
+    """Turn a connected connection to 'reconnect required'; True if this call did.
+
+    Only the call that makes the change tells the workspace, once the change
+    is committed: workers meeting the same dead grant send one e-mail
+    between them, and a connection already waiting for a reconnect sends
+    none.
+    """
+    changed = SalesforceConnection.objects.filter(
+        pk=connection.pk, status=SalesforceConnection.Status.CONNECTED
+    ).update(
         status=SalesforceConnection.Status.RECONNECT_REQUIRED, status_reason=reason
     )
+    if not changed:
+        connection.refresh_from_db(fields=["status", "status_reason"])
+        return False
     connection.status = SalesforceConnection.Status.RECONNECT_REQUIRED
     connection.status_reason = reason
+
     logger.warning("Salesforce grant gone connection_id=%s", connection.pk)
+    from integrations.tasks import notify_reconnect_required
+
+    transaction.on_commit(lambda: notify_reconnect_required.delay(connection.pk))
+    return True
+
+
+def connection_reconnect_notify(*, connection: SalesforceConnection) -> int:
+    """E-mail the workspace's members that the org must be reconnected.
+
+    Returns how many people it was sent to.
+    """
+    recipients = workspace_member_emails(workspace=connection.workspace)
+    if not recipients:
+        logger.warning("Nobody to tell of a reconnect connection_id=%s", connection.pk)
+        return 0
+
+    context = {
+        "connection": connection,
+        "workspace": connection.workspace,
+        "instance_host": host_of(connection.instance_url),
+        "connection_url": settings.SITE_URL.rstrip("/")
+        + reverse("integrations:connection-detail", args=[connection.pk]),
+    }
+    subject = (
+        f"Reconnect Salesforce: {connection.get_environment_display().lower()} "
+        f"org {context['instance_host']}"
+    )
+    send_mail(
+        subject=subject,
+        message=render_to_string("integrations/email/reconnect_required.txt", context),
+        from_email=None,
+        recipient_list=recipients,
+    )
+    logger.info(
+        "Reconnect notice sent connection_id=%s recipients=%s",
+        connection.pk,
+        len(recipients),
+    )
+    return len(recipients)
 
 
 def _grant_gone_reason(
@@ -287,19 +343,34 @@ def connection_client(
     )
 
 
-def connection_disconnect(*, connection: SalesforceConnection) -> None:
-    """Revoke Trig's grant and forget the tokens; imported data stays."""
-    if connection.refresh_token:
-        try:
-            oauth.token_revoke(
-                login_host=connection.login_host, token=connection.refresh_token
-            )
-        except Exception:  # noqa: BLE001 - revoking is best effort
-            logger.warning("Revoking failed connection_id=%s", connection.pk)
-    connection.access_token = ""
-    connection.refresh_token = ""
-    connection.status = SalesforceConnection.Status.DISCONNECTED
-    connection.status_reason = "Disconnected by the customer."
-    connection.save(
-        update_fields=["access_token", "refresh_token", "status", "status_reason"]
-    )
+def connection_disconnect(*, connection: SalesforceConnection) -> bool:
+    """Forget the connection's tokens and revoke Trig's grant at Salesforce.
+
+    Imported data stays, and so do the cursors: connecting the org again
+    goes on from them. The tokens are erased under the row's lock first, so
+    a refresh under way cannot store new ones afterwards, and nothing
+    scheduled calls the org any more. Returns False if Salesforce could not
+    be told; the grant then lives on there until someone revokes it.
+    """
+    with transaction.atomic():
+        locked = SalesforceConnection.objects.select_for_update().get(pk=connection.pk)
+        refresh_token = locked.refresh_token
+        SalesforceConnection.objects.filter(pk=locked.pk).update(
+            access_token="",
+            refresh_token="",
+            status=SalesforceConnection.Status.DISCONNECTED,
+            status_reason="Disconnected by the customer.",
+        )
+    connection.refresh_from_db()
+    if not refresh_token:
+        return True
+
+    try:
+        oauth.token_revoke(login_host=locked.login_host, token=refresh_token)
+    except oauth.OAuthError as exc:
+        logger.warning(
+            "Revoking failed connection_id=%s error=%s", connection.pk, exc.error
+        )
+        return False
+    logger.info("Salesforce org disconnected connection_id=%s", connection.pk)
+    return True

@@ -4,6 +4,7 @@ from celery import shared_task
 from django.utils import timezone
 
 from integrations.models import SalesforceConnection, SyncRun
+from integrations.services import connection_reconnect_notify
 from integrations.sync.run import NOT_RUN, SyncAlreadyRunning, connection_sync
 from integrations.sync.schedule import sync_enqueue_due
 
@@ -85,3 +86,28 @@ def sync_connection(
         logger.info("Sync skipped, one is running connection_id=%s", connection_id)
         return None
     return run.pk
+
+
+@shared_task(
+    name="integrations.notify_reconnect_required",
+    queue="default",
+    soft_time_limit=60,
+    # A mail server that does not answer raises an OSError (SMTPException
+    # is one); the notice is the only one this change of status gets.
+    autoretry_for=(OSError,),
+    retry_backoff=60,
+    max_retries=5,
+)
+def notify_reconnect_required(connection_id: int) -> int:
+    connection = (
+        SalesforceConnection.objects.select_related("workspace")
+        .filter(pk=connection_id)
+        .first()
+    )
+    # Reconnected or disconnected meanwhile: the notice would be out of date.
+    if (
+        connection is None
+        or connection.status != SalesforceConnection.Status.RECONNECT_REQUIRED
+    ):
+        return 0
+    return connection_reconnect_notify(connection=connection)

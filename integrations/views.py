@@ -41,7 +41,20 @@ def crm_settings(request: HttpRequest) -> HttpResponse:
 @login_required
 def salesforce_connect(request: HttpRequest) -> HttpResponse:
     workspace = _workspace_or_404(request)
-    form = ConnectSalesforceForm(request.POST or None)
+    # Reconnecting: the org's own login host and environment, so that the
+    # customer signs in where the grant was issued.
+    reconnecting = None
+    if request.GET.get("connection", "").isdigit():
+        reconnecting = selectors.connection_get(
+            workspace=workspace, pk=int(request.GET["connection"])
+        )
+    initial = {}
+    if reconnecting is not None:
+        initial = {
+            "environment": reconnecting.environment,
+            "my_domain": f"https://{reconnecting.login_host}",
+        }
+    form = ConnectSalesforceForm(request.POST or None, initial=initial)
     if request.method == "POST" and form.is_valid():
         try:
             url = services.authorization_start(
@@ -58,7 +71,9 @@ def salesforce_connect(request: HttpRequest) -> HttpResponse:
         else:
             return redirect(url)
     return render(
-        request, "integrations/connect.html", {"workspace": workspace, "form": form}
+        request,
+        "integrations/connect.html",
+        {"workspace": workspace, "form": form, "reconnecting": reconnecting},
     )
 
 
@@ -129,6 +144,18 @@ def connection_disconnect(request: HttpRequest, pk: int) -> HttpResponse:
     connection = selectors.connection_get(workspace=workspace, pk=pk)
     if connection is None:
         raise Http404("No such connection.")
-    services.connection_disconnect(connection=connection)
-    messages.success(request, "Salesforce is disconnected. Imported data is kept.")
+    if services.connection_disconnect(connection=connection):
+        messages.success(
+            request,
+            "Salesforce is disconnected and Trig's access to the org revoked. "
+            "Imported data is kept.",
+        )
+    else:
+        messages.warning(
+            request,
+            "Salesforce is disconnected and Trig no longer holds its tokens, but "
+            "Salesforce could not be reached to revoke Trig's access. Remove it "
+            "in Salesforce under Setup → Connected Apps OAuth Usage. Imported "
+            "data is kept.",
+        )
     return redirect("integrations:crm-settings")

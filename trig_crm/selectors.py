@@ -12,3 +12,14 @@ def workspace_for_user(*, user: AbstractBaseUser) -> Workspace | None:
         .order_by("memberships__created_at")
         .first()
     )
+
+
+def workspace_member_emails(*, workspace: Workspace) -> list[str]:
+    """Return the e-mail addresses of a workspace's active members, each once."""
+    emails = (
+        workspace.memberships.filter(user__is_active=True)
+        .exclude(user__email="")
+        .order_by("created_at")
+        .values_list("user__email", flat=True)
+    )
+    return list(dict.fromkeys(emails))

@@ -224,9 +224,23 @@ def token_refresh(*, login_host: str, refresh_token: str) -> TokenResponse:
     return _token_response(body)
 
 
-def token_revoke(*, login_host: str, token: str) -> None:
+def token_revoke(*, login_host: str, token: str) -> bool:
+    """Revoke a token; a refresh token takes every session of its grant along.
+
+    Returns False when Salesforce no longer knows the token, so nothing was
+    left to revoke: it answers 400 (`invalid_token`) for every such token.
+    https://help.salesforce.com/s/articleView?id=xcloud.remoteaccess_revoke_token.htm&type=5
+    """
     url = f"https://{login_host}/services/oauth2/revoke"
-    salesforce_session().post(url, data={"token": token})
+    try:
+        response = salesforce_session().post(url, data={"token": token})
+    except requests.RequestException as exc:
+        raise OAuthError("unreachable", f"{login_host} did not answer: {exc}") from exc
+    if response.status_code == 200:
+        return True
+    if response.status_code == 400:
+        return False
+    raise OAuthError("revoke_failed", f"HTTP {response.status_code}")
 
 
 # Statuses of an outage at Salesforce's edge, which pass.

@@ -111,3 +111,36 @@ def test_it_shows_a_customer_only_their_own_workspace_connections(client, member
 
     assert own.org_id in listing and other.org_id not in listing
     assert foreign.status_code == 404
+
+
+def test_the_reconnect_link_of_a_connection_fills_in_its_org(client, member):
+    connection = SalesforceConnectionFactory(
+        workspace=member.workspace,
+        environment=SalesforceConnection.Environment.SANDBOX,
+        login_host="acme--uat.sandbox.my.salesforce.com",
+        status=SalesforceConnection.Status.RECONNECT_REQUIRED,
+        status_reason="Salesforce no longer accepts Trig's access to this org.",
+    )
+    detail = client.get(
+        reverse("integrations:connection-detail", args=[connection.pk])
+    ).content.decode()
+    link = f"{CONNECT_URL}?connection={connection.pk}"
+
+    form = client.get(link).context["form"]
+    response = client.post(link, {**form.initial})
+
+    assert f'href="{link}"' in detail
+    assert form.initial == {
+        "environment": "sandbox",
+        "my_domain": "https://acme--uat.sandbox.my.salesforce.com",
+    }
+    assert urlsplit(response["Location"]).netloc == connection.login_host
+
+
+def test_the_reconnect_link_ignores_another_workspaces_connection(client, member):
+    other = SalesforceConnectionFactory(login_host="other.my.salesforce.com")
+
+    response = client.get(f"{CONNECT_URL}?connection={other.pk}")
+
+    assert response.context["form"].initial == {}
+    assert "other.my.salesforce.com" not in response.content.decode()

@@ -1,0 +1,137 @@
+"""Disconnecting an org: Salesforce revokes the grant, Trig forgets the
+tokens and stops calling, the imported data stays."""
+
+from urllib.parse import parse_qs
+
+import pytest
+from django.db import connection as db_connection
+from django.urls import reverse
+
+from integrations.models import SalesforceConnection, SyncRun
+from integrations.salesforce import oauth
+from integrations.sync.run import connection_sync
+from integrations.sync.schedule import sync_enqueue_due
+from integrations.tasks import sync_connection
+from people.models import Person
+from tests.conftest import OFFLINE_HOST
+
+pytestmark = pytest.mark.django_db
+
+REVOKE_URL = f"https://{OFFLINE_HOST}/services/oauth2/revoke"
+
+
+@pytest.fixture
+def signed_in(client, member):
+    client.force_login(member.user)
+    return client
+
+
+def _disconnect(client, connection):
+    return client.post(
+        reverse("integrations:connection-disconnect", args=[connection.pk]),
+        follow=True,
+    )
+
+
+def _stored_tokens(connection) -> tuple:
+    """Return both token columns as the database holds them."""
+    with db_connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT access_token, refresh_token FROM "
+            f"{SalesforceConnection._meta.db_table} WHERE id = %s",
+            [connection.pk],
+        )
+        return cursor.fetchone()
+
+
+def test_disconnect_revokes_the_grant_forgets_the_tokens_and_keeps_the_data(
+    org, org_http, connection, signed_in, mailoutbox
+):
+    connection_sync(connection=connection)
+    people = Person.objects.count()
+    granted = connection.refresh_token
+    before = len(org_http.calls)
+
+    page = _disconnect(signed_in, connection).content.decode()
+
+    sent = org_http.calls[before:]
+    connection.refresh_from_db()
+    assert [(c.request.method, c.request.url) for c in sent] == [("POST", REVOKE_URL)]
+    assert parse_qs(sent[0].request.body) == {"token": [granted]}
+    assert "Trig&#x27;s access to the org revoked" in page
+    assert connection.status == SalesforceConnection.Status.DISCONNECTED
+    assert _stored_tokens(connection) == ("", "")
+    assert Person.objects.count() == people
+    assert mailoutbox == []
+    # Salesforce no longer honours the grant.
+    with pytest.raises(oauth.OAuthError) as refused:
+        oauth.token_refresh(login_host=OFFLINE_HOST, refresh_token=granted)
+    assert refused.value.is_grant_gone
+
+
+def test_a_disconnected_org_is_never_synced_again(
+    org, org_http, connection, signed_in, django_capture_on_commit_callbacks
+):
+    connection_sync(connection=connection)
+    _disconnect(signed_in, connection)
+    before = len(org_http.calls)
+    runs = SyncRun.objects.count()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        queued = sync_enqueue_due()
+        asked = sync_connection(connection.pk, trigger=SyncRun.Trigger.MANUAL)
+    signed_in.post(reverse("integrations:connection-sync", args=[connection.pk]))
+
+    assert queued == [] and asked is None
+    assert SyncRun.objects.count() == runs
+    assert len(org_http.calls) == before
+
+
+def test_a_sync_under_way_stops_at_its_next_call_once_disconnected(
+    org, org_http, connection, signed_in
+):
+    stale = SalesforceConnection.objects.get(pk=connection.pk)
+    _disconnect(signed_in, connection)
+    before = len(org_http.calls)
+
+    run = connection_sync(connection=stale)
+
+    # Its session went with the grant; it sends no refresh.
+    sent = [c.request.url for c in org_http.calls[before:]]
+    assert run.status == SyncRun.Status.FAILED
+    assert "Disconnected by the customer" in run.error_message
+    assert len(sent) == 1 and "/oauth2/" not in sent[0]
+    assert Person.objects.count() == 0
+    assert _stored_tokens(connection) == ("", "")
+
+
+def test_when_salesforce_cannot_be_reached_the_tokens_go_and_the_customer_is_told(
+    org, org_http, connection, signed_in
+):
+    org.faults.outage(status=503, path_contains="/services/oauth2/revoke")
+
+    page = _disconnect(signed_in, connection).content.decode()
+
+    connection.refresh_from_db()
+    assert connection.status == SalesforceConnection.Status.DISCONNECTED
+    assert _stored_tokens(connection) == ("", "")
+    assert "Salesforce could not be reached to revoke" in page
+    assert "Connected Apps OAuth Usage" in page
+
+
+def test_a_connection_waiting_for_a_reconnect_can_be_disconnected(
+    org, org_http, connection, signed_in
+):
+    org.revoke_grants()
+    connection_sync(connection=connection)
+    detail = reverse("integrations:connection-detail", args=[connection.pk])
+    disconnect = reverse("integrations:connection-disconnect", args=[connection.pk])
+
+    offered = disconnect in signed_in.get(detail).content.decode()
+    page = _disconnect(signed_in, connection).content.decode()
+
+    connection.refresh_from_db()
+    assert offered
+    assert connection.status == SalesforceConnection.Status.DISCONNECTED
+    assert _stored_tokens(connection) == ("", "")
+    assert "Imported data is kept" in page
