@@ -15,7 +15,7 @@ def read_records(
     *,
     client: SalesforceClient,
     plan: Plan,
-    on_incomplete: Callable[[str], None],
+    on_incomplete: Callable[[str, bool], None],
     include_deleted: bool = False,
     on_note: Callable[[str], None] | None = None,
     first_page: dict[str, Any] | None = None,
@@ -29,9 +29,13 @@ def read_records(
 
     A plain plan streams Salesforce's pages as they come. When a long `IN`
     list was split, a record matched by several parts is yielded once. When
-    a wide field list was split, the groups' rows are joined by Id, and a
-    row missing from a group (changed or deleted between two statements) is
-    dropped and reported through `on_incomplete`, never stored half-empty.
+    a wide field list was split, the groups' rows are joined by Id. A row
+    missing from a group (created or deleted between two statements), or
+    whose stamp differs between groups (changed in between), is dropped and
+    reported through `on_incomplete` with whether the last group still found
+    it: never stored half-empty, nor half old and half new. Its stamp is
+    newer than that of any row kept, so a read from the newest kept stamp on
+    finds it again.
 
     `first_page` is Salesforce's answer to the plan's first statement when
     it came already (inside a Composite request); it is not asked again.
@@ -74,6 +78,7 @@ def read_records(
             pages = _joined(
                 client=client,
                 statements=group_statements,
+                keys=plan.keys,
                 on_incomplete=on_incomplete,
                 include_deleted=include_deleted,
                 first=first,
@@ -113,7 +118,8 @@ def _joined(
     *,
     client: SalesforceClient,
     statements: tuple[str, ...],
-    on_incomplete: Callable[[str], None],
+    keys: tuple[str, ...],
+    on_incomplete: Callable[[str, bool], None],
     include_deleted: bool,
     first: Iterator[list[Record]] | None = None,
 ) -> Iterator[list[Record]]:
@@ -121,7 +127,9 @@ def _joined(
     # holding the object's rows; only objects too wide for one statement
     # come here, so their rows are held in memory for now.
     rows: dict[str, Record] = {}
-    hits: dict[str, int] = {}
+    # Per row, what each group that found it read of its keys: one version
+    # of the row if every group saw the same stamp.
+    versions: dict[str, dict[int, tuple]] = {}
     for number, statement in enumerate(statements):
         # Every group through the same resource: a deleted record found by
         # queryAll in one group and missing from another would not be whole.
@@ -134,12 +142,16 @@ def _joined(
             for record in page:
                 record_id = record.get("Id")
                 rows.setdefault(record_id, {}).update(record)
-                hits[record_id] = hits.get(record_id, 0) + 1
+                versions.setdefault(record_id, {})[number] = tuple(
+                    record.get(key) for key in keys
+                )
     whole = []
+    last = len(statements) - 1
     for record_id, record in rows.items():
-        if hits[record_id] == len(statements):
+        found = versions[record_id]
+        if len(found) == len(statements) and len(set(found.values())) == 1:
             whole.append(record)
         else:
-            on_incomplete(record_id)
+            on_incomplete(record_id, last in found)
     for start in range(0, len(whole), PAGE):
         yield whole[start : start + PAGE]

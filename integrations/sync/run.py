@@ -248,9 +248,13 @@ def _read_object(
     # read again rather than skipped.
     checkpoints = bool(plan.order_by) and not plan.query.is_split
 
-    def on_incomplete(record_id: str) -> None:
+    def on_incomplete(record_id: str, still_there: bool) -> None:
         run.records_failed += 1
         tally.had_errors = True
+        if still_there and plan.is_full_read and plan.is_reconciled:
+            # Changed while it was read, not deleted: what is stored of it
+            # stays as it is until the next read.
+            rows_seen(plan=plan, run=run, salesforce_ids=[record_id])
         _note(
             run,
             object_name=object_name,
