@@ -178,6 +178,27 @@ def test_a_3000_id_filter_is_split_under_the_limits_with_the_same_result(
     assert Person.objects.count() == len(real)
 
 
+def test_a_query_salesforce_refuses_as_too_long_fails_its_object_once_by_status(
+    org, org_http, connection, settings
+):
+    # A budget above Salesforce's own limit lets a 3,000-Id filter go out whole.
+    settings.SALESFORCE_QUERY_URL_BUDGET = 100_000
+    ids = [f"0035g0000{n:06d}AAA" for n in range(3000)]
+    contact = _mapping(connection, "Contact")
+    contact.filter = "Id IN (" + ", ".join(f"'{i}'" for i in ids) + ")"
+    contact.save()
+
+    run = connection_sync(connection=connection)
+
+    sent = [c for c in org_http.calls if "FROM+Contact" in c.request.url]
+    assert [c.response.status_code for c in sent] == [414]
+    assert len(sent[0].request.url.encode()) > URI_LIMIT
+    assert run.status == SyncRun.Status.COMPLETED_WITH_ERRORS
+    assert run.object_errors == {"Contact": "HTTP 414 from Salesforce, non-JSON body"}
+    assert not Person.objects.exists()
+    assert CrmAccount.objects.count() == org.store.count("Account")
+
+
 def test_a_field_list_too_wide_for_one_query_is_read_in_groups_joined_by_id(
     org, org_http, connection, settings
 ):
