@@ -3,7 +3,7 @@ from urllib.parse import urlsplit
 import pytest
 import responses
 
-from integrations.models import SyncRun
+from integrations.models import SalesforceConnection, SyncRun
 from integrations.offline_org import offline_org_connect
 from integrations.salesforce.emulator import OfflineOrg
 from integrations.salesforce.emulator.testing import mount
@@ -134,3 +134,21 @@ def test_a_refresh_goes_to_the_host_that_issued_the_grant_and_reads_to_the_insta
     assert set(_hosts(mock, path="/services/data/")) == {urlsplit(instance_url).netloc}
     assert set(_hosts(mock, path="/")) == {login_host, urlsplit(instance_url).netloc}
     assert Person.objects.count() == org.store.count("Contact")
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("two_hosts", TWO_HOSTS[2:3], indirect=True)
+def test_a_sandbox_grant_gone_asks_for_a_reconnect_naming_the_sandbox_refresh(
+    two_hosts,
+):
+    org, connection, mock, login_host, _ = two_hosts
+    org.revoke_grants()
+
+    run = connection_sync(connection=connection)
+
+    connection.refresh_from_db()
+    refreshes = _hosts(mock, path="/services/oauth2/token", grant_type="refresh_token")
+    assert run.status == SyncRun.Status.FAILED
+    assert connection.status == SalesforceConnection.Status.RECONNECT_REQUIRED
+    assert "sandbox refresh" in connection.status_reason
+    assert refreshes == [login_host]
