@@ -134,9 +134,10 @@ class SyncRun(models.Model):
         RUNNING = "running", "Running"
         SUCCESS = "success", "Success"
         COMPLETED_WITH_ERRORS = "completed_with_errors", "Completed with errors"
-        # Stopped at a checkpoint to spare the org's API allocation; the next
-        # run goes on from there.
-        PARTIAL = "partial", "Partial — API budget"
+        # Not every object was read: the run stopped at a checkpoint to spare
+        # the org's API allocation, or an object's fields kept changing under
+        # it. The next run goes on with what was not read.
+        PARTIAL = "partial", "Partial"
         FAILED = "failed", "Failed"
 
     connection = models.ForeignKey(

@@ -113,15 +113,30 @@ def _error_from(exc: SalesforceError) -> SalesforceClientError:
     if isinstance(content, list) and content and isinstance(content[0], dict):
         code = str(content[0].get("errorCode", ""))
         message = str(content[0].get("message", ""))
+    if isinstance(content, str):
+        return _non_json(status)
     if not message:
         message = f"HTTP {status} from Salesforce"
-        if isinstance(content, str) and content.strip().startswith("<"):
-            message += " (an HTML page instead of a JSON error)"
     text = f"{code}: {message}" if code else message
 
     if code in TRANSIENT_CODES or (status is not None and status >= 500):
         return SalesforceTransientError(text, status=status, code=code)
     return SalesforceRejectedError(text, status=status, code=code)
+
+
+def _non_json(status: int | None) -> SalesforceClientError:
+    """Report an answer whose body is not JSON by its status alone.
+
+    Such a page comes from in front of the API: an outage (5xx), a request
+    too long for the proxy (414, 431), a maintenance or sign-in page sent
+    with 200, or a body cut short. An outage passes and is tried again; any
+    other would come back the same if the request were sent unchanged.
+    https://help.salesforce.com/s/articleView?id=000386264&type=1
+    """
+    text = f"HTTP {status} from Salesforce, non-JSON body"
+    if status is not None and status >= 500:
+        return SalesforceTransientError(text, status=status)
+    return SalesforceRejectedError(text, status=status)
 
 
 def _page_records(page: Any) -> list[dict[str, Any]]:
@@ -208,7 +223,8 @@ class _ReadAhead:
         try:
             body = response.json()
         except ValueError:
-            return None
+            # Asked again, it would come back the same.
+            raise _non_json(response.status_code) from None
         return body if isinstance(body, dict) else None
 
     def _settle(self) -> requests.Response | None:
@@ -292,6 +308,10 @@ class SalesforceClient:
         # The last `Warning` header Salesforce sent, if any.
         self.api_warning = ""
         self._session.hooks["response"].append(self._note_usage)
+        # The status of the last answer on this session (not the read-ahead
+        # one), for an answer whose body could not be read.
+        self._last_status: int | None = None
+        self._session.hooks["response"].append(self._note_status)
         self._read_ahead_session: requests.Session | None = None
         self._sf = self._build()
 
@@ -301,6 +321,9 @@ class SalesforceClient:
             self._read_ahead_session = salesforce_session()
             self._read_ahead_session.hooks["response"].append(self._note_usage)
         return self._read_ahead_session
+
+    def _note_status(self, response: requests.Response, *args, **kwargs) -> None:
+        self._last_status = response.status_code
 
     def _note_usage(self, response: requests.Response, *args, **kwargs) -> None:
         """Read the org's daily API usage off every answer, refusals included.
@@ -370,12 +393,10 @@ class SalesforceClient:
                     ) from exc
                 raise error from exc
             except ValueError as exc:
-                # An answer that is not JSON where JSON was due: a proxy's or
-                # an outage's HTML page. The decoder's words mean nothing here.
+                # An answer that is not JSON where JSON was due. The decoder's
+                # words mean nothing here; the status says what came.
                 self.calls += 1
-                raise SalesforceTransientError(
-                    "HTTP 200 from Salesforce, non-JSON body", status=200
-                ) from exc
+                raise _non_json(self._last_status) from exc
             except requests.RequestException as exc:
                 raise SalesforceTransientError(
                     f"Salesforce did not answer: {type(exc).__name__}"

@@ -91,12 +91,14 @@ class Plan:
     """The statements that together read what one SELECT would.
 
     Each group of statements reads the same rows with different fields
-    (every group selects Id); the results of all groups are joined by Id.
+    (every group selects the `keys`: Id, and the stamp that tells whether a
+    row changed); the results of all groups are joined by Id.
     `statements[i]` lists, for one part of a split `IN` list, one statement
     per field group.
     """
 
     statements: tuple[tuple[str, ...], ...]
+    keys: tuple[str, ...] = ("Id",)
 
     @property
     def is_split(self) -> bool:
@@ -110,8 +112,13 @@ def plan_select(
     where: Condition | None,
     budget: int,
     order_by: Sequence[str] = (),
+    stamp: str | None = None,
 ) -> Plan:
     """Return the statements that read `fields` of the rows matching `where`.
+
+    When the fields do not fit one statement, every group also selects
+    `stamp` (a field that moves whenever the row changes), so that a row
+    changed between two groups' statements can be told apart.
 
     Raises QueryTooLong when a statement cannot be brought within the limits:
     a single string literal over 4,000 characters, a long `NOT IN` list (its
@@ -119,7 +126,12 @@ def plan_select(
     for even one field and one value.
     """
     _check_literals(where)
-    field_groups = _field_groups(sobject=sobject, fields=fields, budget=budget // 2)
+    keys = ("Id", stamp) if stamp and stamp.lower() != "id" else ("Id",)
+    field_groups = _field_groups(
+        sobject=sobject, fields=fields, budget=budget // 2, keys=keys
+    )
+    if len(field_groups) == 1:
+        keys = ("Id",)
     if len(field_groups) > 1 and not order_by:
         # Groups read in one order can be joined as their pages come.
         order_by = ("Id",)
@@ -136,7 +148,8 @@ def plan_select(
         return Plan(
             statements=(
                 tuple(_statement(g, sobject, where, order_by) for g in field_groups),
-            )
+            ),
+            keys=keys,
         )
 
     parts = _split(where, fits=fits, sobject=sobject)
@@ -144,7 +157,8 @@ def plan_select(
         statements=tuple(
             tuple(_statement(g, sobject, part, order_by) for g in field_groups)
             for part in parts
-        )
+        ),
+        keys=keys,
     )
 
 
@@ -217,18 +231,26 @@ def _check_literals(where: Condition | None) -> None:
 
 
 def _field_groups(
-    *, sobject: str, fields: Sequence[str], budget: int
+    *, sobject: str, fields: Sequence[str], budget: int, keys: Sequence[str]
 ) -> list[list[str]]:
-    """Split a field list into groups whose SELECT fits half the budget."""
+    """Split a field list into groups whose SELECT fits half the budget.
+
+    One group is the fields as given. Otherwise each group opens with the
+    `keys`, which its other fields follow.
+    """
     others = [name for name in fields if name.lower() != "id"]
-    groups: list[list[str]] = [["Id"]]
+    if encoded_size(_statement(["Id", *others], sobject, None)) <= budget:
+        return [["Id", *others]]
+    lowered = {key.lower() for key in keys}
+    others = [name for name in others if name.lower() not in lowered]
+    groups: list[list[str]] = [list(keys)]
     for name in others:
         candidate = [*groups[-1], name]
         if (
-            len(groups[-1]) > 1
+            len(groups[-1]) > len(keys)
             and encoded_size(_statement(candidate, sobject, None)) > budget
         ):
-            groups.append(["Id", name])
+            groups.append([*keys, name])
         else:
             groups[-1] = candidate
     return groups

@@ -67,12 +67,14 @@ class ObjectPlan:
             where=self.where,
             budget=settings.SALESFORCE_QUERY_URL_BUDGET,
             order_by=self.order_by,
+            stamp=self.cursor_field,
         )
         # A full read may go through Bulk when the object turns out large;
         # the count that decides is made when the read starts.
         if self.is_full_read:
             self.query = FullReadPlan(
                 statements=self.query.statements,
+                keys=self.query.keys,
                 bulk=BulkCandidate(
                     schema=self.schema, fields=tuple(self.select), where=self.where
                 ),

@@ -15,7 +15,7 @@ def read_records(
     *,
     client: SalesforceClient,
     plan: Plan,
-    on_incomplete: Callable[[str], None],
+    on_incomplete: Callable[[str, bool], None],
     include_deleted: bool = False,
     on_note: Callable[[str], None] | None = None,
     first_page: dict[str, Any] | None = None,
@@ -29,9 +29,13 @@ def read_records(
 
     A plain plan streams Salesforce's pages as they come. When a long `IN`
     list was split, a record matched by several parts is yielded once. When
-    a wide field list was split, the groups' rows are joined by Id, and a
-    row missing from a group (changed or deleted between two statements) is
-    dropped and reported through `on_incomplete`, never stored half-empty.
+    a wide field list was split, the groups' rows are joined by Id. A row
+    missing from a group (created or deleted between two statements), or
+    whose stamp differs between groups (changed in between), is dropped and
+    reported through `on_incomplete` with whether the last group still found
+    it: never stored half-empty, nor half old and half new. Its stamp is
+    newer than that of any row kept, so a read from the newest kept stamp on
+    finds it again.
 
     `first_page` is Salesforce's answer to the plan's first statement when
     it came already (inside a Composite request); it is not asked again.
@@ -74,6 +78,7 @@ def read_records(
             pages = _joined(
                 client=client,
                 statements=group_statements,
+                keys=plan.keys,
                 on_incomplete=on_incomplete,
                 include_deleted=include_deleted,
                 first=first,
@@ -113,16 +118,19 @@ def _joined(
     *,
     client: SalesforceClient,
     statements: tuple[str, ...],
-    on_incomplete: Callable[[str], None],
+    keys: tuple[str, ...],
+    on_incomplete: Callable[[str, bool], None],
     include_deleted: bool,
     first: Iterator[list[Record]] | None = None,
 ) -> Iterator[list[Record]]:
     """Join the rows of field groups by Id as their pages come.
 
     The groups are read a page of each in turn, in one order (`plan_select`
-    orders them by Id), and a row is yielded once every group has given
-    it: only rows still waiting for a group are held, a few pages' worth,
-    not the object. A row some group never gives is reported.
+    orders them by Id), and a row is settled once every group has given it:
+    only rows still waiting for a group are held, a few pages' worth, not
+    the object. A row whose `keys` (Id and stamp) differ between groups, or
+    that some group never gives, is reported with whether the last group
+    found it.
     """
     # Every group through the same resource: a deleted record found by
     # queryAll in one group and missing from another would not be whole.
@@ -132,9 +140,11 @@ def _joined(
         else client.query_pages(soql=statement, include_deleted=include_deleted)
         for number, statement in enumerate(statements)
     }
-    whole_mask = (1 << len(streams)) - 1
+    last = len(statements) - 1
     waiting: dict[str, Record] = {}
-    given: dict[str, int] = {}
+    # Per waiting row, what each group that found it read of its keys: one
+    # version of the row if every group saw the same stamp.
+    versions: dict[str, dict[int, tuple]] = {}
     whole: list[Record] = []
     while streams:
         for number, stream in list(streams.items()):
@@ -145,14 +155,20 @@ def _joined(
             for record in page:
                 record_id = record.get("Id")
                 waiting.setdefault(record_id, {}).update(record)
-                given[record_id] = given.get(record_id, 0) | 1 << number
-                if given[record_id] == whole_mask:
-                    whole.append(waiting.pop(record_id))
-                    del given[record_id]
+                found = versions.setdefault(record_id, {})
+                found[number] = tuple(record.get(key) for key in keys)
+                if len(found) < len(statements):
+                    continue
+                row = waiting.pop(record_id)
+                del versions[record_id]
+                if len(set(found.values())) == 1:
+                    whole.append(row)
+                else:
+                    on_incomplete(record_id, True)
         while len(whole) >= PAGE:
             yield whole[:PAGE]
             whole = whole[PAGE:]
-    for record_id in waiting:
-        on_incomplete(record_id)
+    for record_id, found in versions.items():
+        on_incomplete(record_id, last in found)
     if whole:
         yield whole

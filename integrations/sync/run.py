@@ -67,6 +67,14 @@ class BudgetReached(Exception):
     """The run has spent what it may of the org's API allocation."""
 
 
+class FieldRefusedAgain(SalesforceRejectedError):
+    """An object's read refused a field again after describing it afresh.
+
+    The object's fields are changing while the run reads it; it is left for
+    the next run rather than described and tried without end.
+    """
+
+
 def _budget_check(*, client: SalesforceClient) -> None:
     """Stop the run at this checkpoint if going on would overspend.
 
@@ -248,9 +256,13 @@ def _read_object(
     # read again rather than skipped.
     checkpoints = bool(plan.order_by) and not plan.query.is_split
 
-    def on_incomplete(record_id: str) -> None:
+    def on_incomplete(record_id: str, still_there: bool) -> None:
         run.records_failed += 1
         tally.had_errors = True
+        if still_there and plan.is_full_read and plan.is_reconciled:
+            # Changed while it was read, not deleted: what is stored of it
+            # stays as it is until the next read.
+            rows_seen(plan=plan, run=run, salesforce_ids=[record_id])
         _note(
             run,
             object_name=object_name,
@@ -419,8 +431,12 @@ def _sync_object(
             # A field described a moment ago can be deleted or hidden before
             # the query runs. Describe once more and read without it; a second
             # refusal fails the object.
-            if exc.code != "INVALID_FIELD" or attempt == 2:
+            if exc.code != "INVALID_FIELD":
                 raise
+            if attempt == 2:
+                raise FieldRefusedAgain(
+                    str(exc), status=exc.status, code=exc.code
+                ) from exc
             tally.had_errors = True
             _note(
                 run,
@@ -513,8 +529,9 @@ def connection_sync(
 
     Each mapped object is synced on its own: if Salesforce refuses one, its
     message is kept and the others go on, and the run ends "completed with
-    errors". Raises SyncAlreadyRunning if another run of the connection is
-    going.
+    errors"; "partial" when an object refused a field again after it was
+    described afresh, which the next run reads. Raises SyncAlreadyRunning
+    if another run of the connection is going.
     """
     claimed_at = sync_claim(connection=connection)
     if claimed_at is None:
@@ -533,6 +550,8 @@ def connection_sync(
     run = SyncRun.objects.create(connection=connection, kind=kind, trigger=trigger)
     client: SalesforceClient | None = None
     had_errors = False
+    # An object left unread for the next run makes the run partial.
+    is_partial = False
     try:
         mapping_create_defaults(connection=connection)
         mappings = connection.object_mappings.filter(is_enabled=True).prefetch_related(
@@ -570,6 +589,7 @@ def connection_sync(
             ):
                 raise
             except (SalesforceClientError, PlanError, QueryTooLong) as exc:
+                is_partial |= isinstance(exc, FieldRefusedAgain)
                 run.object_errors[mapping.object_name] = clean_text(str(exc))
                 logger.warning(
                     "Salesforce object failed connection_id=%s run_id=%s object=%s",
@@ -588,7 +608,12 @@ def connection_sync(
                     run, object_name=object_name, record_id="", field="", problem=text
                 ),
             )
-        _conclude(run=run, attempted=len(mappings), had_errors=had_errors)
+        _conclude(
+            run=run,
+            attempted=len(mappings),
+            had_errors=had_errors,
+            is_partial=is_partial,
+        )
     except (ReconnectRequired, OrgSettingRefused, ApiVersionRetired) as exc:
         run.status = SyncRun.Status.FAILED
         run.error_message = str(exc)
@@ -609,10 +634,11 @@ def connection_sync(
 def _done_by_unfinished_full(run: SyncRun) -> list[str]:
     """Return the objects a stopped full sync had already read.
 
-    A full sync stopped for its API budget, or killed with its worker, is
-    followed by one that goes on with the objects it had not reached, within
-    the day the first of the stopped runs began: runs that stop one after
-    the other never stretch it.
+    A full sync stopped for its API budget, left partial by an object whose
+    fields changed under it, or killed with its worker, is followed by one
+    that goes on with the objects it had not read, within the day the first
+    of the stopped runs began: runs that stop one after the other never
+    stretch it.
     """
     window_start = run.started_at - timedelta(hours=24)
     earlier = (
@@ -648,13 +674,17 @@ def _stopped(run: SyncRun) -> bool:
     )
 
 
-def _conclude(*, run: SyncRun, attempted: int, had_errors: bool) -> None:
+def _conclude(
+    *, run: SyncRun, attempted: int, had_errors: bool, is_partial: bool
+) -> None:
     failed = len(run.object_errors)
     run.error_message = "\n".join(
         f"{name}: {text}" for name, text in run.object_errors.items()
     )
     if attempted and failed == attempted:
         run.status = SyncRun.Status.FAILED
+    elif is_partial:
+        run.status = SyncRun.Status.PARTIAL
     elif failed or had_errors or run.records_failed:
         run.status = SyncRun.Status.COMPLETED_WITH_ERRORS
     else:

@@ -12,7 +12,7 @@ from integrations.salesforce.emulator import (
     DEFAULT_CLIENT_SECRET,
     OfflineOrg,
 )
-from integrations.salesforce.emulator.testing import mocked
+from integrations.salesforce.emulator.testing import mocked, mount
 from tests.emulator.support import API, BASE_URL, error_code
 
 AUTHORIZE = f"{BASE_URL}/services/oauth2/authorize"
@@ -303,3 +303,31 @@ def test_it_describes_the_user_at_the_identity_url(mock, org):
     assert identity["display_name"] == "Ada Admin"
     assert identity["username"].startswith("ada.admin@")
     assert identity["urls"]["rest"] == f"{BASE_URL}/services/data/v{{version}}/"
+
+
+def test_it_names_its_instance_and_refreshes_only_at_the_host_that_issued_the_grant(
+    clock,
+):
+    org = OfflineOrg(clock=clock, instance_url="https://na139.salesforce.com/")
+    other_host = "https://login.salesforce.com/services/oauth2/token"
+
+    with mocked(org) as mock:
+        mount(org, base_url="https://login.salesforce.com", mock=mock)
+        body = exchange(code_from(consent("allow"))).json()
+        elsewhere = requests.post(
+            other_host,
+            data={
+                "grant_type": "refresh_token",
+                "refresh_token": body["refresh_token"],
+                "client_id": DEFAULT_CLIENT_ID,
+                "client_secret": DEFAULT_CLIENT_SECRET,
+            },
+        )
+        at_issuer = refresh(body["refresh_token"])
+
+    assert body["instance_url"] == "https://na139.salesforce.com"
+    assert body["id"] == f"{BASE_URL}/id/{org.org_id}/{org.admin_user_id}"
+    assert elsewhere.status_code == 400
+    assert elsewhere.json()["error"] == "invalid_grant"
+    assert at_issuer.status_code == 200
+    assert at_issuer.json()["instance_url"] == "https://na139.salesforce.com"

@@ -178,6 +178,27 @@ def test_a_3000_id_filter_is_split_under_the_limits_with_the_same_result(
     assert Person.objects.count() == len(real)
 
 
+def test_a_query_salesforce_refuses_as_too_long_fails_its_object_once_by_status(
+    org, org_http, connection, settings
+):
+    # A budget above Salesforce's own limit lets a 3,000-Id filter go out whole.
+    settings.SALESFORCE_QUERY_URL_BUDGET = 100_000
+    ids = [f"0035g0000{n:06d}AAA" for n in range(3000)]
+    contact = _mapping(connection, "Contact")
+    contact.filter = "Id IN (" + ", ".join(f"'{i}'" for i in ids) + ")"
+    contact.save()
+
+    run = connection_sync(connection=connection)
+
+    sent = [c for c in org_http.calls if "FROM+Contact" in c.request.url]
+    assert [c.response.status_code for c in sent] == [414]
+    assert len(sent[0].request.url.encode()) > URI_LIMIT
+    assert run.status == SyncRun.Status.COMPLETED_WITH_ERRORS
+    assert run.object_errors == {"Contact": "HTTP 414 from Salesforce, non-JSON body"}
+    assert not Person.objects.exists()
+    assert CrmAccount.objects.count() == org.store.count("Account")
+
+
 def test_a_field_list_too_wide_for_one_query_is_read_in_groups_joined_by_id(
     org, org_http, connection, settings
 ):
@@ -296,6 +317,51 @@ def test_a_mapped_field_deleted_in_the_org_costs_that_field_only(member):
     assert second.status == SyncRun.Status.SUCCESS
     assert "Contact.Title" in second.skipped_fields
     assert refused == []
+
+
+class _OrgRefusingAFieldItDescribes(OfflineOrg):
+    """Describe lists Contact.Title however often it is asked, and every
+    query naming it is refused: the field keeps changing under the run."""
+
+    def _run_query(self, context, *, include_deleted):
+        self.hide_field("Contact", "Title")
+        try:
+            return super()._run_query(context, include_deleted=include_deleted)
+        finally:
+            self.show_field("Contact", "Title")
+
+
+def test_a_field_refused_again_after_a_fresh_describe_leaves_the_object_partial(
+    member,
+):
+    org = _OrgRefusingAFieldItDescribes()
+    titled = next(c for c in org.store.records("Contact") if c.get("Title"))
+    with mocked(org, base_url=f"https://{OFFLINE_HOST}") as mock:
+        from integrations.offline_org import offline_org_connect
+
+        connection = offline_org_connect(
+            workspace=member.workspace, user=member.user, login_host=OFFLINE_HOST
+        )
+        Person.objects.create(
+            workspace=member.workspace,
+            connection=connection,
+            salesforce_id=titled["Id"],
+            last_name=titled["LastName"],
+            title="Stored before",
+        )
+
+        run = connection_sync(connection=connection)
+        contact_queries = [q for q in sent_queries(mock) if "FROM Contact" in q]
+
+    assert run.status == SyncRun.Status.PARTIAL
+    assert run.object_errors["Contact"].startswith("INVALID_FIELD: ")
+    assert "No such column 'Title' on entity 'Contact'" in run.object_errors["Contact"]
+    assert list(run.object_errors) == ["Contact"]
+    assert len(contact_queries) == 2
+    assert all("Title" in query for query in contact_queries)
+    assert "Contact" not in run.objects_done
+    assert CrmAccount.objects.count() == org.store.count("Account")
+    assert Person.objects.get(salesforce_id=titled["Id"]).title == "Stored before"
 
 
 def test_a_newly_added_field_is_backfilled_on_the_next_sync(org, org_http, connection):

@@ -299,3 +299,25 @@ def test_two_long_in_lists_are_both_split_and_every_pair_is_covered():
         for comparison in soql.comparisons(soql.parse(statement).where):
             sent[comparison.field.name].update(comparison.value)
     assert sent == {"Id": set(ids), "AccountId": set(accounts)}
+
+
+def test_every_field_group_of_a_wide_select_carries_id_and_the_stamp():
+    fields = ["Id", "SystemModstamp", *(f"Field_{n:03d}__c" for n in range(300))]
+
+    plan = plan_select(
+        sobject="Contact",
+        fields=fields,
+        where=None,
+        budget=2000,
+        stamp="SystemModstamp",
+    )
+
+    groups = plan.statements[0]
+    selected = [soql.parse(group).fields for group in groups]
+    assert len(groups) > 1
+    assert plan.keys == ("Id", "SystemModstamp")
+    assert all(encoded_size(group) <= 2000 for group in groups)
+    assert all(
+        [f.name for f in names[:2]] == ["Id", "SystemModstamp"] for names in selected
+    )
+    assert sorted({f.name for names in selected for f in names}) == sorted(fields)

@@ -258,7 +258,7 @@ def test_a_run_whose_every_object_fails_has_failed_and_says_why(member):
         "Lead",
     }
     assert run.object_errors["Contact"] == (
-        "HTTP 414 from Salesforce (an HTML page instead of a JSON error)"
+        "HTTP 414 from Salesforce, non-JSON body"
     )
 
 

@@ -636,3 +636,111 @@ def test_a_full_sync_that_ends_short_of_salesforce_says_by_how_many(clocked):
     (gap,) = [p for p in run.problems if p["object"] == "Contact"]
     assert "1 missing" in gap["problem"]
     assert f"Salesforce holds {total:,} Contact records" in gap["problem"]
+
+
+class _OrgChangingBetweenGroups(OfflineOrg):
+    """An org that runs `between` once, right after it answered the first
+    Contact query of a read cut into field groups."""
+
+    between = None
+
+    def _run_query(self, context, *, include_deleted):
+        answer = super()._run_query(context, include_deleted=include_deleted)
+        if self.between and "FROM Contact" in context.request.args.get("q", ""):
+            between, self.between = self.between, None
+            between()
+        return answer
+
+
+WIDE = ("Department", "MobilePhone", "Birthdate", "LeadSource", "Description")
+
+
+@pytest.fixture
+def grouped(member, settings):
+    """Contacts read in field groups, from an org whose clock runs with ours."""
+    clock = _Clock()
+    clock.now = datetime.now(UTC)
+    org = _OrgChangingBetweenGroups(clock=clock)
+    settings.SALESFORCE_QUERY_URL_BUDGET = 400
+    with mocked(org, base_url=f"https://{OFFLINE_HOST}") as mock:
+        connection = offline_org_connect(
+            workspace=member.workspace, user=member.user, login_host=OFFLINE_HOST
+        )
+        mapping_create_defaults(connection=connection)
+        contact = connection.object_mappings.get(object_name="Contact")
+        for name in WIDE:
+            FieldMapping.objects.create(object_mapping=contact, salesforce_field=name)
+        yield org, clock, connection, mock
+
+
+def _is_whole(person, record) -> bool:
+    return (
+        person.last_name == record["LastName"]
+        and person.custom_values.get("MobilePhone") == record.get("MobilePhone")
+        and person.custom_values.get("Description") == record.get("Description")
+    )
+
+
+@pytest.mark.parametrize("kind", [SyncRun.Kind.FULL, SyncRun.Kind.RECENT])
+def test_records_created_changed_or_deleted_between_field_groups_are_never_half_stored(
+    grouped, kind
+):
+    org, clock, connection, _ = grouped
+    connection_sync(connection=connection)
+    contacts = org.store.records("Contact")
+    doomed, edited = contacts[0], next(c for c in contacts[1:] if c.get("MobilePhone"))
+    clock.now += timedelta(minutes=1)
+    org.store.update(doomed["Id"], {"Title": "Seen by the first group"})
+    org.store.update(edited["Id"], {"Title": "Seen by the first group"})
+    account = org.store.records("Account")[0]["Id"]
+    born = []
+
+    def between():
+        clock.now += timedelta(minutes=1)
+        org.store.delete(doomed["Id"])
+        org.store.update(
+            edited["Id"],
+            {"LastName": "Renamed", "Description": "Changed between the groups"},
+        )
+        born.append(
+            org.store.insert(
+                "Contact",
+                {
+                    "LastName": "Newborn",
+                    "AccountId": account,
+                    "MobilePhone": "+61 400 000 111",
+                    "Description": "Created between the groups",
+                },
+            )
+        )
+
+    org.between = between
+    clock.now += timedelta(minutes=1)
+    run = connection_sync(connection=connection, kind=kind)
+    stored = Person.objects.get(salesforce_id=edited["Id"])
+    halves = (stored.last_name, stored.custom_values.get("Description"))
+    edited_is_live = stored.deleted_at is None
+    new_one = Person.objects.filter(salesforce_id=born[0]).first()
+    clock.now += timedelta(minutes=1)
+    again = _recent(connection)
+
+    assert born, "the org did not change between the groups"
+    assert halves in (
+        (edited["LastName"], edited.get("Description")),
+        ("Renamed", "Changed between the groups"),
+    )
+    assert edited_is_live
+    assert new_one is None or new_one.custom_values.get("MobilePhone")
+    assert run.status == SyncRun.Status.COMPLETED_WITH_ERRORS
+    assert {p["id"] for p in run.problems if "read in parts" in p["problem"]} == {
+        doomed["Id"],
+        edited["Id"],
+        born[0],
+    }
+    assert again.status == SyncRun.Status.SUCCESS
+    for record in org.store.records("Contact"):
+        person = Person.objects.get(salesforce_id=record["Id"])
+        assert _is_whole(person, record), record["Id"]
+    assert Person.objects.get(salesforce_id=doomed["Id"]).deleted_at is not None
+    assert Person.objects.get(salesforce_id=born[0]).last_name == "Newborn"
+    assert Person.objects.get(salesforce_id=edited["Id"]).last_name == "Renamed"

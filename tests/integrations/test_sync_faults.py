@@ -10,8 +10,10 @@ from django.utils import timezone
 
 from integrations.models import SalesforceConnection, SyncRun
 from integrations.offline_org import offline_org_connect
+from integrations.salesforce.client import SalesforceRejectedError
 from integrations.salesforce.emulator import OfflineOrg
 from integrations.salesforce.emulator.testing import mocked
+from integrations.services import connection_client
 from integrations.sync.run import connection_sync
 from people.models import CrmAccount, Person
 from tests.conftest import OFFLINE_HOST
@@ -55,15 +57,53 @@ def _contacts_answer(org, status, content_type, body):
     )
 
 
-def test_an_html_page_instead_of_json_is_reported_by_status_not_decoder(faulty):
-    org, connection, _ = faulty
-    _contacts_answer(org, "200 OK", "text/html", "<html>Maintenance</html>")
+def _contact_queries(mock) -> list:
+    return [
+        call
+        for call in mock.calls
+        if "/query" in call.request.url and "FROM+Contact" in call.request.url
+    ]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "<html><h1>Down for maintenance</h1></html>",
+        '<html><form action="/login">Sign in</form></html>',
+        '{"totalSize": 3, "done": true, "records": [{"Id": "003',
+    ],
+)
+def test_a_200_answer_that_is_not_json_fails_the_object_by_status_once(faulty, body):
+    org, connection, mock = faulty
+    _contacts_answer(org, "200 OK", "text/html", body)
 
     run = connection_sync(connection=connection)
 
     assert run.status == SyncRun.Status.COMPLETED_WITH_ERRORS
-    assert run.object_errors["Contact"] == "HTTP 200 from Salesforce, non-JSON body"
+    assert run.object_errors == {"Contact": "HTTP 200 from Salesforce, non-JSON body"}
+    assert len(_contact_queries(mock)) == 1
+    assert "Expecting" not in run.error_message
     assert CrmAccount.objects.count() == org.store.count("Account")
+
+
+def test_a_next_page_that_is_not_json_is_asked_for_once(faulty):
+    org, connection, mock = faulty
+    org.answer = lambda environ: (
+        ("200 OK", "text/html", "<html>Maintenance</html>")
+        if environ["PATH_INFO"].startswith("/services/data/v62.0/query/01g")
+        else None
+    )
+    client = connection_client(connection=connection, batch_size=200)
+
+    with pytest.raises(SalesforceRejectedError) as refused:
+        for _ in client.query_pages(soql="SELECT Id FROM Contact"):
+            pass
+
+    next_pages = [c for c in mock.calls if "/query/01g" in c.request.url]
+    assert str(refused.value) == "HTTP 200 from Salesforce, non-JSON body"
+    assert refused.value.status == 200
+    assert len(next_pages) == 1
+    assert client.calls == 2
 
 
 @pytest.mark.parametrize(

@@ -133,6 +133,7 @@ class OfflineOrg:
         generate: Mapping[str, int] | None = None,
         seed: int = 1,
         bulk_polls_to_complete: int = 0,
+        instance_url: str | None = None,
     ) -> None:
         self.clock: Clock = clock or (lambda: datetime.now(UTC))
         self.lock = threading.RLock()
@@ -186,6 +187,10 @@ class OfflineOrg:
             lock=self.lock,
             is_visible=self.is_field_visible,
         )
+        # The API host token answers name, when it is not the login host
+        # asked (an org on its own pod, or behind a My Domain): the same org
+        # then answers on both, mounted at each.
+        self.instance_url = instance_url.rstrip("/") if instance_url else None
         self._cursors: dict[str, _Cursor] = {}
         self._cursor_sequence = 0
         self._url_map = _url_map()
@@ -411,10 +416,11 @@ class OfflineOrg:
                 code=form.get("code", ""),
                 redirect_uri=form.get("redirect_uri", ""),
                 code_verifier=form.get("code_verifier"),
+                host=request.host,
             )
         else:
             grant, tokens = self.auth.refresh(
-                refresh_token=form.get("refresh_token", "")
+                refresh_token=form.get("refresh_token", ""), host=request.host
             )
 
         base = _base_url(request)
@@ -428,7 +434,7 @@ class OfflineOrg:
                 identity_url=identity_url, issued_at=issued_at
             ),
             "scope": grant.scope,
-            "instance_url": base,
+            "instance_url": self.instance_url or base,
             "id": identity_url,
             "token_type": "Bearer",
             "issued_at": issued_at,

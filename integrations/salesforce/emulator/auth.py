@@ -34,6 +34,9 @@ class Grant:
     user_id: str
     scope: str
     refresh_token: str | None
+    # The host the grant was issued at ("" when issued without a request);
+    # a refresh sent anywhere else is refused.
+    issuer_host: str = ""
     is_revoked: bool = False
 
 
@@ -123,6 +126,7 @@ class AuthServer:
         code: str,
         redirect_uri: str,
         code_verifier: str | None,
+        host: str = "",
     ) -> tuple[Grant, Tokens]:
         """Exchange a code for tokens; a code works once, good or bad."""
         with self.lock:
@@ -137,17 +141,27 @@ class AuthServer:
                 code_verifier, issued.code_challenge
             ):
                 raise OAuthError("invalid_grant", "invalid code verifier")
-            return self._grant(user_id=issued.user_id, scope=issued.scope)
+            return self._grant(
+                user_id=issued.user_id, scope=issued.scope, issuer_host=host
+            )
 
     def issue_tokens(self, *, user_id: str, scope: str = DEFAULT_SCOPE) -> Tokens:
         """Grant access as if the user had allowed it in the browser."""
         with self.lock:
             return self._grant(user_id=user_id, scope=scope)[1]
 
-    def refresh(self, *, refresh_token: str) -> tuple[Grant, Tokens]:
+    def refresh(self, *, refresh_token: str, host: str = "") -> tuple[Grant, Tokens]:
+        """Issue a new access token for a grant, at the host that issued it.
+
+        Salesforce refuses a refresh sent to another login host (a generic
+        host for a My Domain grant, production for a sandbox) as it refuses
+        an unknown token.
+        """
         with self.lock:
             grant = self._grants.get(self._grants_by_refresh.get(refresh_token, ""))
             if grant is None or grant.is_revoked:
+                raise OAuthError("invalid_grant", "expired access/refresh token")
+            if grant.issuer_host and host.lower() != grant.issuer_host:
                 raise OAuthError("invalid_grant", "expired access/refresh token")
 
             rotated = None
@@ -209,12 +223,15 @@ class AuthServer:
 
     # ------------------------------------------------------------ Helpers
 
-    def _grant(self, *, user_id: str, scope: str) -> tuple[Grant, Tokens]:
+    def _grant(
+        self, *, user_id: str, scope: str, issuer_host: str = ""
+    ) -> tuple[Grant, Tokens]:
         grant = Grant(
             grant_id=secrets.token_hex(8),
             user_id=user_id,
             scope=scope,
             refresh_token=None,
+            issuer_host=issuer_host.lower(),
         )
         self._grants[grant.grant_id] = grant
         refresh_token = None
