@@ -26,6 +26,7 @@ from integrations.salesforce.client import (
     SalesforceClientError,
     SalesforceRejectedError,
     SalesforceTransientError,
+    daily_allowance_spent,
 )
 from integrations.salesforce.schema import RunSchema
 from integrations.salesforce.soql_build import QueryTooLong
@@ -85,6 +86,10 @@ def _budget_check(*, client: SalesforceClient) -> None:
             f"Partial — API budget: this run used {client.calls:,} calls, its share "
             f"of the org's {maximum:,} a day. The next run goes on from here."
         )
+    if used >= maximum:
+        raise BudgetReached(
+            f"Partial — {daily_allowance_spent(usage)}; syncs go on when it renews."
+        )
     if _org_is_paused(usage):
         raise BudgetReached(
             f"Partial — API budget: the org has used {used:,} of its {maximum:,} "
@@ -117,12 +122,17 @@ def _budget_check_before_calling(*, connection: SalesforceConnection) -> None:
     trusted = timedelta(minutes=settings.SALESFORCE_USAGE_TRUSTED_MINUTES)
     if timezone.now() - seen_at > trusted or not _org_is_paused((used, maximum)):
         return
-    left = "no calls left" if used >= maximum else "too few calls left for syncs"
+    seen = f"{timezone.localtime(seen_at):%Y-%m-%d %H:%M %Z}"
+    if used >= maximum:
+        state = f"{daily_allowance_spent((used, maximum))} when last seen, {seen}"
+    else:
+        state = (
+            f"The org had used {used:,} of its {maximum:,} API calls (too few "
+            f"calls left for syncs) when last seen, {seen}"
+        )
     raise BudgetReached(
-        f"Partial — API budget: skipped without reading any data. The org had "
-        f"used {used:,} of its {maximum:,} API calls ({left}) when last seen, "
-        f"{timezone.localtime(seen_at):%Y-%m-%d %H:%M %Z}; the next run looks "
-        "again."
+        f"Partial — API budget: skipped without reading any data. {state}; the "
+        "next run looks again."
     )
 
 
