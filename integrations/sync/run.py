@@ -64,6 +64,37 @@ INTERRUPTED = "Interrupted:"
 NOT_RUN = "Not run:"
 
 
+# Deleted records stay in the recycle bin, where queryAll finds them, for 15
+# days; the bin can be emptied sooner. Past that, only a full read of the Ids
+# tells what went.
+# https://help.salesforce.com/s/articleView?id=sf.home_delete.htm
+RECYCLE_BIN_DAYS = 15
+
+
+def _deletions_may_be_purged(*, connection: SalesforceConnection) -> str:
+    """Say why recent changes would miss deletions, or "" when they would not.
+
+    A recent-changes read finds what was deleted since the last sync only
+    while it is in the recycle bin; after a longer pause it reads in full.
+    """
+    last_full, last_recent = (
+        SalesforceConnection.objects.filter(pk=connection.pk)
+        .values_list("last_full_sync_at", "last_recent_sync_at")
+        .get()
+    )
+    checks = [at for at in (last_full, last_recent) if at is not None]
+    if not checks:
+        return ""
+    last = max(checks)
+    if timezone.now() - last <= timedelta(days=RECYCLE_BIN_DAYS):
+        return ""
+    return (
+        f"Read in full: the last sync began {timezone.localtime(last):%Y-%m-%d}, "
+        f"more than the {RECYCLE_BIN_DAYS} days Salesforce keeps deleted records "
+        "in its recycle bin, so only a full read finds every deletion since."
+    )
+
+
 class BudgetReached(Exception):
     """The run has spent what it may of the org's API allocation."""
 
@@ -524,7 +555,14 @@ def connection_sync(
     )
     # Ids kept by a full read whose worker died before it reconciled.
     seen_release(SeenRecord.objects.filter(run__connection=connection))
+    in_full = ""
+    if kind == SyncRun.Kind.RECENT and object_names is None:
+        in_full = _deletions_may_be_purged(connection=connection)
+    if in_full:
+        kind = SyncRun.Kind.FULL
     run = SyncRun.objects.create(connection=connection, kind=kind, trigger=trigger)
+    if in_full:
+        _note(run, object_name="", record_id="", field="", problem=in_full)
     client: SalesforceClient | None = None
     had_errors = False
     try:
