@@ -705,3 +705,40 @@ def test_a_merged_record_restored_from_the_recycle_bin_stands_alone_again(clocke
     restored = Person.objects.get(salesforce_id=loser_id)
     assert restored.deleted_at is None
     assert restored.merged_into is None
+
+
+def test_a_saved_cursor_never_moves_back_from_one_run_to_the_next(clocked):
+    org, clock, connection, _ = clocked
+    connection_sync(connection=connection)
+    first, late, other = org.store.records("Contact")[:3]
+    saved = []
+
+    def cursor():
+        return SyncCursor.objects.get(connection=connection, object_name="Contact")
+
+    saved.append(cursor().value)
+    clock.now += timedelta(hours=1)
+    org.store.update(first["Id"], {"Title": "Read first"})
+    _recent(connection)
+    saved.append(cursor().value)
+    # Committed late: stamped before what the last run read; and the record
+    # the cursor was saved from is gone for good, so the next read finds
+    # nothing newer.
+    clock.now -= timedelta(minutes=2)
+    org.store.update(late["Id"], {"Title": "Committed late"})
+    org.store.delete(first["Id"])
+    org.store.empty_recycle_bin()
+    clock.now += timedelta(minutes=10)
+    _recent(connection)
+    saved.append(cursor().value)
+    # Nothing new at all.
+    _recent(connection)
+    saved.append(cursor().value)
+    # A full sync reads everything, and leaves the cursor where it was.
+    org.store.update(other["Id"], {"Title": "Changed before a full sync"})
+    connection_sync(connection=connection)
+    saved.append(cursor().value)
+
+    assert Person.objects.get(salesforce_id=late["Id"]).title == "Committed late"
+    assert saved == sorted(saved)
+    assert saved[2] == saved[1] == clock.now - timedelta(minutes=8)
