@@ -25,7 +25,7 @@ from integrations.models import (
     SyncRun,
 )
 from integrations.salesforce.client import SalesforceClientError
-from integrations.sync.plan import PlanError
+from integrations.sync.plan import HIDDEN_WORDS, PlanError
 from integrations.sync.schedule import sync_enqueue
 
 
@@ -66,7 +66,7 @@ class ObjectMappingInline(admin.TabularInline):
     def has_add_permission(self, request, obj=None) -> bool:
         return False
 
-    @admin.display(description="Hidden from the connected user")
+    @admin.display(description="Hidden by field-level security")
     def hidden_fields(self, obj: ObjectMapping) -> str:
         return ", ".join(obj.skipped_fields) or "-"
 
@@ -271,7 +271,7 @@ class FieldMappingInline(admin.TabularInline):
     @admin.display(description="Seen by the connected user")
     def visibility(self, obj: FieldMapping) -> str:
         if obj.pk and obj.salesforce_field in obj.object_mapping.skipped_fields:
-            return "hidden from the connected user"
+            return HIDDEN_WORDS
         return "yes" if obj.pk else "-"
 
 
@@ -294,7 +294,7 @@ class ObjectMappingAdmin(admin.ModelAdmin):
     inlines = [FieldMappingInline]
     actions = ["sync_object_now"]
 
-    @admin.display(description="Hidden from the connected user")
+    @admin.display(description="Hidden by field-level security")
     def hidden_fields(self, obj: ObjectMapping) -> str:
         return ", ".join(obj.skipped_fields) or "-"
 

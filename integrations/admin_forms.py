@@ -12,6 +12,7 @@ from integrations.configuration import (
 from integrations.models import FieldMapping, ObjectMapping
 from integrations.salesforce.soql_build import QueryTooLong, plan_select
 from integrations.sync.defaults import ATTRIBUTES
+from integrations.sync.plan import HIDDEN_WORDS
 from integrations.transforms import TRANSFORM_CHOICES, TRANSFORMS
 
 TRANSFORM_HELP = " · ".join(f"{t.label}: {t.help}" for t in TRANSFORMS.values())
@@ -111,7 +112,7 @@ class FieldMappingForm(forms.ModelForm):
         ]
         current = self.initial.get("salesforce_field") or ""
         if current and schema.canonical(current) is None:
-            choices.insert(0, (current, f"{current} (hidden from the connected user)"))
+            choices.insert(0, (current, f"{current} ({HIDDEN_WORDS})"))
         self.fields["salesforce_field"] = forms.ChoiceField(
             choices=[("", "---------")] + choices
         )

@@ -21,8 +21,9 @@ def sync_run_recent(
 
 
 def object_mapping_stamps(*, connection: SalesforceConnection) -> list[dict]:
-    """Each imported object, what it becomes, and the stamp its recent
-    changes are read by: the one in use once read, else the configured one."""
+    """Each imported object, what it becomes, the stamp its recent changes
+    are read by (the one in use once read, else the configured one) and its
+    mapped fields the last read left out."""
     in_use = dict(
         SyncCursor.objects.filter(connection=connection).values_list(
             "object_name", "field_name"
@@ -33,6 +34,8 @@ def object_mapping_stamps(*, connection: SalesforceConnection) -> list[dict]:
             "object_name": mapping.object_name,
             "target": mapping.get_target_display(),
             "stamp": in_use.get(mapping.object_name) or mapping.cursor_field,
+            # Left out of the last read: the connected user cannot see them.
+            "hidden": sorted(mapping.skipped_fields),
         }
         for mapping in ObjectMapping.objects.filter(
             connection=connection, is_enabled=True

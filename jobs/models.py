@@ -276,6 +276,14 @@ class JobRun(models.Model):
         return f"Writeback run {self.pk} of {self.connection} ({self.status})"
 
 
+# A record rolled back only because another one of its batch failed was
+# never judged on its own: it is sent again, and not shown as refused.
+# https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/errorcodes.htm
+ROLLED_BACK_CODES = frozenset(
+    {"ALL_OR_NONE_OPERATION_ROLLED_BACK", "PROCESSING_HALTED"}
+)
+
+
 class FieldWrite(models.Model):
     """One Action's write of one field of one record, and its outcome.
 
@@ -360,6 +368,8 @@ class FieldWrite(models.Model):
     def outcome(self) -> str:
         """The outcome in words, as staff read it."""
         if self.status == self.Status.FAILED and self.is_retryable:
+            if self.status_code in ROLLED_BACK_CODES:
+                return "not applied, another record in the batch failed"
             return "failed, temporary"
         if self.status == self.Status.WRITTEN and self.merged_into_id:
             return f"written on merged record {self.merged_into_id}"

@@ -46,7 +46,7 @@ from integrations.salesforce.client import (
 )
 from integrations.services import connection_client
 from jobs import selectors
-from jobs.models import DeletedRecord, FieldWrite, JobRun, KnownValue
+from jobs.models import ROLLED_BACK_CODES, DeletedRecord, FieldWrite, JobRun, KnownValue
 from jobs.values import (
     ValueDoesNotFit,
     record_id_18,
@@ -59,12 +59,8 @@ from people.services import merge_apply
 
 logger = logging.getLogger(__name__)
 
-# Per-record codes worth sending again. A record rolled back only because
-# another one failed was never judged on its own.
-# https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/errorcodes.htm
-ROLLED_BACK_CODES = frozenset(
-    {"ALL_OR_NONE_OPERATION_ROLLED_BACK", "PROCESSING_HALTED"}
-)
+# Per-record codes worth sending again: passing failures, and a record
+# rolled back only because another one failed (ROLLED_BACK_CODES).
 RETRY_CODES = TRANSIENT_CODES | ROLLED_BACK_CODES
 DELETED_CODE = "ENTITY_IS_DELETED"
 # The daily allocation is spent (or too many long requests run at once).

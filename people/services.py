@@ -169,7 +169,16 @@ def _clean_row(
         values["custom_values"] = _clean_json(row["custom_values"])
     if "deleted_at" in row:
         values["deleted_at"] = row["deleted_at"]
+        # Read live, a merge's loser was restored from the recycle bin: it
+        # stands on its own again. What the merge handed over stays with the
+        # survivor, which has had it since.
+        if row["deleted_at"] is None and _is_mergeable(model):
+            values["merged_into_id"] = None
     return values
+
+
+def _is_mergeable(model: type[models.Model]) -> bool:
+    return any(field.name == "merged_into" for field in model._meta.get_fields())
 
 
 def _write(
@@ -256,7 +265,13 @@ def _upsert(
                 **values,
                 "custom_values": {**obj.custom_values, **values["custom_values"]},
             }
-        changed = [name for name in attributes if getattr(obj, name) != values[name]]
+        # A row may lack what others of its batch carry (a deleted row, its
+        # release from a merge): what it lacks stays as stored.
+        changed = [
+            name
+            for name in attributes
+            if name in values and getattr(obj, name) != values[name]
+        ]
         if not changed:
             result.unchanged += 1
             continue

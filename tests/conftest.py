@@ -10,6 +10,7 @@ def _salesforce_settings(settings):
     settings.SALESFORCE_EXTRA_LOGIN_HOSTS = [OFFLINE_HOST]
     settings.SALESFORCE_CA_BUNDLE = ""
     settings.SALESFORCE_HTTP_BACKOFF_SECONDS = 0
+    settings.SALESFORCE_BUSY_BACKOFF_SECONDS = 0
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -212,6 +212,11 @@ SALESFORCE_QUERY_URL_BUDGET = env.int("SALESFORCE_QUERY_URL_BUDGET", default=800
 # Tries of a read that meets a passing failure (a row lock, an outage, too
 # many long requests at once), with growing waits between them.
 SALESFORCE_TRANSIENT_ATTEMPTS = env.int("SALESFORCE_TRANSIENT_ATTEMPTS", default=4)
+# The first wait after Salesforce refuses a call for too many long requests
+# at once, doubled at each try: those requests take seconds to minutes to end.
+SALESFORCE_BUSY_BACKOFF_SECONDS = env.float(
+    "SALESFORCE_BUSY_BACKOFF_SECONDS", default=10.0
+)
 # One run may spend this share of the org's daily API allocation; all syncs
 # pause while the org as a whole has used more than the second share.
 SALESFORCE_RUN_BUDGET_PERCENT = env.int("SALESFORCE_RUN_BUDGET_PERCENT", default=10)

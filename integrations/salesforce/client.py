@@ -11,6 +11,7 @@ import codecs
 import io
 import logging
 import re
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -162,6 +163,53 @@ def _policy_refused(exc: SalesforceClientError) -> TransactionSecurityRefused:
     )
 
 
+def daily_allowance_spent(usage: tuple[int, int]) -> str:
+    """Say that the org's daily API allowance is spent, with its figures."""
+    used, maximum = usage
+    return f"Daily API allowance used up ({used:,}/{maximum:,})"
+
+
+def _is_spent(usage: tuple[int, int]) -> bool:
+    used, maximum = usage
+    return used >= maximum
+
+
+def _day_spent(
+    usage: tuple[int, int], *, code: str = "REQUEST_LIMIT_EXCEEDED"
+) -> "DailyLimitReached":
+    return DailyLimitReached(
+        f"{daily_allowance_spent(usage)}; syncs go on when it renews.",
+        status=403,
+        code=code,
+    )
+
+
+def _wait_before_retry(retry_state: Any) -> float:
+    """Wait longer when the org has too many long requests running at once.
+
+    Other failures pass within a second or two; long requests of the org's
+    own users take seconds to minutes to end.
+    https://developer.salesforce.com/docs/atlas.en-us.salesforce_app_limits_cheatsheet.meta/salesforce_app_limits_cheatsheet/salesforce_app_limits_platform_api.htm
+    """
+    failure = retry_state.outcome.exception() if retry_state.outcome else None
+    is_busy = isinstance(failure, _RequestLimitBusy)
+    wait = wait_exponential_jitter(
+        multiplier=(
+            settings.SALESFORCE_BUSY_BACKOFF_SECONDS
+            if is_busy
+            else settings.SALESFORCE_HTTP_BACKOFF_SECONDS
+        ),
+        max=300 if is_busy else 60,
+        jitter=settings.SALESFORCE_HTTP_BACKOFF_SECONDS,
+    )
+    return wait(retry_state)
+
+
+def retry_wait(seconds: float) -> None:
+    """Wait between two tries of a read: the one place the client sleeps."""
+    time.sleep(seconds)
+
+
 def _stop_retrying(retry_state: Any) -> bool:
     """Stop after the allowed attempts; a policy refusal is tried only twice."""
     failure = retry_state.outcome.exception() if retry_state.outcome else None
@@ -301,6 +349,8 @@ class SalesforceClient:
         self.connection = connection
         self.calls = 0
         self._asking_limits = False
+        # Off once Salesforce says too many long requests run at once.
+        self._reads_ahead = True
         self._on_token_expired = on_token_expired
         self._batch_size = batch_size
         self._session = salesforce_session()
@@ -424,13 +474,10 @@ class SalesforceClient:
         https://developer.salesforce.com/docs/atlas.en-us.salesforce_app_limits_cheatsheet.meta/salesforce_app_limits_cheatsheet/salesforce_app_limits_platform_api.htm
         """
         usage = self.api_usage or self._usage_from_limits()
-        if usage is not None and usage[0] >= usage[1]:
-            return DailyLimitReached(
-                f"Daily API allowance used up ({usage[0]:,}/{usage[1]:,}); syncs "
-                "go on when it renews.",
-                status=403,
-                code=error.code,
-            )
+        if usage is not None and _is_spent(usage):
+            return _day_spent(usage, code=error.code)
+        # One long read fewer: pages are no longer read ahead.
+        self._reads_ahead = False
         return _RequestLimitBusy(str(error), status=403, code=error.code)
 
     def _usage_from_limits(self) -> tuple[int, int] | None:
@@ -445,7 +492,8 @@ class SalesforceClient:
             return None
         finally:
             self._asking_limits = False
-        return maximum - remaining, maximum
+        self._usage = (maximum - remaining, maximum)
+        return self._usage
 
     def _read(self, request: Callable[[Salesforce], T]) -> T:
         """Send a read, retrying passing failures with growing, jittered waits."""
@@ -458,11 +506,8 @@ class SalesforceClient:
                 )
             ),
             stop=_stop_retrying,
-            wait=wait_exponential_jitter(
-                multiplier=settings.SALESFORCE_HTTP_BACKOFF_SECONDS,
-                max=60,
-                jitter=settings.SALESFORCE_HTTP_BACKOFF_SECONDS,
-            ),
+            wait=_wait_before_retry,
+            sleep=retry_wait,
             reraise=True,
         )
         try:
@@ -723,14 +768,19 @@ class SalesforceClient:
             while True:
                 records = _page_records(page)
                 next_url, refusal = _next_page_url(page)
-                if next_url:
+                if next_url and self._reads_ahead:
                     ahead.start(next_url)
                 yield records
                 if refusal:
                     raise refusal
                 if not next_url:
                     return
-                page = ahead.take() or self._read(
+                page = ahead.take()
+                if page is None and self.api_usage and _is_spent(self.api_usage):
+                    # The page read ahead was refused for a spent day: asking
+                    # again would only be refused again.
+                    raise _day_spent(self.api_usage)
+                page = page or self._read(
                     lambda sf, url=next_url: sf.query_more(url, identifier_is_url=True)
                 )
         finally:

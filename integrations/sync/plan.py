@@ -17,9 +17,11 @@ from integrations.sync.bulk import BulkCandidate, FullReadPlan
 # a record twice costs nothing but the read.
 CURSOR_OVERLAP = timedelta(minutes=5)
 
-HIDDEN = (
-    "not visible to the connected user (hidden by field-level security, or deleted)"
-)
+# What staff read of a mapped field describe does not list. Describe cannot
+# tell a field hidden from the connected user from one deleted in the org;
+# hidden is by far the more common.
+HIDDEN_WORDS = "hidden by field-level security for the connected user"
+HIDDEN = f"skipped: {HIDDEN_WORDS} (or deleted in Salesforce)"
 
 # Where each lookup's Id goes in a row, by target.
 LOOKUP_KEYS = {

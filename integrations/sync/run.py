@@ -26,6 +26,7 @@ from integrations.salesforce.client import (
     SalesforceClientError,
     SalesforceRejectedError,
     SalesforceTransientError,
+    daily_allowance_spent,
 )
 from integrations.salesforce.schema import RunSchema
 from integrations.salesforce.soql_build import QueryTooLong
@@ -63,6 +64,37 @@ INTERRUPTED = "Interrupted:"
 NOT_RUN = "Not run:"
 
 
+# Deleted records stay in the recycle bin, where queryAll finds them, for 15
+# days; the bin can be emptied sooner. Past that, only a full read of the Ids
+# tells what went.
+# https://help.salesforce.com/s/articleView?id=sf.home_delete.htm
+RECYCLE_BIN_DAYS = 15
+
+
+def _deletions_may_be_purged(*, connection: SalesforceConnection) -> str:
+    """Say why recent changes would miss deletions, or "" when they would not.
+
+    A recent-changes read finds what was deleted since the last sync only
+    while it is in the recycle bin; after a longer pause it reads in full.
+    """
+    last_full, last_recent = (
+        SalesforceConnection.objects.filter(pk=connection.pk)
+        .values_list("last_full_sync_at", "last_recent_sync_at")
+        .get()
+    )
+    checks = [at for at in (last_full, last_recent) if at is not None]
+    if not checks:
+        return ""
+    last = max(checks)
+    if timezone.now() - last <= timedelta(days=RECYCLE_BIN_DAYS):
+        return ""
+    return (
+        f"Read in full: the last sync began {timezone.localtime(last):%Y-%m-%d}, "
+        f"more than the {RECYCLE_BIN_DAYS} days Salesforce keeps deleted records "
+        "in its recycle bin, so only a full read finds every deletion since."
+    )
+
+
 class BudgetReached(Exception):
     """The run has spent what it may of the org's API allocation."""
 
@@ -92,6 +124,10 @@ def _budget_check(*, client: SalesforceClient) -> None:
         raise BudgetReached(
             f"Partial — API budget: this run used {client.calls:,} calls, its share "
             f"of the org's {maximum:,} a day. The next run goes on from here."
+        )
+    if used >= maximum:
+        raise BudgetReached(
+            f"Partial — {daily_allowance_spent(usage)}; syncs go on when it renews."
         )
     if _org_is_paused(usage):
         raise BudgetReached(
@@ -125,12 +161,17 @@ def _budget_check_before_calling(*, connection: SalesforceConnection) -> None:
     trusted = timedelta(minutes=settings.SALESFORCE_USAGE_TRUSTED_MINUTES)
     if timezone.now() - seen_at > trusted or not _org_is_paused((used, maximum)):
         return
-    left = "no calls left" if used >= maximum else "too few calls left for syncs"
+    seen = f"{timezone.localtime(seen_at):%Y-%m-%d %H:%M %Z}"
+    if used >= maximum:
+        state = f"{daily_allowance_spent((used, maximum))} when last seen, {seen}"
+    else:
+        state = (
+            f"The org had used {used:,} of its {maximum:,} API calls (too few "
+            f"calls left for syncs) when last seen, {seen}"
+        )
     raise BudgetReached(
-        f"Partial — API budget: skipped without reading any data. The org had "
-        f"used {used:,} of its {maximum:,} API calls ({left}) when last seen, "
-        f"{timezone.localtime(seen_at):%Y-%m-%d %H:%M %Z}; the next run looks "
-        "again."
+        f"Partial — API budget: skipped without reading any data. {state}; the "
+        "next run looks again."
     )
 
 
@@ -547,7 +588,14 @@ def connection_sync(
     )
     # Ids kept by a full read whose worker died before it reconciled.
     seen_release(SeenRecord.objects.filter(run__connection=connection))
+    in_full = ""
+    if kind == SyncRun.Kind.RECENT and object_names is None:
+        in_full = _deletions_may_be_purged(connection=connection)
+    if in_full:
+        kind = SyncRun.Kind.FULL
     run = SyncRun.objects.create(connection=connection, kind=kind, trigger=trigger)
+    if in_full:
+        _note(run, object_name="", record_id="", field="", problem=in_full)
     client: SalesforceClient | None = None
     had_errors = False
     # An object left unread for the next run makes the run partial.

@@ -121,8 +121,9 @@ def test_the_field_picker_lists_describes_fields_and_flags_hidden_ones(
     ).content.decode()
 
     assert "Department (string)" in page
-    assert "Guest_Type__c (hidden from the connected user)" in page
-    assert "hidden from the connected user" in page
+    assert (
+        "Guest_Type__c (hidden by field-level security for the connected user)" in page
+    )
 
 
 def test_preview_shows_the_first_ten_mapped_records_and_stores_nothing(

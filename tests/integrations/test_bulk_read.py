@@ -305,11 +305,27 @@ def test_bulk_is_used_again_once_limits_show_room(org, org_http, connection):
     assert _notes(run) == []
 
 
+JOBS_CAP = "Max bulk v2 query jobs (10000) per 24 hrs has been reached (10021)."
+RESULTS_CAP = (
+    "Max bulk v2 query result size stored (1000000000) kb per 24 hrs has been exceeded"
+)
+
+
+def _refuse_the_next_job(org, message: str) -> None:
+    org.faults.fail_next(
+        status=400,
+        error_code="LIMIT_EXCEEDED",
+        message=message,
+        path_contains="/jobs/query",
+        method="POST",
+    )
+
+
+@pytest.mark.parametrize("message", [JOBS_CAP, RESULTS_CAP])
 def test_a_job_refused_for_the_daily_cap_reads_through_rest_and_says_so(
-    org, org_http, connection
+    org, org_http, connection, message
 ):
     # /limits still shows room, as it can while other integrations start jobs.
-    message = "Max bulk v2 query jobs (10000) per 24 hrs has been reached (10021)."
     org.faults.fail_next(
         status=400,
         error_code="LIMIT_EXCEEDED",
@@ -430,3 +446,65 @@ def test_a_job_refused_for_compound_data_reads_through_rest_and_says_so(
     notes = [p["problem"] for p in run.problems if p["object"] == "Contact"]
     assert any("Bulk refused the query" in text for text in notes)
     assert any("compound data" in text for text in notes)
+
+
+def test_reading_through_rest_after_a_capped_job_stops_when_the_day_is_spent(
+    org, org_http, connection
+):
+    _refuse_the_next_job(org, JOBS_CAP)
+    # The describes, Users, Accounts, Contacts' first page and /limits; then
+    # the Contacts' next page, through REST, meets a spent day.
+    org.faults.spend_daily_limit(after_calls=5)
+
+    run = connection_sync(connection=connection)
+
+    api = [c for c in org_http.calls if "/services/data/v" in c.request.url]
+    refused = [c for c in api if c.response.status_code == 403]
+    assert run.status == SyncRun.Status.PARTIAL
+    assert "Daily API allowance used up (15,000/15,000)" in run.error_message
+    assert _notes(run) == [
+        f"Bulk daily cap reached, read through REST (LIMIT_EXCEEDED: {JOBS_CAP})."
+    ]
+    assert len(refused) == 1 and api[-1] is refused[0]
+    assert "/query/01g" in refused[0].request.url
+    assert 0 < Person.objects.count() < CONTACTS
+    assert not any("/oauth2/token" in c.request.url for c in org_http.calls[3:])
+
+
+@pytest.fixture
+def two_large(member):
+    """An org where Accounts and Contacts both go through Bulk."""
+    org = OfflineOrg(
+        generate={"contacts": CONTACTS, "accounts": 1500},
+        seed=1,
+        load_sample=False,
+        bulk_polls_to_complete=2,
+    )
+    with mocked(org, base_url=f"https://{OFFLINE_HOST}") as mock:
+        connection = offline_org_connect(
+            workspace=member.workspace, user=member.user, login_host=OFFLINE_HOST
+        )
+        yield org, mock, connection
+
+
+def test_after_a_capped_job_no_other_is_tried_until_limits_show_room(two_large):
+    org, mock, connection = two_large
+    _refuse_the_next_job(org, RESULTS_CAP)
+
+    run = connection_sync(connection=connection)
+    creates, limits = len(_creates(mock)), len(_paths(mock, "/limits"))
+
+    assert run.status == SyncRun.Status.SUCCESS
+    assert CrmAccount.objects.count() == 1500 and Person.objects.count() == CONTACTS
+    # One job tried, for Accounts; none for Contacts, and /limits not asked.
+    assert (creates, limits) == (1, 1)
+    assert [p["object"] for p in run.problems] == ["Account", "Contact"]
+    assert all(text.startswith("Bulk daily cap reached") for text in _notes(run))
+
+    # The next run asks /limits before each job, sees room, and uses Bulk.
+    again = connection_sync(connection=connection)
+
+    assert again.status == SyncRun.Status.SUCCESS
+    assert len(_creates(mock)) - creates == 2
+    assert len(_paths(mock, "/limits")) - limits == 2
+    assert _notes(again) == []

@@ -1,4 +1,5 @@
 import pytest
+from django.urls import reverse
 
 from integrations.configuration import object_mapping_mark_changed
 from integrations.models import FieldMapping, ObjectMapping, SyncRun
@@ -245,6 +246,30 @@ def test_a_hidden_field_is_skipped_reported_and_shown_and_values_stay(
     )
     read_with = [q for q in sent_queries(org_http) if "FROM Contact" in q][-1]
     assert "Guest_Type__c" not in read_with
+
+
+def test_staff_are_told_a_hidden_field_was_skipped_and_why(
+    org, org_http, connection, member, client
+):
+    contact = _mapping(connection, "Contact")
+    FieldMapping.objects.create(
+        object_mapping=contact, salesforce_field="Guest_Type__c"
+    )
+    org.hide_field("Contact", "Guest_Type__c")
+    client.force_login(member.user)
+
+    run = connection_sync(connection=connection)
+    page = client.get(
+        reverse("integrations:connection-detail", args=[connection.pk])
+    ).content.decode()
+
+    [warning] = [p for p in run.problems if p["field"] == "Guest_Type__c"]
+    told = "skipped: hidden by field-level security for the connected user"
+    assert warning["object"] == "Contact" and warning["problem"].startswith(told)
+    assert run.status == SyncRun.Status.SUCCESS
+    # On the run, and next to the object's mapping on the CRM settings page.
+    assert f"Contact.Guest_Type__c {told}" in page
+    assert "Guest_Type__c: hidden by field-level security" in page
 
 
 def test_a_field_visible_again_is_read_for_every_record(org, org_http, connection):

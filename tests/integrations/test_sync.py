@@ -257,9 +257,7 @@ def test_a_run_whose_every_object_fails_has_failed_and_says_why(member):
         "Opportunity",
         "Lead",
     }
-    assert run.object_errors["Contact"] == (
-        "HTTP 414 from Salesforce, non-JSON body"
-    )
+    assert run.object_errors["Contact"] == ("HTTP 414 from Salesforce, non-JSON body")
 
 
 def test_two_syncs_of_one_connection_never_overlap(org, org_http, connection):

@@ -90,7 +90,7 @@ def test_a_run_while_the_allocation_was_lately_seen_spent_calls_nothing(
     assert skipped.status == SyncRun.Status.PARTIAL
     assert skipped.api_calls == 0
     assert "skipped without reading any data" in skipped.error_message
-    assert "15,000 of its 15,000" in skipped.error_message
+    assert "Daily API allowance used up (15,000/15,000)" in skipped.error_message
 
     # Once the figure is older than it may be trusted, a run calls and sees.
     org.set_api_usage(100)

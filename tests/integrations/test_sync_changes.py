@@ -22,6 +22,7 @@ from integrations.sync import load
 from integrations.sync.defaults import mapping_create_defaults
 from integrations.sync.plan import cursor_field_choose
 from integrations.sync.run import connection_sync
+from jobs.models import Event
 from people.models import CrmAccount, CrmRecord, Person
 from people.rows import rows_insert
 from tests.conftest import OFFLINE_HOST
@@ -585,7 +586,7 @@ def test_the_connection_page_shows_the_stamp_each_object_is_read_by(
         reverse("integrations:connection-detail", args=[connection.pk])
     ).content.decode()
 
-    rows = re.findall(r"<tr><td>(\w+)</td><td>[^<]*</td><td>(\w+)</td></tr>", page)
+    rows = re.findall(r"<tr><td>(\w+)</td><td>[^<]*</td><td>(\w+)</td>", page)
     # In use since the first sync, until the next read by the new one.
     assert dict(rows) == {
         "Account": "SystemModstamp",
@@ -744,3 +745,195 @@ def test_records_created_changed_or_deleted_between_field_groups_are_never_half_
     assert Person.objects.get(salesforce_id=doomed["Id"]).deleted_at is not None
     assert Person.objects.get(salesforce_id=born[0]).last_name == "Newborn"
     assert Person.objects.get(salesforce_id=edited["Id"]).last_name == "Renamed"
+
+
+def _merge_pair(org, object_name: str, *, differ_by: str = "") -> tuple[str, str]:
+    """Two records of an object to merge; with `differ_by`, they differ there."""
+    records = org.store.records(object_name)
+    loser = records[0]
+    survivor = next(
+        r
+        for r in records[1:]
+        if not differ_by or (r.get(differ_by) and r[differ_by] != loser[differ_by])
+    )
+    return loser["Id"], survivor["Id"]
+
+
+def test_a_merged_lead_is_kept_deleted_and_resolves_to_its_survivor(clocked):
+    org, clock, connection, _ = clocked
+    connection_sync(connection=connection)
+    loser_id, survivor_id = _merge_pair(org, "Lead")
+    clock.now += timedelta(hours=1)
+    org.store.merge(loser_id, survivor_id)
+
+    run = _recent(connection)
+
+    loser = CrmRecord.objects.get(object_name="Lead", salesforce_id=loser_id)
+    survivor = CrmRecord.objects.get(object_name="Lead", salesforce_id=survivor_id)
+    assert loser.deleted_at == clock.now
+    assert loser.merged_into == survivor
+    assert survivor.deleted_at is None
+    assert run.records_deleted == 1
+    assert CrmRecord.objects.filter(object_name="Lead").count() == (
+        org.store.count("Lead") + 1
+    )
+
+
+def test_a_merged_lead_stored_as_a_person_hands_its_history_to_the_survivor(
+    clocked,
+):
+    org, clock, connection, _ = clocked
+    ObjectMapping.objects.filter(connection=connection, object_name="Lead").delete()
+    leads = ObjectMapping.objects.create(
+        connection=connection,
+        object_name="Lead",
+        target=ObjectMapping.Target.PERSON,
+        position=35,
+    )
+    leads.field_mappings.create(salesforce_field="LastName", attribute="last_name")
+    connection_sync(connection=connection)
+    loser_id, survivor_id = _merge_pair(org, "Lead")
+    opened = Event.objects.create(
+        workspace=connection.workspace,
+        kind=Event.Kind.EMAIL_OPENED,
+        idempotency_key="opened-1",
+        person=Person.objects.get(salesforce_id=loser_id),
+        occurred_at=clock.now,
+    )
+    clock.now += timedelta(hours=1)
+    org.store.merge(loser_id, survivor_id)
+
+    _recent(connection)
+
+    loser = Person.objects.get(salesforce_id=loser_id)
+    survivor = Person.objects.get(salesforce_id=survivor_id)
+    opened.refresh_from_db()
+    assert loser.deleted_at == clock.now
+    assert loser.merged_into == survivor
+    assert opened.person == survivor
+
+
+def test_a_merged_account_hands_its_people_and_records_to_the_survivor(clocked):
+    org, clock, connection, _ = clocked
+    contacts = org.store.records("Contact")
+    opportunities = org.store.records("Opportunity")
+    loser_id = next(
+        c["AccountId"]
+        for c in contacts
+        if c.get("AccountId")
+        and any(o.get("AccountId") == c["AccountId"] for o in opportunities)
+    )
+    loser_website = org.store.get(loser_id).get("Website")
+    survivor_id = next(
+        a["Id"]
+        for a in org.store.records("Account")
+        if a["Id"] != loser_id and a.get("Website") and a["Website"] != loser_website
+    )
+    their_people = [c["Id"] for c in contacts if c.get("AccountId") == loser_id]
+    their_deals = [o["Id"] for o in opportunities if o.get("AccountId") == loser_id]
+    connection_sync(connection=connection)
+    clock.now += timedelta(hours=1)
+    org.store.merge(loser_id, survivor_id)
+
+    run = _recent(connection)
+
+    loser = CrmAccount.objects.get(salesforce_id=loser_id)
+    survivor = CrmAccount.objects.get(salesforce_id=survivor_id)
+    assert loser.deleted_at == clock.now
+    assert loser.merged_into == survivor
+    assert survivor.organisation_id != loser.organisation_id
+    assert set(
+        Person.objects.filter(salesforce_id__in=their_people).values_list(
+            "organisation_id", flat=True
+        )
+    ) == {survivor.organisation_id}
+    assert set(
+        CrmRecord.objects.filter(salesforce_id__in=their_deals).values_list(
+            "organisation_id", flat=True
+        )
+    ) == {survivor.organisation_id}
+    assert run.status == SyncRun.Status.SUCCESS
+
+
+@pytest.mark.parametrize(
+    ("object_name", "model"),
+    [("Contact", Person), ("Lead", CrmRecord), ("Account", CrmAccount)],
+)
+def test_a_record_restored_from_the_recycle_bin_is_live_again_not_a_second_row(
+    clocked, object_name, model
+):
+    org, clock, connection, _ = clocked
+    connection_sync(connection=connection)
+    record_id = org.store.records(object_name)[0]["Id"]
+    stored = model.objects.get(salesforce_id=record_id)
+    clock.now += timedelta(hours=1)
+    org.store.delete(record_id)
+    _recent(connection)
+    assert model.objects.get(salesforce_id=record_id).deleted_at is not None
+    clock.now += timedelta(hours=1)
+    org.store.undelete(record_id)
+
+    run = _recent(connection)
+
+    restored = model.objects.get(salesforce_id=record_id)
+    assert restored.pk == stored.pk
+    assert restored.deleted_at is None
+    assert run.records_created == 0
+    assert model.objects.filter(deleted_at__isnull=True).count() == (
+        model.objects.count()
+    )
+
+
+def test_a_merged_record_restored_from_the_recycle_bin_stands_alone_again(clocked):
+    org, clock, connection, _ = clocked
+    connection_sync(connection=connection)
+    loser_id, survivor_id = _merge_pair(org, "Contact")
+    clock.now += timedelta(hours=1)
+    org.store.merge(loser_id, survivor_id)
+    _recent(connection)
+    assert Person.objects.get(salesforce_id=loser_id).merged_into is not None
+    clock.now += timedelta(hours=1)
+    org.store.undelete(loser_id)
+
+    _recent(connection)
+
+    restored = Person.objects.get(salesforce_id=loser_id)
+    assert restored.deleted_at is None
+    assert restored.merged_into is None
+
+
+def test_a_saved_cursor_never_moves_back_from_one_run_to_the_next(clocked):
+    org, clock, connection, _ = clocked
+    connection_sync(connection=connection)
+    first, late, other = org.store.records("Contact")[:3]
+    saved = []
+
+    def cursor():
+        return SyncCursor.objects.get(connection=connection, object_name="Contact")
+
+    saved.append(cursor().value)
+    clock.now += timedelta(hours=1)
+    org.store.update(first["Id"], {"Title": "Read first"})
+    _recent(connection)
+    saved.append(cursor().value)
+    # Committed late: stamped before what the last run read; and the record
+    # the cursor was saved from is gone for good, so the next read finds
+    # nothing newer.
+    clock.now -= timedelta(minutes=2)
+    org.store.update(late["Id"], {"Title": "Committed late"})
+    org.store.delete(first["Id"])
+    org.store.empty_recycle_bin()
+    clock.now += timedelta(minutes=10)
+    _recent(connection)
+    saved.append(cursor().value)
+    # Nothing new at all.
+    _recent(connection)
+    saved.append(cursor().value)
+    # A full sync reads everything, and leaves the cursor where it was.
+    org.store.update(other["Id"], {"Title": "Changed before a full sync"})
+    connection_sync(connection=connection)
+    saved.append(cursor().value)
+
+    assert Person.objects.get(salesforce_id=late["Id"]).title == "Committed late"
+    assert saved == sorted(saved)
+    assert saved[2] == saved[1] == clock.now - timedelta(minutes=8)

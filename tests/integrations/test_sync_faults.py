@@ -1,22 +1,24 @@
 """Broken answers and hostile values: a clear error, nothing stored is lost."""
 
 import json
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from urllib.parse import unquote_plus
 
 import pytest
 import responses
 from django.utils import timezone
 
-from integrations.models import SalesforceConnection, SyncRun
+from integrations.models import SalesforceConnection, SyncCursor, SyncRun
 from integrations.offline_org import offline_org_connect
 from integrations.salesforce.client import SalesforceRejectedError
 from integrations.salesforce.emulator import OfflineOrg
 from integrations.salesforce.emulator.testing import mocked
 from integrations.services import connection_client
+from integrations.sync.plan import CURSOR_OVERLAP
 from integrations.sync.run import connection_sync
 from people.models import CrmAccount, Person
 from tests.conftest import OFFLINE_HOST
+from tests.integrations.support import sent_queries
 
 pytestmark = pytest.mark.django_db
 
@@ -341,3 +343,97 @@ def test_a_stale_claim_is_not_released_by_the_run_that_lost_it(
     connection.refresh_from_db()
     assert run.status == SyncRun.Status.SUCCESS
     assert connection.sync_claimed_at is None
+
+
+# Three pages of one Contact each, as Salesforce may cut them however many
+# rows were asked for; the next pages' URLs exactly as Salesforce gives them.
+_PAGED_CONTACTS = [
+    ("0035g00000AbCdEAAV", "lin@example.org", "2026-01-01T10:00:00.000+0000"),
+    ("0035g00000XyZ12AAF", "ada@example.org", "2026-01-01T11:00:00.000+0000"),
+    ("0035g00000Pq1AbAAJ", "sam@example.org", "2026-01-01T12:00:00.000+0000"),
+]
+_NEXT_PAGES = [
+    "/services/data/v61.0/query/01gRO0000016PIAYA2-1",
+    "/services/data/v61.0/query/01gRO0000016PIAYA2-2",
+]
+
+
+def _paged_contacts(total_size: int):
+    def page(number: int) -> tuple[str, str, str]:
+        record_id, email, stamp = _PAGED_CONTACTS[number]
+        body = {
+            "totalSize": total_size,
+            "done": number == len(_PAGED_CONTACTS) - 1,
+            "records": [
+                {
+                    "attributes": {"type": "Contact"},
+                    "Id": record_id,
+                    "LastName": email.split("@")[0].title(),
+                    "Email": email,
+                    "LastModifiedDate": stamp,
+                    "SystemModstamp": stamp,
+                }
+            ],
+        }
+        if number < len(_NEXT_PAGES):
+            body["nextRecordsUrl"] = _NEXT_PAGES[number]
+        return "200 OK", "application/json", json.dumps(body)
+
+    def answer(environ):
+        if environ["PATH_INFO"] in _NEXT_PAGES:
+            return page(_NEXT_PAGES.index(environ["PATH_INFO"]) + 1)
+        return page(0) if _queries(environ, "Contact") else None
+
+    return answer
+
+
+def _contact_reads(mock) -> list[str]:
+    return [
+        call.request.url
+        for call in mock.calls
+        if "/query/01gRO" in call.request.url
+        or "FROM+Contact" in call.request.url
+        and "COUNT" not in call.request.url
+    ]
+
+
+# totalSize as the rows that come, and two figures that disagree with them.
+@pytest.mark.parametrize("total_size", [3, 1, 7])
+def test_short_pages_are_followed_to_done_whatever_total_size_says(faulty, total_size):
+    org, connection, mock = faulty
+    org.answer = _paged_contacts(total_size)
+
+    # Recent changes only: the closing counts of a full sync would rightly
+    # find Salesforce's own Contacts missing.
+    run = connection_sync(
+        connection=connection, kind=SyncRun.Kind.RECENT, batch_size=1000
+    )
+
+    reads = _contact_reads(mock)
+    ids = [record_id for record_id, _, _ in _PAGED_CONTACTS]
+    assert sorted(Person.objects.values_list("salesforce_id", flat=True)) == sorted(ids)
+    assert run.status == SyncRun.Status.SUCCESS
+    assert "Contact" not in run.object_errors
+    # The query, then each next page, sent to the URL given, on the instance.
+    assert len(reads) == 3
+    assert reads[1:] == [f"{connection.instance_url}{url}" for url in _NEXT_PAGES]
+    assert all("OFFSET" not in unquote_plus(url) for url in reads)
+    query = next(c.request for c in mock.calls if c.request.url == reads[0])
+    assert query.headers["Sforce-Query-Options"] == "batchSize=1000"
+    # Past the last page's stamp: the next run does not begin again at the
+    # first page.
+    cursor = SyncCursor.objects.get(connection=connection, object_name="Contact")
+    assert cursor.value == datetime(2026, 1, 1, 12, tzinfo=UTC)
+
+
+def test_the_next_run_after_paged_reads_starts_past_the_first_page(faulty):
+    org, connection, mock = faulty
+    org.answer = _paged_contacts(3)
+    connection_sync(connection=connection, kind=SyncRun.Kind.RECENT, batch_size=1000)
+    read = len(sent_queries(mock))
+
+    connection_sync(connection=connection, kind=SyncRun.Kind.RECENT)
+
+    [statement] = [q for q in sent_queries(mock)[read:] if "FROM Contact" in q]
+    since = datetime(2026, 1, 1, 12, tzinfo=UTC) - CURSOR_OVERLAP
+    assert f"WHERE SystemModstamp >= {since:%Y-%m-%dT%H:%M:%SZ}" in statement

@@ -233,3 +233,36 @@ def test_a_transaction_security_refusal_that_passes_costs_one_more_try(
 
     assert run.status == SyncRun.Status.SUCCESS
     assert _all_contacts_stored(org)
+
+
+def _contact_page_calls(mock, since: int) -> int:
+    """Calls that read a page of Contacts: the query, then each next page."""
+    return sum(
+        1
+        for c in mock.calls[since:]
+        if "/query/01g" in c.request.url
+        or ("FROM+Contact" in c.request.url and "COUNT" not in c.request.url)
+    )
+
+
+@pytest.mark.parametrize("batch_size", [200, 500, 2000])
+@pytest.mark.parametrize("short", [0, 7])
+def test_every_record_is_stored_once_whatever_the_page_sizes(
+    org, org_http, connection, batch_size, short
+):
+    contacts = org.store.count("Contact")
+    if short:
+        # Salesforce cuts pages below the size asked for, and says not done.
+        org.faults.short_pages(records=short, times=3)
+    before = len(org_http.calls)
+
+    run = connection_sync(
+        connection=connection, batch_size=batch_size, object_names=["Contact"]
+    )
+
+    stored = Person.objects.values_list("salesforce_id", flat=True)
+    assert run.status == SyncRun.Status.SUCCESS
+    assert sorted(stored) == sorted(r["Id"] for r in org.store.records("Contact"))
+    assert run.records_fetched == run.records_created == contacts
+    pages = (3 if short else 0) + -(-(contacts - 3 * short) // batch_size)
+    assert _contact_page_calls(org_http, before) == pages

@@ -544,3 +544,101 @@ def test_a_write_left_in_flight_by_a_dead_worker_is_checked_before_sending(
     write.refresh_from_db()
     assert update_requests(org_http) == []
     assert write.status == FieldWrite.Status.WRITTEN
+
+
+# ---------------------------------------------------------------- Permanent errors
+
+
+@pytest.mark.parametrize(
+    ("code", "message"),
+    [
+        (VALIDATION, "Gold tier requires a mailing country"),
+        ("REQUIRED_FIELD_MISSING", "Required fields are missing: [MailingCountry]"),
+        ("INSUFFICIENT_ACCESS_OR_READONLY", "insufficient access rights on object id"),
+    ],
+)
+def test_a_permanent_refusal_is_sent_once_and_again_only_with_new_data(
+    org, org_http, connection, people, code, message
+):
+    healthy, refused = people[:2]
+    action = ActionFactory(connection=connection)
+    _write(action, healthy)
+    rejected = _write(action, refused)
+    org.writes.fail(refused.salesforce_id, code, message=message, times=1)
+
+    first = connection_write_pending(connection=connection)
+    second = connection_write_pending(connection=connection)
+    assert sent_ids(org_http).count(refused.salesforce_id) == 1
+    # New data for the same field of the same record: a write of its own.
+    later = EventFactory(
+        workspace=action.job.workspace,
+        person=refused,
+        occurred_at=datetime(2025, 4, 2, 8, 0, tzinfo=UTC),
+    )
+    FieldWriteFactory(action=action, event=later)
+    third = connection_write_pending(connection=connection)
+
+    rejected.refresh_from_db()
+    assert rejected.status == FieldWrite.Status.FAILED and not rejected.is_retryable
+    assert (rejected.status_code, rejected.message) == (code, message)
+    assert rejected.outcome == "failed" and rejected.attempts == 1
+    assert first.status == JobRun.Status.COMPLETED_WITH_ERRORS
+    assert (first.writes_written, first.writes_failed) == (1, 1)
+    assert second is None
+    assert sent_ids(org_http).count(refused.salesforce_id) == 2
+    assert third.status == JobRun.Status.COMPLETED
+    assert str(_stamp(org, refused)) == "2025-04-02"
+
+
+# ---------------------------------------------------------------- All or none
+
+
+@pytest.mark.parametrize(
+    "code", ["ALL_OR_NONE_OPERATION_ROLLED_BACK", "PROCESSING_HALTED"]
+)
+def test_a_record_held_back_by_anothers_failure_is_shown_as_not_applied_and_queued(
+    org, connection, people, settings, code
+):
+    settings.JOBS_WRITE_ATTEMPTS_PER_RUN = 1
+    settings.JOBS_WRITE_RETRY_SECONDS = 0
+    healthy, invalid = people[:2]
+    action = ActionFactory(connection=connection)
+    held_back, rejected = _write(action, healthy), _write(action, invalid)
+
+    def all_or_none(request):
+        ids = [r["id"] for r in json.loads(request.body)["records"]]
+        failure = {
+            "statusCode": VALIDATION,
+            "message": "Gold tier requires a mailing country",
+            "fields": [],
+        }
+        halted = {"statusCode": code, "message": "Record rolled back", "fields": []}
+        body = [
+            {
+                "id": i,
+                "success": False,
+                "errors": [failure if i == invalid.salesforce_id else halted],
+            }
+            for i in ids
+        ]
+        return 200, {}, json.dumps(body)
+
+    with _answer_first_update_with(org, all_or_none) as mock:
+        run = connection_write_pending(connection=connection)
+        held_back.refresh_from_db()
+        rejected.refresh_from_db()
+        assert held_back.status == FieldWrite.Status.FAILED
+        assert held_back.is_retryable and held_back.next_attempt_at is not None
+        assert held_back.outcome == "not applied, another record in the batch failed"
+        assert held_back.status_code == code
+        assert rejected.outcome == "failed" and rejected.status_code == VALIDATION
+        assert run.status == JobRun.Status.COMPLETED_WITH_ERRORS
+        assert (run.writes_written, run.writes_waiting, run.writes_failed) == (0, 1, 1)
+
+        again = connection_write_pending(connection=connection)
+        sent = sent_ids(mock)
+
+    held_back.refresh_from_db()
+    assert sent[2:] == [healthy.salesforce_id]
+    assert held_back.status == FieldWrite.Status.WRITTEN
+    assert again.status == JobRun.Status.COMPLETED

@@ -555,7 +555,7 @@ class OfflineOrg:
             return response
         if self.usage.is_spent():
             error = ApiError(
-                403, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded."
+                403, "REQUEST_LIMIT_EXCEEDED", self.faults.daily_limit_message
             )
             return self._with_usage(_json(error.body(), 403), number)
 

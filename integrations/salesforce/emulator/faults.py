@@ -52,6 +52,7 @@ from integrations.salesforce.emulator.query import QueryPlan
 CONCURRENT_REQUESTS_MESSAGE = (
     "ConcurrentRequests (Concurrent API Requests) Limit exceeded."
 )
+DAILY_LIMIT_MESSAGE = "TotalRequests Limit exceeded."
 UNABLE_TO_LOCK_ROW_MESSAGE = "unable to obtain exclusive access to this record"
 QUERY_TIMEOUT_MESSAGE = "Your query request was running for too long."
 BULK_FAILURE_MESSAGE = (
@@ -126,6 +127,8 @@ class Faults:
         self._expire_access_tokens = expire_access_tokens
         self._revoke_grants = revoke_grants
         self._spend_daily_limit = spend_daily_limit
+        # Salesforce's wording is not stable; a switch can change it.
+        self.daily_limit_message = DAILY_LIMIT_MESSAGE
         self._requests: list[_RequestFault] = []
         self._triggers: list[_Trigger] = []
         self._calls = 0
@@ -174,12 +177,14 @@ class Faults:
         """Answer with an HTML error page, as during an outage (500 or 503)."""
         self.fail_next(status=status, times=times, path_contains=path_contains)
 
-    def limit_concurrency(self, *, times: int = 1, path_contains: str = "") -> None:
+    def limit_concurrency(
+        self, *, times: int = 1, path_contains: str = "", message: str | None = None
+    ) -> None:
         """Refuse requests as when too many long requests run at once."""
         self.fail_next(
             status=403,
             error_code="REQUEST_LIMIT_EXCEEDED",
-            message=CONCURRENT_REQUESTS_MESSAGE,
+            message=message or CONCURRENT_REQUESTS_MESSAGE,
             times=times,
             path_contains=path_contains,
         )
@@ -202,8 +207,15 @@ class Faults:
         """Revoke every grant after that many more API calls."""
         self._after(after_calls, self._revoke_grants)
 
-    def spend_daily_limit(self, *, after_calls: int = 0) -> None:
-        """Use up the daily allocation after that many more API calls."""
+    def spend_daily_limit(
+        self, *, after_calls: int = 0, message: str | None = None
+    ) -> None:
+        """Use up the daily allocation after that many more API calls.
+
+        The refusals that follow carry `message`, if given.
+        """
+        with self.lock:
+            self.daily_limit_message = message or DAILY_LIMIT_MESSAGE
         self._after(after_calls, self._spend_daily_limit)
 
     def short_pages(self, *, records: int, times: int = 1) -> None:
@@ -249,6 +261,7 @@ class Faults:
             self._short_pages.clear()
             self._timeouts.clear()
             self._bulk_failures.clear()
+            self.daily_limit_message = DAILY_LIMIT_MESSAGE
 
     # ------------------------------------------------------------ Hooks
 
