@@ -607,8 +607,14 @@ def connection_sync(
         )
         if object_names is not None:
             mappings = mappings.filter(object_name__in=object_names)
-        if kind == SyncRun.Kind.FULL:
-            mappings = mappings.exclude(object_name__in=_done_by_unfinished_full(run))
+        # A stopped full sync is gone on with: what it read counts as read.
+        stopped = _unfinished_full(run) if kind == SyncRun.Kind.FULL else None
+        carried = list(stopped.objects_done) if stopped else []
+        # Objects that already failed the chain: a field they refuse again is
+        # no passing change, and is not waited out run after run.
+        failed_before = set(stopped.object_errors) if stopped else set()
+        run.objects_done = list(carried)
+        mappings = mappings.exclude(object_name__in=carried)
         _budget_check_before_calling(connection=connection)
         client = connection_client(connection=connection, batch_size=batch_size)
         schema = RunSchema(client=client, connection=connection)
@@ -637,7 +643,10 @@ def connection_sync(
             ):
                 raise
             except (SalesforceClientError, PlanError, QueryTooLong) as exc:
-                is_partial |= isinstance(exc, FieldRefusedAgain)
+                is_partial |= (
+                    isinstance(exc, FieldRefusedAgain)
+                    and mapping.object_name not in failed_before
+                )
                 run.object_errors[mapping.object_name] = clean_text(str(exc))
                 logger.warning(
                     "Salesforce object failed connection_id=%s run_id=%s object=%s",
@@ -658,7 +667,7 @@ def connection_sync(
             )
         _conclude(
             run=run,
-            attempted=len(mappings),
+            attempted=len(carried) + len(mappings),
             had_errors=had_errors,
             is_partial=is_partial,
         )
@@ -679,14 +688,14 @@ def connection_sync(
     return run
 
 
-def _done_by_unfinished_full(run: SyncRun) -> list[str]:
-    """Return the objects a stopped full sync had already read.
+def _unfinished_full(run: SyncRun) -> SyncRun | None:
+    """Return the latest run of a stopped full sync this one goes on with.
 
     A full sync stopped for its API budget, left partial by an object whose
     fields changed under it, or killed with its worker, is followed by one
     that goes on with the objects it had not read, within the day the first
     of the stopped runs began: runs that stop one after the other never
-    stretch it.
+    stretch it. A chain of partial runs carries what all of them read.
     """
     window_start = run.started_at - timedelta(hours=24)
     earlier = (
@@ -706,14 +715,9 @@ def _done_by_unfinished_full(run: SyncRun) -> list[str]:
             break
         if previous.started_at < window_start:
             # The chain began more than a day ago: start again.
-            return []
+            return None
         latest = latest or previous
-    if latest is None:
-        return []
-    done = list(latest.objects_done)
-    # A chain of partial runs carries what all of them read.
-    run.objects_done = done
-    return done
+    return latest
 
 
 def _stopped(run: SyncRun) -> bool:

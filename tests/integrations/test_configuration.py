@@ -1,3 +1,5 @@
+from datetime import timedelta
+
 import pytest
 from django.urls import reverse
 
@@ -7,6 +9,7 @@ from integrations.salesforce.emulator import OfflineOrg
 from integrations.salesforce.emulator.testing import mocked
 from integrations.sync.defaults import mapping_create_defaults
 from integrations.sync.run import connection_sync
+from integrations.sync.schedule import sync_enqueue_due
 from people.models import CrmAccount, CrmRecord, Person
 from tests.conftest import OFFLINE_HOST
 from tests.integrations.support import sent_queries
@@ -387,6 +390,37 @@ def test_a_field_refused_again_after_a_fresh_describe_leaves_the_object_partial(
     assert "Contact" not in run.objects_done
     assert CrmAccount.objects.count() == org.store.count("Account")
     assert Person.objects.get(salesforce_id=titled["Id"]).title == "Stored before"
+
+
+def test_a_field_still_refused_by_the_next_run_ends_the_full_sync_with_errors(
+    member,
+):
+    org = _OrgRefusingAFieldItDescribes()
+    with mocked(org, base_url=f"https://{OFFLINE_HOST}"):
+        from integrations.offline_org import offline_org_connect
+
+        connection = offline_org_connect(
+            workspace=member.workspace, user=member.user, login_host=OFFLINE_HOST
+        )
+        first = connection_sync(connection=connection)
+        connection.refresh_from_db()
+        retry_at = connection.next_full_sync_at
+
+        again = connection_sync(connection=connection)
+        queued = sync_enqueue_due(now=again.finished_at + timedelta(hours=2))
+
+    connection.refresh_from_db()
+    assert first.status == SyncRun.Status.PARTIAL
+    assert retry_at == first.finished_at + timedelta(hours=1)
+    # Read again within the hour, the object refuses the field once more: it
+    # fails like any object would, and the full sync ends rather than being
+    # tried every hour for as long as the field stays refused.
+    assert again.status == SyncRun.Status.COMPLETED_WITH_ERRORS
+    assert again.object_errors["Contact"].startswith("INVALID_FIELD: ")
+    assert connection.last_full_sync_at == again.started_at
+    assert connection.next_full_sync_at == again.started_at + timedelta(hours=24)
+    # Recent-changes syncs, which wait for a full sync to have run, begin.
+    assert queued == [(connection.pk, SyncRun.Kind.RECENT)]
 
 
 def test_a_newly_added_field_is_backfilled_on_the_next_sync(org, org_http, connection):
