@@ -259,8 +259,17 @@ class _Tally:
         self.newest: datetime | None = None
         self.had_errors = False
         self.written = 0
+        # Of those, rows stamped before the recent-changes reads begin: what
+        # they missed, for a full read to count as drift.
+        self.written_unseen = 0
+        self.unseen_before: datetime | None = None
         # Merges met on the way: losing Id -> surviving Id.
         self.survivors: dict[str, str] = {}
+
+
+def _stamped_since(record: dict, field: str | None, since: datetime) -> bool:
+    stamp = aware_datetime(record.get(field)) if field else None
+    return stamp is not None and stamp >= since
 
 
 def _checkpoint(*, run: SyncRun, plan: ObjectPlan, value: datetime) -> None:
@@ -362,6 +371,13 @@ def _read_object(
         run.records_deleted += deleted
         run.transform_failures += transform_failures
         tally.written += result.created + result.updated
+        if tally.unseen_before is not None:
+            tally.written_unseen += sum(
+                1
+                for record in records
+                if record.get("Id") in result.written_ids
+                and not _stamped_since(record, cursor_field, tally.unseen_before)
+            )
         _note_all(run, plan=plan, problems=problems + result.problems)
         if checkpoints and page_newest is not None:
             _checkpoint(run=run, plan=plan, value=page_newest)
@@ -453,6 +469,10 @@ def _sync_object(
         connection=run.connection, object_name=mapping.object_name
     ).first()
     tally = _Tally()
+    if cursor is not None:
+        # A record stamped since then is read by the next recent-changes
+        # sync; only what a full read writes from before was missed.
+        tally.unseen_before = cursor.value - CURSOR_OVERLAP
     for attempt in (1, 2):
         try:
             plan = _read_narrowing(
@@ -522,11 +542,14 @@ def _sync_object(
         )
         run.records_deleted += missing
         # A full sync of an object the recent-changes syncs already follow:
-        # whatever it still had to write, they had missed. When the
-        # configuration changed, every row is rewritten with the new fields,
-        # and only what went missing tells of drift.
+        # what it still had to write from before their cursor, they had
+        # missed; what was stamped since waited for the next of them (after
+        # a long pause, most of it). When the configuration changed, every
+        # row is rewritten with the new fields, and only what went missing
+        # tells of drift.
         if cursor is not None and run.kind == SyncRun.Kind.FULL:
-            run.drift_repaired += missing + (0 if plan.is_backfill else tally.written)
+            written = 0 if plan.is_backfill else tally.written_unseen
+            run.drift_repaired += missing + written
     # A full read does not return what was deleted or merged since the cursor
     # (`query` leaves the recycle bin out), and takes a merge's loser for a
     # plain deletion. An existing cursor stays where it is, so the next

@@ -90,6 +90,29 @@ def test_a_recent_sync_after_a_long_pause_reads_in_full_and_says_so(
     assert _replication_calls(org_http) == []
 
 
+def test_changes_a_long_pause_held_back_are_not_counted_as_drift(
+    org, org_http, connection
+):
+    connection_sync(connection=connection)
+    long_ago = timezone.now() - timedelta(days=RECYCLE_BIN_DAYS + 1)
+    SalesforceConnection.objects.filter(pk=connection.pk).update(
+        last_full_sync_at=long_ago, last_recent_sync_at=long_ago
+    )
+    changed = org.store.records("Contact")[0]["Id"]
+    org.store.update(changed, {"Title": "Changed during the pause"})
+
+    run = connection_sync(connection=connection, kind=SyncRun.Kind.RECENT)
+
+    assert run.kind == SyncRun.Kind.FULL
+    assert Person.objects.get(salesforce_id=changed).title == (
+        "Changed during the pause"
+    )
+    assert run.records_updated == 1
+    # Stamped after the cursor, the change waited for the recent-changes
+    # read that did not come; none of them missed it.
+    assert run.drift_repaired == 0
+
+
 def test_a_recent_sync_within_the_recycle_bins_days_reads_recent_changes(
     org, org_http, connection
 ):
