@@ -1,8 +1,11 @@
+from contextlib import contextmanager
+
 import pytest
 from django.urls import reverse
 
 from integrations.configuration import object_mapping_mark_changed
 from integrations.models import FieldMapping, ObjectMapping, SyncRun
+from integrations.offline_org import offline_org_connect
 from integrations.salesforce.emulator import OfflineOrg
 from integrations.salesforce.emulator.testing import mocked
 from integrations.sync.defaults import mapping_create_defaults
@@ -311,12 +314,11 @@ class _OrgDeletingAField(OfflineOrg):
         return super()._run_query(context, include_deleted=include_deleted)
 
 
-def test_a_mapped_field_deleted_in_the_org_costs_that_field_only(member):
-    org = _OrgDeletingAField()
+@contextmanager
+def _title_stored_before(org, member):
+    """Connect `org` and store a titled Contact's person with another title."""
     titled = next(c for c in org.store.records("Contact") if c.get("Title"))
     with mocked(org, base_url=f"https://{OFFLINE_HOST}") as mock:
-        from integrations.offline_org import offline_org_connect
-
         connection = offline_org_connect(
             workspace=member.workspace, user=member.user, login_host=OFFLINE_HOST
         )
@@ -327,7 +329,12 @@ def test_a_mapped_field_deleted_in_the_org_costs_that_field_only(member):
             last_name=titled["LastName"],
             title="Stored before",
         )
+        yield connection, titled, mock
 
+
+def test_a_mapped_field_deleted_in_the_org_costs_that_field_only(member):
+    org = _OrgDeletingAField()
+    with _title_stored_before(org, member) as (connection, titled, mock):
         first = connection_sync(connection=connection)
         calls_before = len(mock.calls)
         second = connection_sync(connection=connection)
@@ -360,21 +367,7 @@ def test_a_field_refused_again_after_a_fresh_describe_leaves_the_object_partial(
     member,
 ):
     org = _OrgRefusingAFieldItDescribes()
-    titled = next(c for c in org.store.records("Contact") if c.get("Title"))
-    with mocked(org, base_url=f"https://{OFFLINE_HOST}") as mock:
-        from integrations.offline_org import offline_org_connect
-
-        connection = offline_org_connect(
-            workspace=member.workspace, user=member.user, login_host=OFFLINE_HOST
-        )
-        Person.objects.create(
-            workspace=member.workspace,
-            connection=connection,
-            salesforce_id=titled["Id"],
-            last_name=titled["LastName"],
-            title="Stored before",
-        )
-
+    with _title_stored_before(org, member) as (connection, titled, mock):
         run = connection_sync(connection=connection)
         contact_queries = [q for q in sent_queries(mock) if "FROM Contact" in q]
 
