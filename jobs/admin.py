@@ -374,9 +374,6 @@ class EventAdmin(_ReadOnlyAdmin):
     date_hierarchy = "occurred_at"
     inlines = [WriteInline]
 
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        return obj is not None and request.user.is_staff
-
 
 @admin.register(RejectedEvent)
 class RejectedEventAdmin(_ReadOnlyAdmin):
