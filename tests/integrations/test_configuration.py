@@ -441,7 +441,10 @@ def test_a_transform_failure_leaves_the_value_empty_and_is_counted(
     assert run.transform_failures >= 1
     assert Person.objects.get(salesforce_id=bad["Id"]).country == ""
     assert Person.objects.get(salesforce_id=good["Id"]).country == "GB"
-    assert any(
-        p["id"] == bad["Id"] and p["field"] == "MailingCountry" for p in run.problems
-    )
+    assert {
+        "object": "Contact",
+        "id": bad["Id"],
+        "field": "MailingCountry",
+        "problem": "Country to ISO 3166 alpha-2: 'Atlantis' is not a country",
+    } in run.problems
     assert run.status == SyncRun.Status.SUCCESS
