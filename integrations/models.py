@@ -175,6 +175,9 @@ class SyncRun(models.Model):
     skipped_fields = models.JSONField(default=list, blank=True)
     # Objects whose part of the run failed: {object: Salesforce's message}.
     object_errors = models.JSONField(default=dict, blank=True)
+    # The objects a run was asked to read, when not all: "Sync this object
+    # now" reads one object and the objects it links to.
+    objects_asked = models.JSONField(default=list, blank=True)
     # Objects read to the end; a full sync that stopped partway goes on with
     # the others next time.
     objects_done = models.JSONField(default=list, blank=True)

@@ -66,7 +66,15 @@ def _phone(value: Any, argument: str) -> str | None:
     try:
         number = phonenumbers.parse(text, (argument or None) and argument.upper())
     except phonenumbers.NumberParseException as exc:
-        raise TransformError(f"not a phone number: {exc}") from exc
+        if (
+            exc.error_type == phonenumbers.NumberParseException.INVALID_COUNTRY_CODE
+            and not argument
+        ):
+            raise TransformError(
+                "no country code; give the region of such numbers (GB, US, ...) "
+                "as the transform's argument"
+            ) from exc
+        raise TransformError("not a phone number") from exc
     if not phonenumbers.is_valid_number(number):
         raise TransformError("not a valid phone number")
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)

@@ -282,10 +282,6 @@ class JobRunAdmin(_ReadOnlyAdmin):
     readonly_fields = ["all_records"]
     inlines = [FailedWriteInline]
 
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        # Viewing a run shows its failed records; nothing on it can change.
-        return obj is not None and request.user.is_staff
-
     @admin.display(description="Every record of this run")
     def all_records(self, obj: JobRun) -> str:
         url = reverse("admin:jobs_fieldwrite_changelist")
@@ -377,9 +373,6 @@ class EventAdmin(_ReadOnlyAdmin):
     search_fields = ["idempotency_key", "record_id", "person__salesforce_id"]
     date_hierarchy = "occurred_at"
     inlines = [WriteInline]
-
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        return obj is not None and request.user.is_staff
 
 
 @admin.register(RejectedEvent)

@@ -14,7 +14,7 @@ from integrations.models import ObjectMapping, SalesforceConnection, SeenRecord,
 from integrations.salesforce.client import SalesforceClient
 from integrations.salesforce.schema import ObjectSchema, typed_value
 from integrations.sync.plan import ObjectPlan, mapping_shares_model
-from integrations.transforms import TransformError, transform_apply
+from integrations.transforms import TRANSFORMS, TransformError, transform_apply
 from people import services as people_services
 from people.models import CrmAccount, CrmRecord, Owner, Person
 from people.rows import commit_without_waiting, rows_insert
@@ -79,9 +79,8 @@ def rows_from_records(
                     value = typed_value(field_type, raw)
             except TransformError as exc:
                 transform_failures += 1
-                problems.append(
-                    Problem(record_id, name, f"{field_mapping.transform}: {exc}")
-                )
+                label = TRANSFORMS[field_mapping.transform].label
+                problems.append(Problem(record_id, name, f"{label}: {exc}"))
                 value = None
             except ValueError as exc:
                 problems.append(Problem(record_id, name, f"left empty: {exc}"))

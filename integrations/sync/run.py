@@ -616,7 +616,12 @@ def connection_sync(
         in_full = _deletions_may_be_purged(connection=connection)
     if in_full:
         kind = SyncRun.Kind.FULL
-    run = SyncRun.objects.create(connection=connection, kind=kind, trigger=trigger)
+    run = SyncRun.objects.create(
+        connection=connection,
+        kind=kind,
+        trigger=trigger,
+        objects_asked=list(object_names or []),
+    )
     if in_full:
         _note(run, object_name="", record_id="", field="", problem=in_full)
     client: SalesforceClient | None = None

@@ -1,3 +1,4 @@
+from contextlib import contextmanager
 from datetime import timedelta
 
 import pytest
@@ -5,6 +6,7 @@ from django.urls import reverse
 
 from integrations.configuration import object_mapping_mark_changed
 from integrations.models import FieldMapping, ObjectMapping, SyncRun
+from integrations.offline_org import offline_org_connect
 from integrations.salesforce.emulator import OfflineOrg
 from integrations.salesforce.emulator.testing import mocked
 from integrations.sync.defaults import mapping_create_defaults
@@ -314,12 +316,11 @@ class _OrgDeletingAField(OfflineOrg):
         return super()._run_query(context, include_deleted=include_deleted)
 
 
-def test_a_mapped_field_deleted_in_the_org_costs_that_field_only(member):
-    org = _OrgDeletingAField()
+@contextmanager
+def _title_stored_before(org, member):
+    """Connect `org` and store a titled Contact's person with another title."""
     titled = next(c for c in org.store.records("Contact") if c.get("Title"))
     with mocked(org, base_url=f"https://{OFFLINE_HOST}") as mock:
-        from integrations.offline_org import offline_org_connect
-
         connection = offline_org_connect(
             workspace=member.workspace, user=member.user, login_host=OFFLINE_HOST
         )
@@ -330,7 +331,12 @@ def test_a_mapped_field_deleted_in_the_org_costs_that_field_only(member):
             last_name=titled["LastName"],
             title="Stored before",
         )
+        yield connection, titled, mock
 
+
+def test_a_mapped_field_deleted_in_the_org_costs_that_field_only(member):
+    org = _OrgDeletingAField()
+    with _title_stored_before(org, member) as (connection, titled, mock):
         first = connection_sync(connection=connection)
         calls_before = len(mock.calls)
         second = connection_sync(connection=connection)
@@ -363,21 +369,7 @@ def test_a_field_refused_again_after_a_fresh_describe_leaves_the_object_partial(
     member,
 ):
     org = _OrgRefusingAFieldItDescribes()
-    titled = next(c for c in org.store.records("Contact") if c.get("Title"))
-    with mocked(org, base_url=f"https://{OFFLINE_HOST}") as mock:
-        from integrations.offline_org import offline_org_connect
-
-        connection = offline_org_connect(
-            workspace=member.workspace, user=member.user, login_host=OFFLINE_HOST
-        )
-        Person.objects.create(
-            workspace=member.workspace,
-            connection=connection,
-            salesforce_id=titled["Id"],
-            last_name=titled["LastName"],
-            title="Stored before",
-        )
-
+    with _title_stored_before(org, member) as (connection, titled, mock):
         run = connection_sync(connection=connection)
         contact_queries = [q for q in sent_queries(mock) if "FROM Contact" in q]
 
@@ -396,12 +388,7 @@ def test_a_field_still_refused_by_the_next_run_ends_the_full_sync_with_errors(
     member,
 ):
     org = _OrgRefusingAFieldItDescribes()
-    with mocked(org, base_url=f"https://{OFFLINE_HOST}"):
-        from integrations.offline_org import offline_org_connect
-
-        connection = offline_org_connect(
-            workspace=member.workspace, user=member.user, login_host=OFFLINE_HOST
-        )
+    with _title_stored_before(org, member) as (connection, titled, _):
         first = connection_sync(connection=connection)
         connection.refresh_from_db()
         retry_at = connection.next_full_sync_at
@@ -419,6 +406,7 @@ def test_a_field_still_refused_by_the_next_run_ends_the_full_sync_with_errors(
     assert again.object_errors["Contact"].startswith("INVALID_FIELD: ")
     assert connection.last_full_sync_at == again.started_at
     assert connection.next_full_sync_at == again.started_at + timedelta(hours=24)
+    assert Person.objects.get(salesforce_id=titled["Id"]).title == "Stored before"
     # Recent-changes syncs, which wait for a full sync to have run, begin.
     assert queued == [(connection.pk, SyncRun.Kind.RECENT)]
 
@@ -482,7 +470,10 @@ def test_a_transform_failure_leaves_the_value_empty_and_is_counted(
     assert run.transform_failures >= 1
     assert Person.objects.get(salesforce_id=bad["Id"]).country == ""
     assert Person.objects.get(salesforce_id=good["Id"]).country == "GB"
-    assert any(
-        p["id"] == bad["Id"] and p["field"] == "MailingCountry" for p in run.problems
-    )
+    assert {
+        "object": "Contact",
+        "id": bad["Id"],
+        "field": "MailingCountry",
+        "problem": "Country to ISO 3166 alpha-2: 'Atlantis' is not a country",
+    } in run.problems
     assert run.status == SyncRun.Status.SUCCESS

@@ -3,7 +3,10 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from django.urls import reverse
 
-from integrations.models import PendingAuthorization, SalesforceConnection
+from integrations.models import PendingAuthorization, SalesforceConnection, SyncRun
+from integrations.offline_org import offline_org_connect
+from integrations.sync.run import connection_sync
+from tests.conftest import OFFLINE_HOST
 from tests.factories import MembershipFactory, SalesforceConnectionFactory
 
 pytestmark = pytest.mark.django_db
@@ -144,3 +147,19 @@ def test_the_reconnect_link_ignores_another_workspaces_connection(client, member
 
     assert response.context["form"].initial == {}
     assert "other.my.salesforce.com" not in response.content.decode()
+
+
+def test_a_run_of_chosen_objects_is_shown_as_such(client, member, org_http):
+    connection = offline_org_connect(
+        workspace=member.workspace, user=member.user, login_host=OFFLINE_HOST
+    )
+    chosen = connection_sync(connection=connection, object_names=["Contact"])
+    whole = connection_sync(connection=connection, kind=SyncRun.Kind.RECENT)
+
+    page = client.get(
+        reverse("integrations:connection-detail", args=[connection.pk])
+    ).content.decode()
+
+    assert chosen.objects_asked == ["Contact"] and whole.objects_asked == []
+    assert "<td>Full: Contact only</td>" in page
+    assert "<td>Recent changes</td>" in page

@@ -69,6 +69,19 @@ def test_disconnect_revokes_the_grant_forgets_the_tokens_and_keeps_the_data(
     assert refused.value.is_grant_gone
 
 
+def test_a_disconnected_org_shows_no_next_sync(org, org_http, connection, signed_in):
+    connection_sync(connection=connection)
+    _disconnect(signed_in, connection)
+
+    page = signed_in.get(
+        reverse("integrations:connection-detail", args=[connection.pk])
+    ).content.decode()
+
+    connection.refresh_from_db()
+    assert connection.next_full_sync_at is not None
+    assert "<dt>Next full sync</dt><dd>none until reconnected</dd>" in page
+
+
 def test_a_disconnected_org_is_never_synced_again(
     org, org_http, connection, signed_in, django_capture_on_commit_callbacks
 ):

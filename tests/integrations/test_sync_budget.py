@@ -101,7 +101,7 @@ def test_a_run_while_the_allocation_was_lately_seen_spent_calls_nothing(
     assert len(org_http.calls) > before
 
 
-def test_a_full_run_skipped_for_the_budget_keeps_what_the_stopped_one_read(
+def test_runs_skipped_for_the_budget_go_on_only_within_a_day_of_the_first(
     small_org,
 ):
     org, connection, mock = small_org
@@ -109,22 +109,9 @@ def test_a_full_run_skipped_for_the_budget_keeps_what_the_stopped_one_read(
     assert stopped.status == SyncRun.Status.PARTIAL and stopped.objects_done
     # The org is then seen with no room left, and the next run calls nothing.
     SalesforceConnection.objects.filter(pk=connection.pk).update(api_usage_used=60)
-
-    skipped = connection_sync(connection=connection)
-
-    assert "skipped without reading any data" in skipped.error_message
-    assert skipped.objects_done == stopped.objects_done
-
-
-def test_runs_that_stop_one_after_another_go_on_only_within_a_day_of_the_first(
-    small_org,
-):
-    org, connection, mock = small_org
-    stopped = connection_sync(connection=connection)
-    assert stopped.status == SyncRun.Status.PARTIAL and stopped.objects_done
-    SalesforceConnection.objects.filter(pk=connection.pk).update(api_usage_used=60)
     # Skipped runs through the day carry what the first one read.
     skipped = connection_sync(connection=connection)
+    assert "skipped without reading any data" in skipped.error_message
     assert skipped.objects_done == stopped.objects_done
     # A day after the first began, the next skipped run starts again.
     SyncRun.objects.filter(pk=stopped.pk).update(

@@ -430,8 +430,8 @@ def test_a_full_read_refused_midway_lets_go_of_the_ids_it_kept(
     assert not SeenRecord.objects.exists()
 
 
-def test_a_full_read_marks_nothing_of_another_object_stored_as_people(clocked):
-    org, clock, connection, _ = clocked
+def _leads_as_people(connection) -> None:
+    """Map Leads to people, beside Contacts."""
     ObjectMapping.objects.filter(connection=connection, object_name="Lead").delete()
     leads = ObjectMapping.objects.create(
         connection=connection,
@@ -440,6 +440,11 @@ def test_a_full_read_marks_nothing_of_another_object_stored_as_people(clocked):
         position=35,
     )
     leads.field_mappings.create(salesforce_field="LastName", attribute="last_name")
+
+
+def test_a_full_read_marks_nothing_of_another_object_stored_as_people(clocked):
+    org, clock, connection, _ = clocked
+    _leads_as_people(connection)
     connection_sync(connection=connection)
     gone = org.store.records("Lead")[0]
     org.store.delete(gone["Id"])
@@ -783,14 +788,7 @@ def test_a_merged_lead_stored_as_a_person_hands_its_history_to_the_survivor(
     clocked,
 ):
     org, clock, connection, _ = clocked
-    ObjectMapping.objects.filter(connection=connection, object_name="Lead").delete()
-    leads = ObjectMapping.objects.create(
-        connection=connection,
-        object_name="Lead",
-        target=ObjectMapping.Target.PERSON,
-        position=35,
-    )
-    leads.field_mappings.create(salesforce_field="LastName", attribute="last_name")
+    _leads_as_people(connection)
     connection_sync(connection=connection)
     loser_id, survivor_id = _merge_pair(org, "Lead")
     opened = Event.objects.create(

@@ -70,6 +70,23 @@ def test_each_transform_refuses_a_value_it_cannot_handle(name, argument, value):
 
 
 @pytest.mark.parametrize(
+    ("argument", "value", "message"),
+    [
+        ("", "020 7946 0018", "no country code; give the region of such numbers"),
+        ("GB", "call me maybe", "not a phone number"),
+    ],
+)
+def test_a_phone_number_it_cannot_read_says_why_in_plain_words(
+    argument, value, message
+):
+    with pytest.raises(TransformError) as refused:
+        transform_apply(name="phone_e164", argument=argument, value=value)
+
+    assert str(refused.value).startswith(message)
+    assert "(0)" not in str(refused.value) and "(1)" not in str(refused.value)
+
+
+@pytest.mark.parametrize(
     ("name", "argument"),
     [
         ("phone_e164", "Narnia"),

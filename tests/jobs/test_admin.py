@@ -165,6 +165,46 @@ def test_a_run_shows_its_counts_and_its_failed_records(
     assert b"Completed with errors" in listing
 
 
+def test_a_run_is_shown_but_cannot_be_edited_by_hand(
+    org, org_http, connection, people, staff_client
+):
+    FieldWriteFactory(
+        action=ActionFactory(connection=connection),
+        event=EventFactory(workspace=connection.workspace, person=people[0]),
+    )
+    run = connection_write_pending(connection=connection)
+    url = reverse("admin:jobs_jobrun_change", args=[run.pk])
+
+    page = staff_client.get(url).content.decode()
+    response = staff_client.post(
+        url, {"status": JobRun.Status.FAILED, "writes_written": "0"}
+    )
+
+    run.refresh_from_db()
+    assert 'name="writes_written"' not in page and 'name="_save"' not in page
+    assert response.status_code == 403
+    assert run.status == JobRun.Status.COMPLETED and run.writes_written == 1
+
+
+def test_an_event_is_shown_with_its_writes_but_cannot_be_edited_by_hand(
+    connection, people, staff_client
+):
+    write = FieldWriteFactory(
+        action=ActionFactory(connection=connection),
+        event=EventFactory(workspace=connection.workspace, person=people[0]),
+    )
+    url = reverse("admin:jobs_event_change", args=[write.event.pk])
+
+    page = staff_client.get(url).content.decode()
+    response = staff_client.post(url, {"kind": "email.opened"})
+
+    write.event.refresh_from_db()
+    assert write.record_id in page
+    assert 'name="kind"' not in page and 'name="_save"' not in page
+    assert response.status_code == 403
+    assert write.event.kind == "email.sent"
+
+
 def test_retrying_selected_failures_resends_only_the_failures(
     org,
     org_http,
