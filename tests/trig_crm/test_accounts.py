@@ -46,3 +46,17 @@ def test_someone_without_a_workspace_is_told_so(client, django_user_model):
 
     assert response.status_code == 404
     assert "not in a workspace yet" in response.content.decode()
+
+
+@pytest.mark.parametrize(
+    "name", ["account_login", "account_signup", "account_reset_password"]
+)
+def test_it_shows_sign_in_pages_inside_the_products_own_page(client, name):
+    response = client.get(reverse(name))
+
+    page = response.content.decode()
+    assert response.status_code == 200
+    assert "<header>" in page
+    assert "<strong>Trig</strong>" in page
+    assert "Menu:" not in page
+    assert "· Trig</title>" in page
