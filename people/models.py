@@ -93,6 +93,9 @@ class CrmAccount(SalesforceRow):
         related_name="merged_from",
     )
 
+    class Meta(SalesforceRow.Meta):
+        verbose_name = "CRM account"
+
     def __str__(self) -> str:
         return self.name or self.salesforce_id
 
@@ -185,6 +188,7 @@ class CrmRecord(SalesforceRow):
     )
 
     class Meta(SalesforceRow.Meta):
+        verbose_name = "CRM record"
         indexes = [models.Index(fields=["connection", "object_name"])]
 
     def __str__(self) -> str:
