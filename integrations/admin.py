@@ -198,6 +198,7 @@ class SyncRunAdmin(admin.ModelAdmin):
         "records_failed",
         "records_deleted",
         "drift_repaired",
+        "signals_raised",
         "problem_count",
         "api_calls",
     ]
