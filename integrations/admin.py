@@ -1,4 +1,5 @@
 from datetime import timedelta
+from urllib.parse import urlencode
 
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
@@ -438,11 +439,7 @@ class SignalRuleAdmin(admin.ModelAdmin):
     def signals_link(self, obj: SignalRule) -> str:
         if not obj.pk:
             return "-"
-        url = reverse("admin:jobs_event_changelist")
         # Each signal's key starts with its rule's id.
-        return format_html(
-            '<a href="{}?kind={}&q=signal:{}:">The events this rule raised</a>',
-            url,
-            Event.Kind.SIGNAL_RAISED,
-            obj.pk,
-        )
+        query = urlencode({"kind": Event.Kind.SIGNAL_RAISED, "q": f"signal:{obj.pk}:"})
+        url = f"{reverse('admin:jobs_event_changelist')}?{query}"
+        return format_html('<a href="{}">The events this rule raised</a>', url)
