@@ -226,6 +226,7 @@ class SignalWatch:
             except RuleUnusable as exc:
                 self.unusable[rule] = str(exc)
         self.raised = 0
+        self._page_raised: set[str] = set()
 
     def hook(self, records: list[dict[str, Any]]) -> WriteHook | None:
         """Return the hook that evaluates the rules on a page's written rows."""
@@ -253,7 +254,7 @@ class SignalWatch:
 
     def page_done(self) -> int:
         """Count the signals the last page's hook raised; return how many."""
-        count = len(getattr(self, "_page_raised", ()))
+        count = len(self._page_raised)
         self._page_raised = set()
         self.raised += count
         return count
@@ -304,6 +305,10 @@ class SignalWatch:
         connection = self.run.connection
         people, organisations = self._linked(firings)
         raised = set()
+        # TODO: each event is recorded on its own (an insert, the Jobs of its
+        # kind, their writes): a page where hundreds of records fire costs
+        # that many rounds. Signals are rare next to the rows a page holds;
+        # a batch form of `event_record` would be needed to go further.
         for firing in firings:
             person = self._person_of(firing, people)
             organisation_id = (
