@@ -1,4 +1,5 @@
 from datetime import timedelta
+from urllib.parse import urlencode
 
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
@@ -9,10 +10,14 @@ from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 from django.utils.timesince import timesince
 
-from integrations.admin_forms import FieldMappingForm, ObjectMappingForm
+from integrations.admin_forms import (
+    FieldMappingForm,
+    ObjectMappingForm,
+    SignalRuleForm,
+)
 from integrations.configuration import (
     object_mapping_mark_changed,
     object_mapping_preview,
@@ -21,12 +26,14 @@ from integrations.models import (
     FieldMapping,
     ObjectMapping,
     SalesforceConnection,
+    SignalRule,
     SyncCursor,
     SyncRun,
 )
 from integrations.salesforce.client import SalesforceClientError
 from integrations.sync.plan import HIDDEN_WORDS, PlanError
 from integrations.sync.schedule import sync_enqueue
+from jobs.models import Event
 
 
 class SyncRunInline(admin.TabularInline):
@@ -198,6 +205,7 @@ class SyncRunAdmin(admin.ModelAdmin):
         "records_failed",
         "records_deleted",
         "drift_repaired",
+        "signals_raised",
         "problem_count",
         "api_calls",
     ]
@@ -290,13 +298,39 @@ class ObjectMappingAdmin(admin.ModelAdmin):
     list_filter = ["target", "is_enabled", "needs_backfill"]
     list_select_related = ["connection"]
     search_fields = ["object_name", "connection__org_id", "connection__workspace__name"]
-    readonly_fields = ["needs_backfill", "hidden_fields", "preview_link"]
+    readonly_fields = [
+        "needs_backfill",
+        "hidden_fields",
+        "preview_link",
+        "signal_rules",
+    ]
     inlines = [FieldMappingInline]
     actions = ["sync_object_now"]
 
     @admin.display(description="Hidden by field-level security")
     def hidden_fields(self, obj: ObjectMapping) -> str:
         return ", ".join(obj.skipped_fields) or "-"
+
+    @admin.display(description="Signal rules")
+    def signal_rules(self, obj: ObjectMapping) -> str:
+        if not obj.pk:
+            return "-"
+        rules = [
+            format_html(
+                '<a href="{}">{}</a>: {}{}',
+                reverse("admin:integrations_signalrule_change", args=[rule.pk]),
+                rule.name,
+                rule.description,
+                "" if rule.is_enabled else " (off)",
+            )
+            for rule in obj.signal_rules.all()
+        ]
+        add = format_html(
+            '<a href="{}?object_mapping={}">Add a signal rule</a>',
+            reverse("admin:integrations_signalrule_add"),
+            obj.pk,
+        )
+        return format_html_join("", "{}<br>", ((r,) for r in [*rules, add]))
 
     @admin.display(description="Preview")
     def preview_link(self, obj: ObjectMapping) -> str:
@@ -307,8 +341,9 @@ class ObjectMappingAdmin(admin.ModelAdmin):
 
     def get_formset_kwargs(self, request, obj, inline, prefix):
         kwargs = super().get_formset_kwargs(request, obj, inline, prefix)
-        # Each field's picker lists the fields of this mapping's object.
-        kwargs["form_kwargs"] = {"object_mapping": obj if obj and obj.pk else None}
+        if isinstance(inline, FieldMappingInline):
+            # Each field's picker lists the fields of this mapping's object.
+            kwargs["form_kwargs"] = {"object_mapping": obj if obj and obj.pk else None}
         return kwargs
 
     def save_related(self, request, form, formsets, change) -> None:
@@ -367,3 +402,44 @@ class ObjectMappingAdmin(admin.ModelAdmin):
                 object_names=names,
             )
             self.message_user(request, f"Sync of {', '.join(names)} requested.")
+
+
+@admin.register(SignalRule)
+class SignalRuleAdmin(admin.ModelAdmin):
+    form = SignalRuleForm
+    list_display = [
+        "name",
+        "kind",
+        "object_name",
+        "connection",
+        "description",
+        "is_enabled",
+    ]
+    list_filter = ["kind", "is_enabled", "object_mapping__object_name"]
+    list_select_related = ["object_mapping", "object_mapping__connection"]
+    search_fields = [
+        "name",
+        "field_name",
+        "condition",
+        "object_mapping__object_name",
+        "object_mapping__connection__org_id",
+        "object_mapping__connection__workspace__name",
+    ]
+    readonly_fields = ["signals_link", "created_at", "updated_at"]
+
+    @admin.display(description="Object", ordering="object_mapping__object_name")
+    def object_name(self, obj: SignalRule) -> str:
+        return obj.object_mapping.object_name
+
+    @admin.display(description="Connection")
+    def connection(self, obj: SignalRule) -> SalesforceConnection:
+        return obj.object_mapping.connection
+
+    @admin.display(description="Signals raised")
+    def signals_link(self, obj: SignalRule) -> str:
+        if not obj.pk:
+            return "-"
+        # Each signal's key starts with its rule's id.
+        query = urlencode({"kind": Event.Kind.SIGNAL_RAISED, "q": f"signal:{obj.pk}:"})
+        url = f"{reverse('admin:jobs_event_changelist')}?{query}"
+        return format_html('<a href="{}">The events this rule raised</a>', url)

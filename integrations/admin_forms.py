@@ -8,8 +8,9 @@ from integrations.configuration import (
     describe_fresh,
     describe_parents,
     filter_check,
+    signal_rule_check,
 )
-from integrations.models import FieldMapping, ObjectMapping
+from integrations.models import FieldMapping, ObjectMapping, SignalRule
 from integrations.salesforce.soql_build import QueryTooLong, plan_select
 from integrations.sync.defaults import ATTRIBUTES
 from integrations.sync.plan import HIDDEN_WORDS
@@ -127,3 +128,58 @@ class FieldMappingForm(forms.ModelForm):
                     f"attribute {attribute}; choose one of {', '.join(allowed)}."
                 )
         return attribute
+
+
+class _MappingChoice(forms.ModelChoiceField):
+    def label_from_instance(self, obj: ObjectMapping) -> str:
+        return f"{obj.object_name} of {obj.connection} ({obj.connection.workspace})"
+
+
+class SignalRuleForm(forms.ModelForm):
+    """A signal rule, checked against its object's describe when saved."""
+
+    object_mapping = _MappingChoice(
+        queryset=ObjectMapping.objects.select_related(
+            "connection", "connection__workspace"
+        ),
+        label="Object",
+        help_text="The connection's mapped object whose records the rule watches.",
+    )
+
+    class Meta:
+        model = SignalRule
+        fields = [
+            "object_mapping",
+            "name",
+            "kind",
+            "field_name",
+            "value",
+            "condition",
+            "is_enabled",
+        ]
+        widgets = {"condition": forms.Textarea(attrs={"rows": 3, "cols": 80})}
+
+    def clean(self):
+        cleaned = super().clean()
+        if self.errors or not cleaned.get("object_mapping"):
+            return cleaned
+        rule = SignalRule(
+            object_mapping=cleaned["object_mapping"],
+            kind=cleaned.get("kind", ""),
+            field_name=cleaned.get("field_name", ""),
+            value=cleaned.get("value", ""),
+            condition=cleaned.get("condition", ""),
+        )
+        try:
+            signal_rule_check(rule=rule)
+        except ValidationError as exc:
+            if hasattr(exc, "error_dict"):
+                for field, errors in exc.error_dict.items():
+                    self.add_error(field if field in self.fields else None, errors)
+            else:
+                self.add_error(None, exc)
+            return cleaned
+        # Kept as describe spells them; the other kind's fields emptied.
+        for name in ("field_name", "value", "condition"):
+            cleaned[name] = getattr(rule, name)
+        return cleaned

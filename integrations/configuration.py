@@ -8,7 +8,13 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 
-from integrations.models import ObjectDescribe, ObjectMapping, SalesforceConnection
+from integrations.models import (
+    FieldMapping,
+    ObjectDescribe,
+    ObjectMapping,
+    SalesforceConnection,
+    SignalRule,
+)
 from integrations.salesforce import soql
 from integrations.salesforce.client import SalesforceClientError
 from integrations.salesforce.names import id_problem
@@ -16,6 +22,7 @@ from integrations.salesforce.schema import ObjectSchema, RunSchema
 from integrations.services import connection_client
 from integrations.sync.load import rows_from_records
 from integrations.sync.plan import object_plan
+from integrations.sync.signals import RuleUnusable, condition_problems, rule_literal
 
 TEXT_TYPES = {
     "string",
@@ -302,3 +309,113 @@ def object_mapping_preview(*, mapping: ObjectMapping, limit: int = 10) -> Previe
 def object_mapping_mark_changed(*, mapping: ObjectMapping) -> None:
     """Make the next sync read the whole object, so every record gets the change."""
     ObjectMapping.objects.filter(pk=mapping.pk).update(needs_backfill=True)
+
+
+def signal_rule_check(*, rule: SignalRule) -> None:
+    """Check a signal rule against its object's describe and mapping.
+
+    The stored describe is used when there is one (the last sync's), else the
+    object is described now. A move needs a field the sync imports, and a
+    value of its type (one of a picklist's values); a condition must parse,
+    name only imported fields of the record itself, and use operators Trig
+    evaluates. Raises ValidationError with a message per form field.
+    """
+    mapping = rule.object_mapping
+    connection = mapping.connection
+    schema = describe_cached(
+        connection=connection, object_name=mapping.object_name
+    ) or describe_fresh(connection=connection, object_name=mapping.object_name)
+    field_mappings = list(mapping.field_mappings.all())
+    if rule.kind == SignalRule.Kind.MOVED_TO:
+        rule.field_name, rule.value = _moved_to_checked(
+            rule=rule, schema=schema, field_mappings=field_mappings
+        )
+        rule.condition = ""
+        return
+
+    rule.field_name = rule.value = ""
+    if not rule.condition.strip():
+        raise ValidationError({"condition": "Write the condition a new record meets."})
+    try:
+        condition = filter_check(text=rule.condition, schema=schema)
+    except ValidationError as exc:
+        raise ValidationError({"condition": exc.messages}) from exc
+    readable = [
+        "Id",
+        *(fm.salesforce_field for fm in field_mappings),
+        *mapping.lookup_fields,
+    ]
+    problems = condition_problems(condition=condition, readable=readable)
+    for comparison in soql.comparisons(condition):
+        described = schema.fields.get(comparison.field.name.lower())
+        if described is not None:
+            problems.extend(_picklist_problems(comparison, described))
+    if problems:
+        raise ValidationError({"condition": problems})
+
+
+def _moved_to_checked(
+    *, rule: SignalRule, schema: ObjectSchema, field_mappings: list[FieldMapping]
+) -> tuple[str, str]:
+    """Return the rule's field and value in describe's spelling."""
+    described = schema.fields.get(rule.field_name.strip().lower())
+    if described is None:
+        raise ValidationError(
+            {
+                "field_name": f"{schema.name} has no field {rule.field_name} that "
+                "the connected user can see."
+            }
+        )
+    name = described["name"]
+    if not any(fm.salesforce_field.lower() == name.lower() for fm in field_mappings):
+        raise ValidationError(
+            {
+                "field_name": f"{name} is not imported for {schema.name}; add it "
+                "under the object's Field mappings first, so that Trig keeps the "
+                "value it moves from."
+            }
+        )
+    try:
+        rule_literal(field_type=described["type"], text=rule.value)
+    except RuleUnusable as exc:
+        raise ValidationError({"value": f"{name}: {exc}."}) from exc
+    value = rule.value.strip()
+    allowed = _picklist_values(described)
+    if allowed:
+        chosen = next((v for v in allowed if v.lower() == value.lower()), None)
+        if chosen is None:
+            raise ValidationError(
+                {
+                    "value": f"{value!r} is not one of {name}'s values: "
+                    f"{', '.join(allowed)}."
+                }
+            )
+        value = chosen
+    return name, value
+
+
+def _picklist_values(described: dict[str, Any]) -> list[str]:
+    if described.get("type") != "picklist":
+        return []
+    return [
+        entry["value"]
+        for entry in described.get("picklistValues") or []
+        if isinstance(entry, dict) and entry.get("active", True)
+    ]
+
+
+def _picklist_problems(
+    comparison: soql.Comparison, described: dict[str, Any]
+) -> list[str]:
+    allowed = _picklist_values(described)
+    if not allowed or comparison.operator == "LIKE":
+        return []
+    values = (
+        comparison.value if isinstance(comparison.value, tuple) else (comparison.value,)
+    )
+    known = {value.lower() for value in allowed}
+    return [
+        f"{value!r} is not one of {described['name']}'s values: {', '.join(allowed)}."
+        for value in values
+        if isinstance(value, str) and value.lower() not in known
+    ]

@@ -162,6 +162,8 @@ class SyncRun(models.Model):
     # What a full sync found changed or missing that the recent-changes
     # syncs before it had missed.
     drift_repaired = models.PositiveIntegerField(default=0)
+    # Signal rules that fired on the rows the run wrote: one event each.
+    signals_raised = models.PositiveIntegerField(default=0)
     api_calls = models.PositiveIntegerField(default=0)
 
     # Values that could not be stored as they came, one entry per record
@@ -434,3 +436,55 @@ class ObjectDescribe(models.Model):
 
     def __str__(self) -> str:
         return f"{self.object_name} described {self.described_at:%Y-%m-%d %H:%M}"
+
+
+class SignalRule(models.Model):
+    """A change in a mapped object's records that Trig raises as a signal.
+
+    Evaluated as the sync writes rows, never on an object's first import or
+    on a full read that rewrites rows for a changed configuration.
+    """
+
+    class Kind(models.TextChoices):
+        MOVED_TO = "moved_to", "A field moved to a value"
+        NEW_MATCHING = "new_matching", "A record new to Trig matches a condition"
+
+    object_mapping = models.ForeignKey(
+        ObjectMapping, on_delete=models.CASCADE, related_name="signal_rules"
+    )
+    name = models.CharField(
+        max_length=200, help_text="Shown on each signal, e.g. Opportunity won."
+    )
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    field_name = models.CharField(
+        max_length=100,
+        blank=True,
+        help_text="For a move: the field's API name, e.g. StageName. It must be "
+        "one of the object's mapped fields.",
+    )
+    value = models.CharField(
+        max_length=255,
+        blank=True,
+        help_text="For a move: the value it moved to, e.g. Closed Won (true or "
+        "false for a checkbox).",
+    )
+    condition = models.TextField(
+        blank=True,
+        help_text="For a new record: a SOQL condition on mapped fields, e.g. "
+        "LeadSource = 'Web' AND Industry IN ('Banking', 'Insurance').",
+    )
+    is_enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["pk"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def description(self) -> str:
+        if self.kind == self.Kind.MOVED_TO:
+            return f"{self.field_name} moved to {self.value}"
+        return f"new record where {self.condition}"

@@ -1,6 +1,12 @@
 from django.db.models import QuerySet
 
-from integrations.models import ObjectMapping, SalesforceConnection, SyncCursor, SyncRun
+from integrations.models import (
+    ObjectMapping,
+    SalesforceConnection,
+    SignalRule,
+    SyncCursor,
+    SyncRun,
+)
 from trig_crm.models import Workspace
 
 
@@ -41,3 +47,7 @@ def object_mapping_stamps(*, connection: SalesforceConnection) -> list[dict]:
             connection=connection, is_enabled=True
         ).order_by("object_name")
     ]
+
+
+def signal_rules_enabled(*, mapping: ObjectMapping) -> list[SignalRule]:
+    return list(mapping.signal_rules.filter(is_enabled=True))

@@ -5,6 +5,7 @@ Salesforce fields to them), cleans each value, and writes only what changed:
 a batch whose records are all unchanged makes no write at all.
 """
 
+import copy
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -43,6 +44,31 @@ class BatchResult:
     problems: list[Problem] = field(default_factory=list)
     # Salesforce Ids whose rows were created or changed in this batch.
     written_ids: set[str] = field(default_factory=set)
+
+
+@dataclass(frozen=True)
+class Written:
+    """A row a batch created or changed, as `WriteHook.on_written` sees it."""
+
+    salesforce_id: str
+    # The watched values the row held before; None for a row just created.
+    previous: dict[str, Any] | None
+    # What was written: cleaned values and resolved links (`person_id`, ...).
+    values: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class WriteHook:
+    """Work done in the same transaction as a batch's writes.
+
+    `on_written` is called inside that transaction with the rows written,
+    so that what it records stands or falls with them: a worker that dies
+    before the commit leaves neither, and the next sync reads the records
+    again. Only the `watched` columns of changed rows are kept from before.
+    """
+
+    watched: frozenset[str]
+    on_written: Callable[[list[Written]], None]
 
 
 def clean_text(text: str) -> str:
@@ -188,17 +214,23 @@ def _write(
     to_update: list[models.Model],
     update_fields: list[str],
     result: BatchResult,
+    hook: WriteHook | None = None,
+    written: dict[str, Written] | None = None,
 ) -> None:
     """Write a batch in two statements; if the database refuses it, row by row.
 
-    Falling back keeps one bad row from costing the whole batch.
+    Falling back keeps one bad row from costing the whole batch. The hook
+    runs in the transaction of the rows it is given.
     """
+    written = written or {}
     try:
         with transaction.atomic():
             # Read again if lost in a crash of the database: see the helper.
             commit_without_waiting(router.db_for_write(model))
             rows_insert(model, to_create)
             rows_update(model, to_update, update_fields)
+            if hook is not None and written:
+                hook.on_written(list(written.values()))
     except DatabaseError:
         logger.warning(
             "Batch write refused, writing row by row model=%s", model.__name__
@@ -207,6 +239,7 @@ def _write(
             try:
                 with transaction.atomic():
                     rows_insert(model, [values])
+                    _hook_one(hook, written, values["salesforce_id"])
             except DatabaseError as exc:
                 _not_stored(values["salesforce_id"], exc, result=result)
                 result.created -= 1
@@ -214,9 +247,17 @@ def _write(
             try:
                 with transaction.atomic():
                     obj.save(update_fields=update_fields)
+                    _hook_one(hook, written, obj.salesforce_id)
             except DatabaseError as exc:
                 _not_stored(obj.salesforce_id, exc, result=result)
                 result.updated -= 1
+
+
+def _hook_one(
+    hook: WriteHook | None, written: dict[str, Written], salesforce_id: str
+) -> None:
+    if hook is not None and salesforce_id in written:
+        hook.on_written([written[salesforce_id]])
 
 
 def _not_stored(salesforce_id: str, exc: DatabaseError, *, result: BatchResult) -> None:
@@ -233,6 +274,7 @@ def _upsert(
     connection: SalesforceConnection,
     rows: dict[str, dict[str, Any]],
     result: BatchResult,
+    hook: WriteHook | None = None,
 ) -> None:
     """Create or update rows keyed by (connection, salesforce_id)."""
     attributes = sorted({name for values in rows.values() for name in values})
@@ -243,9 +285,13 @@ def _upsert(
     now = timezone.now()
     to_create: list[dict[str, Any]] = []
     to_update: list[models.Model] = []
+    # Only kept for a hook: a sync without one does no more than before.
+    written: dict[str, Written] = {}
     for salesforce_id, values in rows.items():
         obj = existing.get(salesforce_id)
         if obj is None:
+            if hook is not None:
+                written[salesforce_id] = Written(salesforce_id, None, values)
             to_create.append(
                 {
                     **values,
@@ -275,6 +321,14 @@ def _upsert(
         if not changed:
             result.unchanged += 1
             continue
+        if hook is not None:
+            previous = {
+                # A copy: custom values are JSON, and the row's are merged into.
+                name: copy.deepcopy(getattr(obj, name))
+                for name in hook.watched
+            }
+            previous["pk"] = obj.pk
+            written[salesforce_id] = Written(salesforce_id, previous, values)
         for name in changed:
             setattr(obj, name, values[name])
         obj.synced_at = now
@@ -288,6 +342,8 @@ def _upsert(
         to_update=to_update,
         update_fields=[*attributes, "synced_at"],
         result=result,
+        hook=hook,
+        written=written,
     )
 
 
@@ -311,7 +367,10 @@ def _owner_pks(*, connection: SalesforceConnection, salesforce_ids: set[str]) ->
 
 
 def owner_upsert_batch(
-    *, connection: SalesforceConnection, rows: list[dict[str, Any]]
+    *,
+    connection: SalesforceConnection,
+    rows: list[dict[str, Any]],
+    hook: WriteHook | None = None,
 ) -> BatchResult:
     result = BatchResult()
     cleaned = {
@@ -323,7 +382,13 @@ def owner_upsert_batch(
         )
         for sf_id, row in _by_salesforce_id(rows).items()
     }
-    _upsert(model=Owner, connection=connection, rows=cleaned, result=result)
+    _upsert(
+        model=Owner,
+        connection=connection,
+        rows=cleaned,
+        result=result,
+        hook=hook,
+    )
     return result
 
 
@@ -353,7 +418,10 @@ def _organisations_for_domains(
 
 
 def organisation_upsert_batch(
-    *, connection: SalesforceConnection, rows: list[dict[str, Any]]
+    *,
+    connection: SalesforceConnection,
+    rows: list[dict[str, Any]],
+    hook: WriteHook | None = None,
 ) -> BatchResult:
     """Upsert Accounts and link each to the Organisation of its website's domain.
 
@@ -440,7 +508,13 @@ def organisation_upsert_batch(
         else:
             values["organisation_id"] = existing[sf_id].organisation_id
 
-    _upsert(model=CrmAccount, connection=connection, rows=cleaned, result=result)
+    _upsert(
+        model=CrmAccount,
+        connection=connection,
+        rows=cleaned,
+        result=result,
+        hook=hook,
+    )
     if result.written_ids:
         person_relink_organisations(
             connection=connection, account_ids=result.written_ids
@@ -494,7 +568,10 @@ PERSON_ATTRIBUTES = [
 
 
 def person_upsert_batch(
-    *, connection: SalesforceConnection, rows: list[dict[str, Any]]
+    *,
+    connection: SalesforceConnection,
+    rows: list[dict[str, Any]],
+    hook: WriteHook | None = None,
 ) -> BatchResult:
     """Upsert Contacts as people, linked to their owner and organisation."""
     result = BatchResult()
@@ -533,7 +610,13 @@ def person_upsert_batch(
             )
         cleaned[sf_id] = values
 
-    _upsert(model=Person, connection=connection, rows=cleaned, result=result)
+    _upsert(
+        model=Person,
+        connection=connection,
+        rows=cleaned,
+        result=result,
+        hook=hook,
+    )
     if result.created:
         crm_record_relink(connection=connection, person_ids=result.written_ids)
     return result
@@ -558,7 +641,11 @@ def _organisation_pks(
 
 
 def record_upsert_batch(
-    *, connection: SalesforceConnection, object_name: str, rows: list[dict[str, Any]]
+    *,
+    connection: SalesforceConnection,
+    object_name: str,
+    rows: list[dict[str, Any]],
+    hook: WriteHook | None = None,
 ) -> BatchResult:
     """Upsert rows of any other object, linked to person, organisation and owner."""
     result = BatchResult()
@@ -598,7 +685,13 @@ def record_upsert_batch(
             )
         cleaned[sf_id] = values
 
-    _upsert(model=CrmRecord, connection=connection, rows=cleaned, result=result)
+    _upsert(
+        model=CrmRecord,
+        connection=connection,
+        rows=cleaned,
+        result=result,
+        hook=hook,
+    )
     return result
 
 

@@ -18,7 +18,7 @@ from integrations.transforms import TRANSFORMS, TransformError, transform_apply
 from people import services as people_services
 from people.models import CrmAccount, CrmRecord, Owner, Person
 from people.rows import commit_without_waiting, rows_insert
-from people.services import BatchResult, Problem
+from people.services import BatchResult, Problem, WriteHook
 
 # https://help.salesforce.com/s/articleView?id=000385008&type=1
 _SALESFORCE_ID = re.compile(r"^[a-zA-Z0-9]{15}(?:[a-zA-Z0-9]{3})?$")
@@ -107,19 +107,27 @@ def rows_from_records(
 
 
 def rows_upsert(
-    *, plan: ObjectPlan, connection: SalesforceConnection, rows: list[dict[str, Any]]
+    *,
+    plan: ObjectPlan,
+    connection: SalesforceConnection,
+    rows: list[dict[str, Any]],
+    hook: WriteHook | None = None,
 ) -> BatchResult:
     target = plan.mapping.target
     if target == ObjectMapping.Target.PERSON:
-        return people_services.person_upsert_batch(connection=connection, rows=rows)
+        return people_services.person_upsert_batch(
+            connection=connection, rows=rows, hook=hook
+        )
     if target == ObjectMapping.Target.ORGANISATION:
         return people_services.organisation_upsert_batch(
-            connection=connection, rows=rows
+            connection=connection, rows=rows, hook=hook
         )
     if target == ObjectMapping.Target.OWNER:
-        return people_services.owner_upsert_batch(connection=connection, rows=rows)
+        return people_services.owner_upsert_batch(
+            connection=connection, rows=rows, hook=hook
+        )
     return people_services.record_upsert_batch(
-        connection=connection, object_name=plan.schema.name, rows=rows
+        connection=connection, object_name=plan.schema.name, rows=rows, hook=hook
     )
 
 

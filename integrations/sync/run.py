@@ -6,13 +6,14 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import router, transaction
-from django.db.models import Q
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from integrations.models import (
     ObjectMapping,
     SalesforceConnection,
     SeenRecord,
+    SignalRule,
     SyncCursor,
     SyncRun,
 )
@@ -30,6 +31,7 @@ from integrations.salesforce.client import (
 )
 from integrations.salesforce.schema import RunSchema
 from integrations.salesforce.soql_build import QueryTooLong
+from integrations.selectors import signal_rules_enabled
 from integrations.services import connection_client
 from integrations.sync.counts import counts_compare
 from integrations.sync.defaults import mapping_create_defaults
@@ -45,6 +47,7 @@ from integrations.sync.load import (
 )
 from integrations.sync.plan import CURSOR_OVERLAP, ObjectPlan, PlanError, object_plan
 from integrations.sync.read import read_records
+from integrations.sync.signals import SignalWatch
 from people.rows import commit_without_waiting
 from people.services import Problem, clean_text
 
@@ -296,6 +299,7 @@ def _read_object(
     claim: _Claim,
     on_page: OnPage | None,
     first_reads: FirstReads | None = None,
+    rules: list[SignalRule] | None = None,
 ) -> None:
     connection = run.connection
     object_name = plan.schema.name
@@ -335,11 +339,20 @@ def _read_object(
         # A long Bulk job is waited for within the run's budget too.
         before_poll=lambda: _budget_check(client=client),
     )
+    # Only an object with rules does any work for them.
+    watch = SignalWatch(run=run, plan=plan, rules=rules) if rules else None
     for records in pages:
         rows, problems, transform_failures = rows_from_records(
             plan=plan, records=records
         )
-        result = rows_upsert(plan=plan, connection=connection, rows=rows)
+        result = rows_upsert(
+            plan=plan,
+            connection=connection,
+            rows=rows,
+            hook=watch.hook(records) if watch else None,
+        )
+        if watch:
+            run.signals_raised += watch.page_done()
         page_newest = None
         for record in records:
             stamp = aware_datetime(record.get(cursor_field))
@@ -387,6 +400,29 @@ def _read_object(
         _budget_check(client=client)
 
 
+def _note_rules(run: SyncRun, *, plan: ObjectPlan, rules: list[SignalRule]) -> None:
+    """Say which signal rules the read left out, and why; never an error."""
+    if plan.is_backfill:
+        _note(
+            run,
+            object_name=plan.schema.name,
+            record_id="",
+            field="",
+            problem="signal rules not evaluated: the object was read in full for "
+            "a changed configuration, which rewrites rows without news",
+        )
+        return
+    unusable = SignalWatch(run=run, plan=plan, rules=rules).unusable
+    for rule, reason in unusable.items():
+        _note(
+            run,
+            object_name=plan.schema.name,
+            record_id="",
+            field=rule.field_name,
+            problem=f"signal rule {rule.name!r} skipped: {reason}",
+        )
+
+
 MAX_NARROWING = 6
 
 
@@ -404,6 +440,7 @@ def _read_narrowing(
     window: tuple[datetime, datetime | None] | None = None,
     depth: int = 0,
     first_reads: FirstReads | None = None,
+    rules: list[SignalRule] | None = None,
 ) -> ObjectPlan:
     """Read an object's changes; on QUERY_TIMEOUT, read the window in halves.
 
@@ -428,6 +465,7 @@ def _read_narrowing(
             claim=claim,
             on_page=on_page,
             first_reads=first_reads,
+            rules=rules if not plan.is_backfill else None,
         )
         return plan
     except SalesforceTransientError as exc:
@@ -450,6 +488,7 @@ def _read_narrowing(
             on_page=on_page,
             window=half,
             depth=depth + 1,
+            rules=rules,
         )
     return plan
 
@@ -473,6 +512,12 @@ def _sync_object(
         # A record stamped since then is read by the next recent-changes
         # sync; only what a full read writes from before was missed.
         tally.unseen_before = cursor.value - CURSOR_OVERLAP
+    # An object's first import is no news, however many of its records a
+    # rule would match. Mappings read by a run say whether they have rules,
+    # so that an object without any costs no query for them.
+    rules: list[SignalRule] = []
+    if cursor is not None and getattr(mapping, "has_signal_rules", True):
+        rules = signal_rules_enabled(mapping=mapping)
     for attempt in (1, 2):
         try:
             plan = _read_narrowing(
@@ -486,6 +531,7 @@ def _sync_object(
                 claim=claim,
                 on_page=on_page,
                 first_reads=first_reads,
+                rules=rules,
             )
             break
         except SalesforceRejectedError as exc:
@@ -512,6 +558,8 @@ def _sync_object(
         _note(
             run, object_name=plan.schema.name, record_id="", field=name, problem=reason
         )
+    if rules:
+        _note_rules(run, plan=plan, rules=rules)
 
     if tally.survivors:
         rows_merge(
@@ -630,8 +678,17 @@ def connection_sync(
     is_partial = False
     try:
         mapping_create_defaults(connection=connection)
-        mappings = connection.object_mappings.filter(is_enabled=True).prefetch_related(
-            "field_mappings"
+        mappings = (
+            connection.object_mappings.filter(is_enabled=True)
+            .prefetch_related("field_mappings")
+            # In the same query: no rules, no query for them.
+            .annotate(
+                has_signal_rules=Exists(
+                    SignalRule.objects.filter(
+                        object_mapping=OuterRef("pk"), is_enabled=True
+                    )
+                )
+            )
         )
         if object_names is not None:
             mappings = mappings.filter(object_name__in=object_names)

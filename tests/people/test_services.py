@@ -1,9 +1,11 @@
 import pytest
+from django.db import DatabaseError
 from django.db import connection as db_connection
 from django.test.utils import CaptureQueriesContext
 
 from people.models import CrmAccount, Organisation, Person
 from people.services import (
+    WriteHook,
     organisation_upsert_batch,
     owner_upsert_batch,
     person_upsert_batch,
@@ -385,3 +387,66 @@ def test_marking_missing_rows_leaves_ids_of_other_prefixes_whatever_their_case()
     assert marked == 1
     gone = Person.objects.filter(deleted_at__isnull=False)
     assert list(gone.values_list("salesforce_id", flat=True)) == [ids[1]]
+
+
+def test_a_write_hook_sees_what_each_row_held_before_in_the_write_transaction():
+    connection = SalesforceConnectionFactory()
+    person_upsert_batch(
+        connection=connection,
+        rows=[_contact("003000000000001AAA"), _contact("003000000000002AAA")],
+    )
+    seen = []
+
+    def on_written(written):
+        # Inside the transaction: the rows are already written.
+        seen.extend(
+            (
+                w.salesforce_id,
+                w.previous and w.previous["title"],
+                Person.objects.get(salesforce_id=w.salesforce_id).title,
+            )
+            for w in written
+        )
+
+    hook = WriteHook(watched=frozenset({"title"}), on_written=on_written)
+
+    person_upsert_batch(
+        connection=connection,
+        rows=[
+            _contact("003000000000001AAA", title="Director"),
+            _contact("003000000000002AAA"),
+            _contact("003000000000003AAA", title="Analyst"),
+        ],
+        hook=hook,
+    )
+
+    assert sorted(seen) == [
+        ("003000000000001AAA", "Engineer", "Director"),
+        ("003000000000003AAA", None, "Analyst"),
+    ]
+
+
+def test_a_batch_the_database_refuses_runs_the_hook_with_each_row_stored():
+    connection = SalesforceConnectionFactory()
+    calls = []
+
+    def on_written(written):
+        calls.append([w.salesforce_id for w in written])
+        if len(written) > 1:
+            raise DatabaseError("refused")
+
+    hook = WriteHook(watched=frozenset(), on_written=on_written)
+
+    result = person_upsert_batch(
+        connection=connection,
+        rows=[_contact("003000000000001AAA"), _contact("003000000000002AAA")],
+        hook=hook,
+    )
+
+    assert result.created == 2
+    assert calls == [
+        ["003000000000001AAA", "003000000000002AAA"],
+        ["003000000000001AAA"],
+        ["003000000000002AAA"],
+    ]
+    assert Person.objects.count() == 2
