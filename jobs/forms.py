@@ -13,12 +13,27 @@ from trig_crm.models import Workspace
 MAX_PAYLOAD_BYTES = 8_000
 
 
+class _IsoDateTimeField(forms.DateTimeField):
+    """A time sent as ISO 8601 text; a JSON number, list or object is refused.
+
+    Django's own field expects text (or a datetime) and fails on anything else.
+    """
+
+    def to_python(self, value: Any):
+        if value is not None and not isinstance(value, str):
+            raise forms.ValidationError(
+                "Send the time as ISO 8601 text, such as 2025-03-12T09:30:00Z.",
+                code="invalid",
+            )
+        return super().to_python(value)
+
+
 class EventForm(forms.Form):
     """One event as the endpoint receives it, checked against the workspace."""
 
     kind = forms.CharField(max_length=100)
     idempotency_key = forms.CharField(max_length=200)
-    occurred_at = forms.DateTimeField(required=False)
+    occurred_at = _IsoDateTimeField(required=False)
     person_id = forms.IntegerField(required=False)
     organisation_id = forms.IntegerField(required=False)
     record_id = forms.CharField(required=False, max_length=18)

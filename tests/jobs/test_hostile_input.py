@@ -7,7 +7,7 @@ from django.core.exceptions import ValidationError
 from django.urls import reverse
 from django.utils import timezone
 
-from jobs.models import Action, FieldWrite
+from jobs.models import Action, FieldWrite, RejectedEvent
 from jobs.services import action_validate, api_key_create, event_record
 from jobs.writeback import connection_write_pending
 from tests.jobs.factories import ActionFactory
@@ -104,3 +104,25 @@ def test_a_time_out_of_range_is_refused_with_a_400(
     response = _post(client, json.dumps(body), secret)
 
     assert response.status_code == 400
+
+
+@pytest.mark.parametrize("when", [0, 1741771800, 1.5, True, {"at": "now"}, [2025]])
+def test_a_time_that_is_not_text_is_refused_with_the_reason(
+    client, member, org, connection, when
+):
+    _, secret = api_key_create(workspace=member.workspace, name="sender")
+    person = people_for(org=org, connection=connection, count=1)[0]
+    body = {
+        "events": [
+            {"kind": "email.sent", "idempotency_key": "k1", "occurred_at": when},
+            {"kind": "email.sent", "idempotency_key": "k2", "person_id": person.pk},
+        ]
+    }
+
+    response = _post(client, json.dumps(body), secret)
+
+    results = response.json()["results"]
+    assert response.status_code == 200
+    assert [r["status"] for r in results] == ["rejected", "recorded"]
+    assert "ISO 8601" in results[0]["error"]
+    assert "ISO 8601" in RejectedEvent.objects.get().reason
