@@ -25,7 +25,7 @@ from integrations.salesforce.client import (
 )
 from integrations.services import connection_client
 from jobs import selectors
-from jobs.forms import EventForm
+from jobs.forms import EventForm, payload_problem
 from jobs.matching import (
     PERSON_ATTRIBUTES,
     ValueUnavailable,
@@ -44,6 +44,7 @@ from jobs.models import (
 from jobs.values import (
     TEXT_TYPES,
     ValueDoesNotFit,
+    is_unicode_text,
     storable,
     updateable_fields,
     value_for_field,
@@ -143,6 +144,11 @@ def event_record(
         raise EventRejected(f"Unknown event kind '{kind}'.")
     if not idempotency_key:
         raise EventRejected("An event needs an idempotency key.")
+    if not is_unicode_text(idempotency_key):
+        raise EventRejected("The idempotency key is not valid Unicode text.")
+    problem = payload_problem(payload or {})
+    if problem:
+        raise EventRejected(problem)
     for linked in (person, organisation):
         if linked is not None and linked.workspace_id != workspace.pk:
             raise EventRejected("The event names a row of another workspace.")

@@ -46,18 +46,31 @@ class ValueDoesNotFit(ValueError):
 
 
 def storable(value: Any) -> Any:
-    """Drop NUL characters, which PostgreSQL refuses in text and JSON.
+    """Drop NUL characters and mark lone surrogates, which no database stores.
 
-    Salesforce messages and values are written by an org's admins and
-    users; nothing they could mean by a NUL is lost.
+    PostgreSQL refuses a NUL in text and JSON; a lone UTF-16 surrogate
+    (which JSON's \\ud800 escapes can carry) cannot be encoded as UTF-8 for
+    either database, and becomes "?". Salesforce messages and values are
+    written by an org's admins and users; nothing they could mean by either
+    is lost.
     """
     if isinstance(value, str):
-        return value.replace("\x00", "")
+        text = value.replace("\x00", "")
+        return text if is_unicode_text(text) else text.encode(errors="replace").decode()
     if isinstance(value, list):
         return [storable(item) for item in value]
     if isinstance(value, dict):
         return {storable(key): storable(item) for key, item in value.items()}
     return value
+
+
+def is_unicode_text(text: str) -> bool:
+    """Tell whether text can be encoded as UTF-8: it holds no lone surrogate."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def updateable_fields(describe: dict[str, Any]) -> dict[str, dict[str, Any]]:

@@ -8,7 +8,12 @@ from django.urls import reverse
 from django.utils import timezone
 
 from jobs.models import Action, FieldWrite, RejectedEvent
-from jobs.services import action_validate, api_key_create, event_record
+from jobs.services import (
+    EventRejected,
+    action_validate,
+    api_key_create,
+    event_record,
+)
 from jobs.writeback import connection_write_pending
 from tests.jobs.factories import ActionFactory
 from tests.jobs.support import people_for
@@ -126,3 +131,58 @@ def test_a_time_that_is_not_text_is_refused_with_the_reason(
     assert [r["status"] for r in results] == ["rejected", "recorded"]
     assert "ISO 8601" in results[0]["error"]
     assert "ISO 8601" in RejectedEvent.objects.get().reason
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "reason"),
+    [
+        ("idempotency_key", "message-\ud800", "not valid Unicode"),
+        ("payload", {"subject": "Hi \udc00"}, "not valid Unicode"),
+        ("payload", {"\ud83d": "key"}, "not valid Unicode"),
+        ("payload", {"score": float("nan")}, "NaN"),
+        ("payload", {"score": float("inf")}, "Infinity"),
+    ],
+)
+def test_text_or_numbers_no_database_can_store_reject_only_their_event(
+    client, member, org, connection, field, value, reason
+):
+    _, secret = api_key_create(workspace=member.workspace, name="sender")
+    person = people_for(org=org, connection=connection, count=1)[0]
+    bad = {"kind": "email.sent", "idempotency_key": "bad", "person_id": person.pk}
+    good = {"kind": "email.sent", "idempotency_key": "good", "person_id": person.pk}
+    body = json.dumps({"events": [bad | {field: value}, good]})
+
+    response = _post(client, body, secret)
+
+    results = response.json()["results"]
+    assert response.status_code == 200
+    assert [r["status"] for r in results] == ["rejected", "recorded"]
+    assert reason in results[0]["error"]
+    assert reason in RejectedEvent.objects.get().reason
+
+
+def test_a_kind_that_is_not_valid_unicode_is_kept_readable_in_the_rejection(
+    client, member
+):
+    _, secret = api_key_create(workspace=member.workspace, name="sender")
+    body = {"kind": "email.\ud800", "idempotency_key": "key-\udfff"}
+
+    response = _post(client, json.dumps(body), secret)
+
+    rejected = RejectedEvent.objects.get()
+    assert response.status_code == 400
+    assert (rejected.kind, rejected.idempotency_key) == ("email.?", "key-?")
+
+
+@pytest.mark.parametrize(
+    "payload", [{"score": float("nan")}, {"subject": "\ud800"}], ids=["nan", "half"]
+)
+def test_the_service_refuses_a_payload_no_database_can_store(connection, payload):
+    with pytest.raises(EventRejected):
+        event_record(
+            workspace=connection.workspace,
+            kind="email.sent",
+            idempotency_key="k1",
+            occurred_at=timezone.now(),
+            payload=payload,
+        )
