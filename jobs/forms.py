@@ -37,7 +37,7 @@ def payload_problem(payload: Any) -> str | None:
     if not isinstance(payload, dict):
         return "The payload must be a JSON object."
     try:
-        text = json.dumps(payload, allow_nan=False)
+        text = json.dumps(payload, ensure_ascii=False, allow_nan=False)
     except ValueError:
         # Python's JSON reader takes NaN, Infinity and 1e999 (as infinity);
         # JSON itself and both databases refuse them.
@@ -46,7 +46,9 @@ def payload_problem(payload: Any) -> str | None:
         return "The payload holds a NUL character (\\u0000), which Trig cannot store."
     if not all(is_unicode_text(item) for item in _strings(payload)):
         return f"The payload {_NOT_UNICODE}"
-    if len(text) > MAX_PAYLOAD_BYTES:
+    # Bytes of UTF-8, as the limit says: escaping every non-ASCII character
+    # would count "日" as six.
+    if len(text.encode()) > MAX_PAYLOAD_BYTES:
         return f"The payload is larger than {MAX_PAYLOAD_BYTES:,} bytes."
     return None
 

@@ -186,3 +186,25 @@ def test_the_service_refuses_a_payload_no_database_can_store(connection, payload
             occurred_at=timezone.now(),
             payload=payload,
         )
+
+
+@pytest.mark.parametrize(
+    ("text", "status"),
+    [("日本" * 1_300, "recorded"), ("日本" * 1_340, "rejected")],
+    ids=["7,800 bytes", "8,040 bytes"],
+)
+def test_a_payloads_size_is_counted_in_utf8_bytes(
+    client, member, org, connection, text, status
+):
+    _, secret = api_key_create(workspace=member.workspace, name="sender")
+    person = people_for(org=org, connection=connection, count=1)[0]
+    body = {
+        "kind": "email.sent",
+        "idempotency_key": "k1",
+        "person_id": person.pk,
+        "payload": {"subject": text},
+    }
+
+    response = _post(client, json.dumps(body), secret)
+
+    assert response.json()["status"] == status
