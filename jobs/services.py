@@ -9,6 +9,7 @@ import logging
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from django.conf import settings
@@ -127,7 +128,7 @@ def event_record(
     workspace: Workspace,
     kind: str,
     idempotency_key: str,
-    occurred_at,
+    occurred_at: datetime,
     person: Person | None = None,
     organisation: Organisation | None = None,
     record_id: str = "",
@@ -149,6 +150,15 @@ def event_record(
     problem = payload_problem(payload or {})
     if problem:
         raise EventRejected(problem)
+    # One instant, one form: templates and conditions then read the UTC date
+    # a date field gets, whatever zone the sender wrote. A time without a
+    # zone is UTC, as the endpoint documents.
+    if timezone.is_naive(occurred_at):
+        occurred_at = occurred_at.replace(tzinfo=UTC)
+    try:
+        occurred_at = occurred_at.astimezone(UTC)
+    except OverflowError:
+        raise EventRejected("The event's time is out of range.") from None
     for linked in (person, organisation):
         if linked is not None and linked.workspace_id != workspace.pk:
             raise EventRejected("The event names a row of another workspace.")
