@@ -523,6 +523,24 @@ def writes_retry(*, writes: QuerySet[FieldWrite]) -> int:
     twice. Returns how many writes were queued.
     """
     failed = writes.filter(status=FieldWrite.Status.FAILED)
+    # A write that failed when it was planned, because the event lacked the
+    # value its Action names, was never sent and holds no value: sending it
+    # would empty the field. Its value is worked out again, as the Action may
+    # have been fixed since, and it stays failed while there is still none.
+    unplanned = failed.filter(run__isnull=True, attempts=0).select_related(
+        "action", "event__person__organisation", "event__organisation"
+    )
+    still_unavailable = []
+    for write in unplanned:
+        try:
+            value = action_value(action=write.action, event=write.event)
+        except ValueUnavailable as exc:
+            still_unavailable.append(write.pk)
+            FieldWrite.objects.filter(pk=write.pk).update(message=str(exc))
+            continue
+        FieldWrite.objects.filter(pk=write.pk).update(value=storable(value))
+    failed = failed.exclude(pk__in=still_unavailable)
+
     connection_ids = set(failed.values_list("connection_id", flat=True))
     queued = failed.update(
         status=FieldWrite.Status.PENDING,

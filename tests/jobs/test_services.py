@@ -12,7 +12,9 @@ from jobs.services import (
     api_key_revoke,
     event_record,
     events_record,
+    writes_retry,
 )
+from jobs.writeback import connection_write_pending
 from people.models import CrmAccount, Organisation
 from tests.factories import SalesforceConnectionFactory, WorkspaceFactory
 from tests.jobs.factories import ActionFactory, JobFactory, PersonFactory
@@ -345,3 +347,37 @@ def test_a_field_made_read_only_can_no_longer_be_chosen(org, org_http, connectio
 def test_an_action_cannot_use_another_workspaces_connection(org_http, connection):
     with pytest.raises(ValidationError, match="another workspace"):
         action_validate(action=_action(connection), workspace=WorkspaceFactory())
+
+
+# ---------------------------------------------------------------- Retries
+
+
+def test_a_retry_never_sends_a_value_the_event_could_not_give(
+    org, org_http, connection, person
+):
+    action = ActionFactory(
+        connection=connection,
+        field_name="Title",
+        value_source=Action.ValueSource.EVENT,
+        value="payload.title",
+    )
+    title = org.store.get(person.salesforce_id)["Title"]
+    _record(connection.workspace, person=person, payload={"subject": "Spring"})
+
+    queued = writes_retry(writes=FieldWrite.objects.all())
+    connection_write_pending(connection=connection)
+
+    write = FieldWrite.objects.get()
+    assert queued == 0
+    assert write.status == FieldWrite.Status.FAILED
+    assert "no value 'payload.title'" in write.message
+    assert org.store.get(person.salesforce_id)["Title"] == title
+    Action.objects.filter(pk=action.pk).update(value="payload.subject")
+
+    queued = writes_retry(writes=FieldWrite.objects.all())
+    connection_write_pending(connection=connection)
+
+    write.refresh_from_db()
+    assert queued == 1
+    assert write.status == FieldWrite.Status.WRITTEN
+    assert org.store.get(person.salesforce_id)["Title"] == "Spring"
