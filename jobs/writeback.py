@@ -198,9 +198,6 @@ class _Writer:
         self.settled: set[int] = set()
         self.known: dict[tuple[str, str], KnownValue] = {}
         self.known_changed: dict[tuple[str, str], KnownValue] = {}
-        # (record, field) written in this run, so a merge survivor is not
-        # written twice for one field.
-        self.written_now: set[tuple[str, str]] = set()
         # Fields left out of each record of the object being written.
         self.dropped: dict[str, list[str]] = defaultdict(list)
 
@@ -595,7 +592,6 @@ class _Writer:
                         message=f"Written on merged record {merged}." if merged else "",
                         written_at=answered_at,
                     )
-                    self.written_now.add((record.target_id, name.lower()))
                     if entry.write.action.is_conflict_check_enabled:
                         self._remember(
                             entry.write.object_name, record.target_id, name, entry.value
@@ -649,12 +645,12 @@ class _Writer:
             include_deleted=True,
         )
 
-        survivors: dict[str, _Record] = {}
+        redirected: list[_Entry] = []
         for record in deleted:
             master = (found.get(record.target_id) or {}).get("MasterRecordId") or ""
             self._remember_deleted(object_name, record.target_id, master)
             code, message, _ = record.failure
-            for name, entry in record.entries.items():
+            for entry in record.entries.values():
                 write = entry.write
                 if not master or not write.action.follows_merges:
                     reason = (
@@ -670,20 +666,24 @@ class _Writer:
                         message=reason,
                     )
                     continue
-                if (master, name.lower()) in self.written_now:
-                    self._settle(
-                        write,
-                        FieldWrite.Status.SKIPPED,
-                        status_code=code,
-                        message=f"Skipped: the record was merged into {master}, "
-                        "which got this field from a later write in the same run.",
-                    )
-                    continue
                 write.merged_into_id = master
+                redirected.append(entry)
+
+        # The survivor's field may hold, or be about to get, a later event's
+        # value: of all the writes to it, the latest event wins, as for any
+        # record.
+        latest = {
+            write.pk for write in self._latest_only([e.write for e in redirected])
+        }
+        survivors: dict[str, _Record] = {}
+        for entry in redirected:
+            write = entry.write
+            if write.pk in latest:
                 survivor = survivors.setdefault(
-                    master, _Record(target_id=master, parent_id=write.parent_id)
+                    write.merged_into_id,
+                    _Record(target_id=write.merged_into_id, parent_id=write.parent_id),
                 )
-                survivor.entries[name] = entry
+                survivor.entries[entry.field["name"]] = entry
         return list(survivors.values())
 
     # ------------------------------------------------------------ Outcomes
