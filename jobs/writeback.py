@@ -238,6 +238,9 @@ class _Writer:
             deleted += self._send(object_name, batch, follows_merges=True)
         if deleted:
             survivors = self._follow_merges(object_name, deleted, visible)
+            # The survivor is a record of its own: the conflict check reads it,
+            # and what Trig knew of it, as for any record.
+            survivors = self._read_back(object_name, survivors)
             for batch in self._batches(survivors):
                 self._send(object_name, batch, follows_merges=False)
         self._save()
