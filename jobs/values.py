@@ -249,9 +249,14 @@ def _text(field: dict[str, Any], value: Any) -> str:
         raise ValueDoesNotFit(f"{name} takes text, not a list or an object.")
     text = str(value)
     length = field.get("length") or 0
-    if length and len(text) > length:
+    # Salesforce counts in UTF-16 code units: a character outside the Basic
+    # Multilingual Plane, such as an emoji, is two.
+    # https://help.salesforce.com/s/articleView?id=005166849&type=1
+    size = len(text.encode("utf-16-le", errors="surrogatepass")) // 2
+    if length and size > length:
+        counted = " (an emoji counts as two)" if size != len(text) else ""
         raise ValueDoesNotFit(
-            f"{name} holds at most {length} characters; the value has {len(text)}."
+            f"{name} holds at most {length} characters; the value has {size}{counted}."
         )
     if kind == "email":
         try:

@@ -33,6 +33,8 @@ def _field(kind: str, **extra) -> dict:
             "A;B",
         ),
         (_field("string", length=10), "0123456789", "0123456789"),
+        (_field("string", length=10), "日本語のテキストです", "日本語のテキストです"),
+        (_field("string", length=10), "\U0001f600" * 5, "\U0001f600" * 5),
         (_field("string", nillable=True), "", None),
         (_field("reference"), "0015g00000XyZ12", "0015g00000XyZ12"),
         (_field("time"), "09:30", "09:30:00.000Z"),
@@ -56,6 +58,9 @@ def test_it_writes_values_the_way_salesforce_takes_them(field, value, sent):
         (_field("int", precision=0), "4.5", "whole number"),
         (_field("double", precision=5, scale=2), 1234.5, "at most 3 digits"),
         (_field("string", length=5), "123456", "at most 5 characters"),
+        # Salesforce counts a character outside the Basic Multilingual Plane,
+        # such as an emoji, as two.
+        (_field("string", length=5), "ab\U0001f600\U0001f600", "the value has 6"),
         (_field("email", length=80), "ada at example", "e-mail address"),
         (_field("picklist", picklistValues=[{"value": "Hot"}]), "Warm", "picklist"),
         (_field("string", nillable=False), None, "cannot be empty"),
