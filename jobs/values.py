@@ -41,8 +41,22 @@ WRITABLE_TYPES = (
 )
 
 
+# The dates and times Salesforce takes.
+# https://developer.salesforce.com/docs/atlas.en-us.dataLoader.meta/dataLoader/data_loader_dates.htm
+FIRST_DAY, LAST_DAY = date(1700, 1, 1), date(4000, 12, 31)
+FIRST_MOMENT = datetime(1700, 1, 1, tzinfo=UTC)
+LAST_MOMENT = datetime(4000, 12, 31, tzinfo=UTC)
+
+
 class ValueDoesNotFit(ValueError):
     """The value cannot go into the field; the message says why."""
+
+
+def _out_of_range(name: str, value: str) -> str:
+    return (
+        f"{name} takes dates between 1700-01-01 and 4000-12-31, as Salesforce "
+        f"does, not {value}."
+    )
 
 
 def storable(value: Any) -> Any:
@@ -106,9 +120,14 @@ def value_for_field(*, field: dict[str, Any], value: Any) -> Any:
     if kind in NUMBER_TYPES:
         return _number(field, value)
     if kind == "date":
-        return _date(name, value).isoformat()
+        day = _date(name, value)
+        if not FIRST_DAY <= day <= LAST_DAY:
+            raise ValueDoesNotFit(_out_of_range(name, day.isoformat()))
+        return day.isoformat()
     if kind == "datetime":
         stamp = _datetime(name, value)
+        if not FIRST_MOMENT <= stamp <= LAST_MOMENT:
+            raise ValueDoesNotFit(_out_of_range(name, stamp.isoformat()))
         return f"{stamp:%Y-%m-%dT%H:%M:%S}.{stamp.microsecond // 1000:03d}Z"
     if kind == "reference":
         text = str(value)

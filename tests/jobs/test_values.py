@@ -21,6 +21,8 @@ def _field(kind: str, **extra) -> dict:
         (_field("date"), "2025-03-12T23:30:00-02:00", "2025-03-13"),
         (_field("date"), datetime(2025, 3, 12, 9, 30, tzinfo=UTC), "2025-03-12"),
         (_field("date"), date(2025, 3, 12), "2025-03-12"),
+        (_field("date"), "1700-01-01", "1700-01-01"),
+        (_field("datetime"), "4000-12-31T00:00:00Z", "4000-12-31T00:00:00.000Z"),
         (_field("datetime"), "2025-03-12T09:30:00+01:00", "2025-03-12T08:30:00.000Z"),
         (_field("datetime"), "2025-03-12", "2025-03-12T00:00:00.000Z"),
         (_field("boolean"), "TRUE", True),
@@ -54,6 +56,10 @@ def test_it_writes_values_the_way_salesforce_takes_them(field, value, sent):
     [
         (_field("date"), "next tuesday", "takes a date"),
         (_field("datetime"), "2025-03-12T09:30:00", "needs a time zone"),
+        # Salesforce takes dates from 1700-01-01 to 4000-12-31 only.
+        (_field("date"), "1699-12-31", "between 1700-01-01 and 4000-12-31"),
+        (_field("date"), "0001-01-01T00:00:00Z", "between 1700-01-01 and 4000-12-31"),
+        (_field("datetime"), "4001-01-01T00:00:00Z", "between 1700-01-01 and 4000"),
         (_field("boolean"), "yes", "true or false"),
         (_field("int", precision=0), "4.5", "whole number"),
         (_field("double", precision=5, scale=2), 1234.5, "at most 3 digits"),
