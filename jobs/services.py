@@ -46,6 +46,7 @@ from jobs.values import (
     TEXT_TYPES,
     ValueDoesNotFit,
     is_unicode_text,
+    record_id_18,
     storable,
     updateable_fields,
     value_for_field,
@@ -150,6 +151,11 @@ def event_record(
     problem = payload_problem(payload or {})
     if problem:
         raise EventRejected(problem)
+    if record_id:
+        canonical = record_id_18(record_id)
+        if canonical is None:
+            raise EventRejected(f"'{record_id}' is not a Salesforce record Id.")
+        record_id = canonical
     # One instant, one form: templates and conditions then read the UTC date
     # a date field gets, whatever zone the sender wrote. A time without a
     # zone is UTC, as the endpoint documents.

@@ -175,6 +175,22 @@ def test_the_event_record_target_writes_to_the_record_the_event_names(connection
     ]
 
 
+@pytest.mark.parametrize("given", ["0065g00000AbCdE", "0065g00000AbCdEAAV"])
+def test_the_service_keeps_a_record_id_in_its_18_character_form(connection, given):
+    event, _ = _record(connection.workspace, record_id=given)
+
+    event.refresh_from_db()
+    assert event.record_id == "0065g00000AbCdEAAV"
+
+
+@pytest.mark.parametrize("given", ["0065g00000AbCdE-x", "0065g00000AbCdEAAV" * 2])
+def test_the_service_refuses_what_is_not_a_record_id(connection, given):
+    with pytest.raises(EventRejected, match="not a Salesforce record Id"):
+        _record(connection.workspace, record_id=given)
+
+    assert not Event.objects.exists()
+
+
 def test_a_batch_records_the_good_events_and_the_reasons_for_the_others(
     connection, person, django_capture_on_commit_callbacks
 ):
