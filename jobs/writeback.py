@@ -63,6 +63,8 @@ logger = logging.getLogger(__name__)
 # rolled back only because another one failed (ROLLED_BACK_CODES).
 RETRY_CODES = TRANSIENT_CODES | ROLLED_BACK_CODES
 DELETED_CODE = "ENTITY_IS_DELETED"
+# Describe's answer for an object that does not exist for the connected user.
+OBJECT_GONE_CODE = "NOT_FOUND"
 # The daily allocation is spent (or too many long requests run at once).
 LIMIT_CODE = "REQUEST_LIMIT_EXCEEDED"
 # The org's API usage stored by the last run or sync is trusted this long.
@@ -218,7 +220,23 @@ class _Writer:
 
     def _write_object(self, object_name: str, writes: list[FieldWrite]) -> None:
         self._spend(1)
-        describe = self.client.describe(object_name=object_name)
+        try:
+            describe = self.client.describe(object_name=object_name)
+        except SalesforceRejectedError as exc:
+            if exc.code != OBJECT_GONE_CODE:
+                raise
+            # Deleted, or out of the connected user's sight: as for a hidden
+            # field, its writes are skipped and the other objects' go on.
+            for write in writes:
+                self._settle(
+                    write,
+                    FieldWrite.Status.SKIPPED,
+                    status_code=exc.code,
+                    message=f"Skipped: {object_name} is hidden from the connected "
+                    "user or no longer exists.",
+                )
+            self._save()
+            return
         visible = {f["name"].lower(): f for f in describe.get("fields", [])}
         key_prefix = describe.get("keyPrefix") or ""
 

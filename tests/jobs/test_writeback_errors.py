@@ -538,6 +538,38 @@ def test_a_value_that_does_not_fit_fails_with_its_reason_and_costs_no_call(
     assert reason in bad.message
 
 
+def test_an_object_gone_from_the_org_skips_its_writes_and_not_the_others(
+    org, org_http, connection, person
+):
+    experience = org.store.records("Experience__c")[0]["Id"]
+    start = ActionFactory(
+        connection=connection,
+        target="event_record",
+        object_name="Experience__c",
+        field_name="Default_Start_Time__c",
+        value_source="literal",
+        value="18:45",
+    )
+    event = EventFactory(workspace=connection.workspace, record_id=experience)
+    # Written first: the object that is gone comes before the Contacts.
+    gone = FieldWriteFactory(
+        action=start, event=event, record_id=experience, value="18:45"
+    )
+    stamp = _write(ActionFactory(connection=connection), person)
+    org.schema.remove("Experience__c")
+
+    run = connection_write_pending(connection=connection)
+
+    gone.refresh_from_db()
+    stamp.refresh_from_db()
+    assert gone.status == FieldWrite.Status.SKIPPED
+    assert gone.message == (
+        "Skipped: Experience__c is hidden from the connected user or no longer exists."
+    )
+    assert stamp.status == FieldWrite.Status.WRITTEN
+    assert run.status == JobRun.Status.COMPLETED
+
+
 def test_an_event_record_of_another_object_is_not_written(org, org_http, connection):
     account = org.store.records("Account")[0]["Id"]
     action = ActionFactory(
