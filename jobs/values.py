@@ -193,17 +193,20 @@ def _date(name: str, value: Any) -> date:
     if isinstance(value, date):
         return value
     text = str(value).strip()
-    stamp = parse_datetime(text) if "T" in text else None
-    if stamp is not None:
-        # A moment becomes the date it fell on in UTC.
-        return (
-            (stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC))
-            .astimezone(UTC)
-            .date()
-        )
     try:
+        # Django's parsers raise ValueError for a well-formed date that does
+        # not exist (February 30th), and a zone can push year 1 or 9999 out
+        # of range.
+        stamp = parse_datetime(text) if "T" in text else None
+        if stamp is not None:
+            # A moment becomes the date it fell on in UTC.
+            return (
+                (stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC))
+                .astimezone(UTC)
+                .date()
+            )
         parsed = parse_date(text)
-    except ValueError:
+    except (ValueError, OverflowError):
         parsed = None
     if parsed is None:
         raise ValueDoesNotFit(f"{name} takes a date (YYYY-MM-DD), not '{text}'.")
@@ -230,7 +233,12 @@ def _datetime(name: str, value: Any) -> datetime:
             )
     if stamp.tzinfo is None:
         raise ValueDoesNotFit(f"{name} needs a time zone in '{value}'.")
-    return stamp.astimezone(UTC)
+    try:
+        return stamp.astimezone(UTC)
+    except OverflowError:
+        raise ValueDoesNotFit(
+            f"{name} takes a date and time (ISO 8601), not '{value}'."
+        ) from None
 
 
 # A time of day as Salesforce writes it, `13:30:00.000Z`, or shorter: seconds

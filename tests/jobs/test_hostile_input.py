@@ -208,3 +208,42 @@ def test_a_payloads_size_is_counted_in_utf8_bytes(
     response = _post(client, json.dumps(body), secret)
 
     assert response.json()["status"] == status
+
+
+@pytest.mark.parametrize(
+    ("field_name", "bad"),
+    [
+        ("Last_Trig_Email__c", "2025-02-30T10:00:00"),
+        ("Last_Trig_Email__c", "0001-01-01T00:00:00+05:00"),
+        ("EmailBouncedDate", "9999-12-31T23:00:00-05:00"),
+    ],
+)
+def test_a_date_that_does_not_exist_fails_its_write_and_not_the_run(
+    org, org_http, connection, people, field_name, bad
+):
+    ActionFactory(
+        connection=connection,
+        field_name=field_name,
+        value_source=Action.ValueSource.EVENT,
+        value="payload.when",
+    )
+    for key, person, when in (
+        ("bad", people[0], bad),
+        ("good", people[1], "2025-03-12T09:30:00Z"),
+    ):
+        event_record(
+            workspace=connection.workspace,
+            kind="email.sent",
+            idempotency_key=key,
+            occurred_at=timezone.now(),
+            person=person,
+            payload={"when": when},
+        )
+
+    run = connection_write_pending(connection=connection)
+
+    bad_write = FieldWrite.objects.get(event__idempotency_key="bad")
+    statuses = dict(FieldWrite.objects.values_list("event__idempotency_key", "status"))
+    assert statuses == {"bad": "failed", "good": "written"}
+    assert "takes a date" in bad_write.message
+    assert run.error_message == ""

@@ -55,6 +55,8 @@ def test_it_writes_values_the_way_salesforce_takes_them(field, value, sent):
     ("field", "value", "reason"),
     [
         (_field("date"), "next tuesday", "takes a date"),
+        (_field("date"), "2025-02-30T10:00:00", "takes a date"),
+        (_field("datetime"), "0001-01-01T00:00:00+05:00", "takes a date and time"),
         (_field("datetime"), "2025-03-12T09:30:00", "needs a time zone"),
         # Salesforce takes dates from 1700-01-01 to 4000-12-31 only.
         (_field("date"), "1699-12-31", "between 1700-01-01 and 4000-12-31"),
