@@ -167,6 +167,11 @@ def _run_claim(
 
     A run older than the timeout belongs to a worker that died.
     """
+    # TODO: a worker that stalls past the timeout (longer than the task's
+    # soft time limit) and then wakes keeps sending while the next run sends
+    # the same writes; the in-flight read-back helps only when runs take
+    # turns. Check that the run is still running before each request if such
+    # stalls become possible.
     stale = now - timedelta(seconds=settings.JOBS_RUN_TIMEOUT_SECONDS)
     JobRun.objects.filter(
         connection=connection, status=JobRun.Status.RUNNING, started_at__lt=stale
@@ -206,6 +211,8 @@ class _Writer:
     # ------------------------------------------------------------ The run
 
     def write_all(self) -> None:
+        # TODO: every due write is loaded at once; a backlog of millions (an
+        # org disconnected for months) would want paging by object and pk.
         due = list(selectors.write_due_list(connection=self.connection, now=self.now))
         by_object: dict[str, list[FieldWrite]] = defaultdict(list)
         for write in due:
