@@ -697,9 +697,9 @@ class _Writer:
                 write.merged_into_id = master
                 redirected.append(entry)
 
-        # The survivor's field may hold, or be about to get, a later event's
-        # value: of all the writes to it, the latest event wins, as for any
-        # record.
+        # The survivor's field may already hold a later event's value, written
+        # in an earlier run or earlier in this one: of all the writes to it,
+        # the latest event wins, as for any record.
         latest = {
             write.pk for write in self._latest_only([e.write for e in redirected])
         }
