@@ -339,8 +339,9 @@ class FieldWriteAdmin(_ReadOnlyAdmin):
         if left_alone:
             self.message_user(
                 request,
-                f"{left_alone} selected write(s) had not failed and were left as "
-                "they are: a written value is never sent twice.",
+                f"{left_alone} selected write(s) were left as they are: only "
+                "failures are retried, a written value is never sent twice, and "
+                "a value the event does not give has nothing to send.",
                 level=messages.WARNING,
             )
 

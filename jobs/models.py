@@ -358,6 +358,12 @@ class FieldWrite(models.Model):
         indexes = [
             models.Index(fields=["connection", "status", "next_attempt_at"]),
             models.Index(fields=["connection", "record_id", "field_name"]),
+            # Few writes go to a merge survivor; latest-wins looks them up.
+            models.Index(
+                fields=["connection", "merged_into_id"],
+                condition=~Q(merged_into_id=""),
+                name="field_write_merged_into",
+            ),
         ]
 
     def __str__(self) -> str:

@@ -44,6 +44,9 @@ def connection_ids_with_due_writes(*, now: datetime) -> list[int]:
 
 def write_calls_spent(*, connection: SalesforceConnection, now: datetime) -> int:
     """Count the API calls writes made for a connection in the last 24 hours."""
+    # TODO: a run abandoned by a dead worker never stores its calls, which
+    # then do not count against the writes' share; counting them would need
+    # the client to save its count as it goes.
     spent = JobRun.objects.filter(
         connection=connection, started_at__gte=now - timedelta(hours=24)
     ).aggregate(total=Sum("api_calls"))["total"]
@@ -91,15 +94,20 @@ def known_value_map(
 def written_at_map(
     *, connection: SalesforceConnection, record_ids: list[str]
 ) -> dict[tuple[str, str], datetime]:
-    """Return when the newest written value of each (record, field) happened."""
+    """Return when the newest written value of each (record, field) happened.
+
+    A write that went to a merge survivor counts for the survivor.
+    """
     newest: dict[tuple[str, str], datetime] = {}
-    rows = FieldWrite.objects.filter(
-        connection=connection,
-        status=FieldWrite.Status.WRITTEN,
-        record_id__in=record_ids,
-    ).values_list("record_id", "field_name", "event__occurred_at")
-    for record_id, field_name, occurred_at in rows:
-        key = (record_id, field_name.lower())
+    rows = (
+        FieldWrite.objects.filter(
+            connection=connection, status=FieldWrite.Status.WRITTEN
+        )
+        .filter(Q(record_id__in=record_ids) | Q(merged_into_id__in=record_ids))
+        .values_list("record_id", "merged_into_id", "field_name", "event__occurred_at")
+    )
+    for record_id, merged_into_id, field_name, occurred_at in rows:
+        key = (merged_into_id or record_id, field_name.lower())
         if key not in newest or occurred_at > newest[key]:
             newest[key] = occurred_at
     return newest

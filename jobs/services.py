@@ -9,6 +9,7 @@ import logging
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from django.conf import settings
@@ -25,7 +26,7 @@ from integrations.salesforce.client import (
 )
 from integrations.services import connection_client
 from jobs import selectors
-from jobs.forms import EventForm
+from jobs.forms import EventForm, payload_problem
 from jobs.matching import (
     PERSON_ATTRIBUTES,
     ValueUnavailable,
@@ -44,6 +45,8 @@ from jobs.models import (
 from jobs.values import (
     TEXT_TYPES,
     ValueDoesNotFit,
+    is_unicode_text,
+    record_id_18,
     storable,
     updateable_fields,
     value_for_field,
@@ -126,7 +129,7 @@ def event_record(
     workspace: Workspace,
     kind: str,
     idempotency_key: str,
-    occurred_at,
+    occurred_at: datetime,
     person: Person | None = None,
     organisation: Organisation | None = None,
     record_id: str = "",
@@ -143,6 +146,25 @@ def event_record(
         raise EventRejected(f"Unknown event kind '{kind}'.")
     if not idempotency_key:
         raise EventRejected("An event needs an idempotency key.")
+    if not is_unicode_text(idempotency_key):
+        raise EventRejected("The idempotency key is not valid Unicode text.")
+    problem = payload_problem(payload or {})
+    if problem:
+        raise EventRejected(problem)
+    if record_id:
+        canonical = record_id_18(record_id)
+        if canonical is None:
+            raise EventRejected(f"'{record_id}' is not a Salesforce record Id.")
+        record_id = canonical
+    # One instant, one form: templates and conditions then read the UTC date
+    # a date field gets, whatever zone the sender wrote. A time without a
+    # zone is UTC, as the endpoint documents.
+    if timezone.is_naive(occurred_at):
+        occurred_at = occurred_at.replace(tzinfo=UTC)
+    try:
+        occurred_at = occurred_at.astimezone(UTC)
+    except OverflowError:
+        raise EventRejected("The event's time is out of range.") from None
     for linked in (person, organisation):
         if linked is not None and linked.workspace_id != workspace.pk:
             raise EventRejected("The event names a row of another workspace.")
@@ -507,6 +529,24 @@ def writes_retry(*, writes: QuerySet[FieldWrite]) -> int:
     twice. Returns how many writes were queued.
     """
     failed = writes.filter(status=FieldWrite.Status.FAILED)
+    # A write that failed when it was planned, because the event lacked the
+    # value its Action names, was never sent and holds no value: sending it
+    # would empty the field. Its value is worked out again, as the Action may
+    # have been fixed since, and it stays failed while there is still none.
+    unplanned = failed.filter(run__isnull=True, attempts=0).select_related(
+        "action", "event__person__organisation", "event__organisation"
+    )
+    still_unavailable = []
+    for write in unplanned:
+        try:
+            value = action_value(action=write.action, event=write.event)
+        except ValueUnavailable as exc:
+            still_unavailable.append(write.pk)
+            FieldWrite.objects.filter(pk=write.pk).update(message=str(exc))
+            continue
+        FieldWrite.objects.filter(pk=write.pk).update(value=storable(value))
+    failed = failed.exclude(pk__in=still_unavailable)
+
     connection_ids = set(failed.values_list("connection_id", flat=True))
     queued = failed.update(
         status=FieldWrite.Status.PENDING,

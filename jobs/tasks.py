@@ -24,6 +24,9 @@ def write_pending(
     self, connection_id: int, *, trigger: str = JobRun.Trigger.EVENT
 ) -> int | None:
     connection = SalesforceConnection.objects.filter(pk=connection_id).first()
+    # TODO: the writes of a connection that is disconnected or waits for a
+    # reconnect stay pending with no reason shown on them; a disconnected
+    # org's writes wait until it is connected again, however long that is.
     if connection is None or not connection.is_usable:
         return None
 

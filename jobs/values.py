@@ -41,23 +41,50 @@ WRITABLE_TYPES = (
 )
 
 
+# The dates and times Salesforce takes.
+# https://developer.salesforce.com/docs/atlas.en-us.dataLoader.meta/dataLoader/data_loader_dates.htm
+FIRST_DAY, LAST_DAY = date(1700, 1, 1), date(4000, 12, 31)
+FIRST_MOMENT = datetime(1700, 1, 1, tzinfo=UTC)
+LAST_MOMENT = datetime(4000, 12, 31, tzinfo=UTC)
+
+
 class ValueDoesNotFit(ValueError):
     """The value cannot go into the field; the message says why."""
 
 
-def storable(value: Any) -> Any:
-    """Drop NUL characters, which PostgreSQL refuses in text and JSON.
+def _out_of_range(name: str, value: str) -> str:
+    return (
+        f"{name} takes dates between 1700-01-01 and 4000-12-31, as Salesforce "
+        f"does, not {value}."
+    )
 
-    Salesforce messages and values are written by an org's admins and
-    users; nothing they could mean by a NUL is lost.
+
+def storable(value: Any) -> Any:
+    """Drop NUL characters and mark lone surrogates, which no database stores.
+
+    PostgreSQL refuses a NUL in text and JSON; a lone UTF-16 surrogate
+    (which JSON's \\ud800 escapes can carry) cannot be encoded as UTF-8 for
+    either database, and becomes "?". Salesforce messages and values are
+    written by an org's admins and users; nothing they could mean by either
+    is lost.
     """
     if isinstance(value, str):
-        return value.replace("\x00", "")
+        text = value.replace("\x00", "")
+        return text if is_unicode_text(text) else text.encode(errors="replace").decode()
     if isinstance(value, list):
         return [storable(item) for item in value]
     if isinstance(value, dict):
         return {storable(key): storable(item) for key, item in value.items()}
     return value
+
+
+def is_unicode_text(text: str) -> bool:
+    """Tell whether text can be encoded as UTF-8: it holds no lone surrogate."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def updateable_fields(describe: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -93,9 +120,14 @@ def value_for_field(*, field: dict[str, Any], value: Any) -> Any:
     if kind in NUMBER_TYPES:
         return _number(field, value)
     if kind == "date":
-        return _date(name, value).isoformat()
+        day = _date(name, value)
+        if not FIRST_DAY <= day <= LAST_DAY:
+            raise ValueDoesNotFit(_out_of_range(name, day.isoformat()))
+        return day.isoformat()
     if kind == "datetime":
         stamp = _datetime(name, value)
+        if not FIRST_MOMENT <= stamp <= LAST_MOMENT:
+            raise ValueDoesNotFit(_out_of_range(name, stamp.isoformat()))
         return f"{stamp:%Y-%m-%dT%H:%M:%S}.{stamp.microsecond // 1000:03d}Z"
     if kind == "reference":
         text = str(value)
@@ -161,17 +193,20 @@ def _date(name: str, value: Any) -> date:
     if isinstance(value, date):
         return value
     text = str(value).strip()
-    stamp = parse_datetime(text) if "T" in text else None
-    if stamp is not None:
-        # A moment becomes the date it fell on in UTC.
-        return (
-            (stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC))
-            .astimezone(UTC)
-            .date()
-        )
     try:
+        # Django's parsers raise ValueError for a well-formed date that does
+        # not exist (February 30th), and a zone can push year 1 or 9999 out
+        # of range.
+        stamp = parse_datetime(text) if "T" in text else None
+        if stamp is not None:
+            # A moment becomes the date it fell on in UTC.
+            return (
+                (stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC))
+                .astimezone(UTC)
+                .date()
+            )
         parsed = parse_date(text)
-    except ValueError:
+    except (ValueError, OverflowError):
         parsed = None
     if parsed is None:
         raise ValueDoesNotFit(f"{name} takes a date (YYYY-MM-DD), not '{text}'.")
@@ -198,7 +233,12 @@ def _datetime(name: str, value: Any) -> datetime:
             )
     if stamp.tzinfo is None:
         raise ValueDoesNotFit(f"{name} needs a time zone in '{value}'.")
-    return stamp.astimezone(UTC)
+    try:
+        return stamp.astimezone(UTC)
+    except OverflowError:
+        raise ValueDoesNotFit(
+            f"{name} takes a date and time (ISO 8601), not '{value}'."
+        ) from None
 
 
 # A time of day as Salesforce writes it, `13:30:00.000Z`, or shorter: seconds
@@ -236,9 +276,14 @@ def _text(field: dict[str, Any], value: Any) -> str:
         raise ValueDoesNotFit(f"{name} takes text, not a list or an object.")
     text = str(value)
     length = field.get("length") or 0
-    if length and len(text) > length:
+    # Salesforce counts in UTF-16 code units: a character outside the Basic
+    # Multilingual Plane, such as an emoji, is two.
+    # https://help.salesforce.com/s/articleView?id=005166849&type=1
+    size = len(text.encode("utf-16-le", errors="surrogatepass")) // 2
+    if length and size > length:
+        counted = " (an emoji counts as two)" if size != len(text) else ""
         raise ValueDoesNotFit(
-            f"{name} holds at most {length} characters; the value has {len(text)}."
+            f"{name} holds at most {length} characters; the value has {size}{counted}."
         )
     if kind == "email":
         try:

@@ -10,11 +10,17 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from jobs import services
+from jobs.forms import MAX_PAYLOAD_BYTES
 
 logger = logging.getLogger(__name__)
 
 _SHAPE = 'Send one event as a JSON object, or several as {"events": [...]}.'
 _SINGLE_STATUS = {"recorded": 201, "duplicate": 200, "rejected": 400}
+# What one event may take in a body: a payload of MAX_PAYLOAD_BYTES of UTF-8,
+# which a sender escaping non-ASCII as \uXXXX sends in up to three times as
+# many bytes, and its other fields. A full batch must fit: Django's own
+# DATA_UPLOAD_MAX_MEMORY_SIZE (2.5 MB) does not hold 500 events.
+_BYTES_PER_EVENT = 3 * MAX_PAYLOAD_BYTES + 4_000
 
 
 def _unauthorized(message: str) -> JsonResponse:
@@ -42,8 +48,16 @@ def events_receive(request: HttpRequest) -> JsonResponse:
         return _unauthorized("The API key is unknown or has been revoked.")
 
     workspace = api_key.workspace
+    limit = settings.JOBS_EVENTS_PER_REQUEST * _BYTES_PER_EVENT
+    # Read here rather than through request.body, which applies Django's
+    # smaller limit and answers with an HTML page.
+    raw = request.read(limit + 1)
+    if len(raw) > limit:
+        problem = f"The body is larger than {limit:,} bytes. {_SHAPE}"
+        services.event_reject(workspace=workspace, api_key=api_key, reason=problem)
+        return JsonResponse({"error": problem}, status=413)
     try:
-        body = json.loads(request.body)
+        body = json.loads(raw)
     except (ValueError, UnicodeDecodeError, RecursionError):
         body = None
     items = body.get("events") if isinstance(body, dict) else None

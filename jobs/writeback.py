@@ -63,6 +63,8 @@ logger = logging.getLogger(__name__)
 # rolled back only because another one failed (ROLLED_BACK_CODES).
 RETRY_CODES = TRANSIENT_CODES | ROLLED_BACK_CODES
 DELETED_CODE = "ENTITY_IS_DELETED"
+# Describe's answer for an object that does not exist for the connected user.
+OBJECT_GONE_CODE = "NOT_FOUND"
 # The daily allocation is spent (or too many long requests run at once).
 LIMIT_CODE = "REQUEST_LIMIT_EXCEEDED"
 # The org's API usage stored by the last run or sync is trusted this long.
@@ -165,6 +167,11 @@ def _run_claim(
 
     A run older than the timeout belongs to a worker that died.
     """
+    # TODO: a worker that stalls past the timeout (longer than the task's
+    # soft time limit) and then wakes keeps sending while the next run sends
+    # the same writes; the in-flight read-back helps only when runs take
+    # turns. Check that the run is still running before each request if such
+    # stalls become possible.
     stale = now - timedelta(seconds=settings.JOBS_RUN_TIMEOUT_SECONDS)
     JobRun.objects.filter(
         connection=connection, status=JobRun.Status.RUNNING, started_at__lt=stale
@@ -198,15 +205,14 @@ class _Writer:
         self.settled: set[int] = set()
         self.known: dict[tuple[str, str], KnownValue] = {}
         self.known_changed: dict[tuple[str, str], KnownValue] = {}
-        # (record, field) written in this run, so a merge survivor is not
-        # written twice for one field.
-        self.written_now: set[tuple[str, str]] = set()
         # Fields left out of each record of the object being written.
         self.dropped: dict[str, list[str]] = defaultdict(list)
 
     # ------------------------------------------------------------ The run
 
     def write_all(self) -> None:
+        # TODO: every due write is loaded at once; a backlog of millions (an
+        # org disconnected for months) would want paging by object and pk.
         due = list(selectors.write_due_list(connection=self.connection, now=self.now))
         by_object: dict[str, list[FieldWrite]] = defaultdict(list)
         for write in due:
@@ -221,7 +227,23 @@ class _Writer:
 
     def _write_object(self, object_name: str, writes: list[FieldWrite]) -> None:
         self._spend(1)
-        describe = self.client.describe(object_name=object_name)
+        try:
+            describe = self.client.describe(object_name=object_name)
+        except SalesforceRejectedError as exc:
+            if exc.code != OBJECT_GONE_CODE:
+                raise
+            # Deleted, or out of the connected user's sight: as for a hidden
+            # field, its writes are skipped and the other objects' go on.
+            for write in writes:
+                self._settle(
+                    write,
+                    FieldWrite.Status.SKIPPED,
+                    status_code=exc.code,
+                    message=f"Skipped: {object_name} is hidden from the connected "
+                    "user or no longer exists.",
+                )
+            self._save()
+            return
         visible = {f["name"].lower(): f for f in describe.get("fields", [])}
         key_prefix = describe.get("keyPrefix") or ""
 
@@ -241,6 +263,9 @@ class _Writer:
             deleted += self._send(object_name, batch, follows_merges=True)
         if deleted:
             survivors = self._follow_merges(object_name, deleted, visible)
+            # The survivor is a record of its own: the conflict check reads it,
+            # and what Trig knew of it, as for any record.
+            survivors = self._read_back(object_name, survivors)
             for batch in self._batches(survivors):
                 self._send(object_name, batch, follows_merges=False)
         self._save()
@@ -595,7 +620,6 @@ class _Writer:
                         message=f"Written on merged record {merged}." if merged else "",
                         written_at=answered_at,
                     )
-                    self.written_now.add((record.target_id, name.lower()))
                     if entry.write.action.is_conflict_check_enabled:
                         self._remember(
                             entry.write.object_name, record.target_id, name, entry.value
@@ -649,12 +673,12 @@ class _Writer:
             include_deleted=True,
         )
 
-        survivors: dict[str, _Record] = {}
+        redirected: list[_Entry] = []
         for record in deleted:
             master = (found.get(record.target_id) or {}).get("MasterRecordId") or ""
             self._remember_deleted(object_name, record.target_id, master)
             code, message, _ = record.failure
-            for name, entry in record.entries.items():
+            for entry in record.entries.values():
                 write = entry.write
                 if not master or not write.action.follows_merges:
                     reason = (
@@ -670,20 +694,24 @@ class _Writer:
                         message=reason,
                     )
                     continue
-                if (master, name.lower()) in self.written_now:
-                    self._settle(
-                        write,
-                        FieldWrite.Status.SKIPPED,
-                        status_code=code,
-                        message=f"Skipped: the record was merged into {master}, "
-                        "which got this field from a later write in the same run.",
-                    )
-                    continue
                 write.merged_into_id = master
+                redirected.append(entry)
+
+        # The survivor's field may already hold a later event's value, written
+        # in an earlier run or earlier in this one: of all the writes to it,
+        # the latest event wins, as for any record.
+        latest = {
+            write.pk for write in self._latest_only([e.write for e in redirected])
+        }
+        survivors: dict[str, _Record] = {}
+        for entry in redirected:
+            write = entry.write
+            if write.pk in latest:
                 survivor = survivors.setdefault(
-                    master, _Record(target_id=master, parent_id=write.parent_id)
+                    write.merged_into_id,
+                    _Record(target_id=write.merged_into_id, parent_id=write.parent_id),
                 )
-                survivor.entries[name] = entry
+                survivor.entries[entry.field["name"]] = entry
         return list(survivors.values())
 
     # ------------------------------------------------------------ Outcomes

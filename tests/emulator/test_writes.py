@@ -190,6 +190,7 @@ def test_a_merged_record_is_deleted_and_points_at_its_survivor(api, org):
         ("No_Such__c", "x", "INVALID_FIELD"),
         ("Last_Trig_Email__c", "next tuesday", "INVALID_TYPE_ON_FIELD_IN_RECORD"),
         ("Title", "T" * 129, "STRING_TOO_LONG"),
+        ("Title", "\U0001f600" * 65, "STRING_TOO_LONG"),
         ("Email", "ada at example", "INVALID_EMAIL_ADDRESS"),
         ("Trig_Engagement__c", "Lukewarm", "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST"),
         ("LastName", None, "REQUIRED_FIELD_MISSING"),

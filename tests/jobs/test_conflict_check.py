@@ -92,3 +92,41 @@ def test_a_field_already_holding_the_value_is_not_written_again(
     assert write.status == FieldWrite.Status.WRITTEN
     assert write.message == "Salesforce already holds this value; nothing sent."
     assert update_requests(org_http) == []
+
+
+def test_it_checks_the_survivor_when_the_record_lost_a_merge(
+    org, org_http, connection, people
+):
+    loser, kept = people[:2]
+    action = ActionFactory(connection=connection, is_conflict_check_enabled=True)
+    _send(action, kept)
+    org.store.update(kept.salesforce_id, {"Last_Trig_Email__c": "2024-01-01"})
+    org.writes.fail(
+        loser.salesforce_id, "ENTITY_IS_DELETED", merged_into=kept.salesforce_id
+    )
+
+    merged = _send(action, loser, days=1)
+
+    assert merged.status == FieldWrite.Status.SKIPPED
+    assert "was changed in Salesforce since Trig last read it" in merged.message
+    assert str(org.store.get(kept.salesforce_id)["Last_Trig_Email__c"]) == (
+        "2024-01-01"
+    )
+
+
+def test_a_survivor_unchanged_since_trig_read_it_is_written_and_remembered(
+    org, org_http, connection, people
+):
+    loser, kept = people[:2]
+    action = ActionFactory(connection=connection, is_conflict_check_enabled=True)
+    _send(action, kept)
+    org.writes.fail(
+        loser.salesforce_id, "ENTITY_IS_DELETED", merged_into=kept.salesforce_id
+    )
+
+    merged = _send(action, loser, days=1)
+
+    assert merged.status == FieldWrite.Status.WRITTEN
+    assert JobRun.objects.latest("pk").status == JobRun.Status.COMPLETED
+    known = KnownValue.objects.get(record_id=kept.salesforce_id)
+    assert known.value == "2025-03-13"

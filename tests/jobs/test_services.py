@@ -12,7 +12,9 @@ from jobs.services import (
     api_key_revoke,
     event_record,
     events_record,
+    writes_retry,
 )
+from jobs.writeback import connection_write_pending
 from people.models import CrmAccount, Organisation
 from tests.factories import SalesforceConnectionFactory, WorkspaceFactory
 from tests.jobs.factories import ActionFactory, JobFactory, PersonFactory
@@ -171,6 +173,22 @@ def test_the_event_record_target_writes_to_the_record_the_event_names(connection
         ("pending", "Call back", ""),
         ("failed", None, "The event has no value 'step'."),
     ]
+
+
+@pytest.mark.parametrize("given", ["0065g00000AbCdE", "0065g00000AbCdEAAV"])
+def test_the_service_keeps_a_record_id_in_its_18_character_form(connection, given):
+    event, _ = _record(connection.workspace, record_id=given)
+
+    event.refresh_from_db()
+    assert event.record_id == "0065g00000AbCdEAAV"
+
+
+@pytest.mark.parametrize("given", ["0065g00000AbCdE-x", "0065g00000AbCdEAAV" * 2])
+def test_the_service_refuses_what_is_not_a_record_id(connection, given):
+    with pytest.raises(EventRejected, match="not a Salesforce record Id"):
+        _record(connection.workspace, record_id=given)
+
+    assert not Event.objects.exists()
 
 
 def test_a_batch_records_the_good_events_and_the_reasons_for_the_others(
@@ -345,3 +363,37 @@ def test_a_field_made_read_only_can_no_longer_be_chosen(org, org_http, connectio
 def test_an_action_cannot_use_another_workspaces_connection(org_http, connection):
     with pytest.raises(ValidationError, match="another workspace"):
         action_validate(action=_action(connection), workspace=WorkspaceFactory())
+
+
+# ---------------------------------------------------------------- Retries
+
+
+def test_a_retry_never_sends_a_value_the_event_could_not_give(
+    org, org_http, connection, person
+):
+    action = ActionFactory(
+        connection=connection,
+        field_name="Title",
+        value_source=Action.ValueSource.EVENT,
+        value="payload.title",
+    )
+    title = org.store.get(person.salesforce_id)["Title"]
+    _record(connection.workspace, person=person, payload={"subject": "Spring"})
+
+    queued = writes_retry(writes=FieldWrite.objects.all())
+    connection_write_pending(connection=connection)
+
+    write = FieldWrite.objects.get()
+    assert queued == 0
+    assert write.status == FieldWrite.Status.FAILED
+    assert "no value 'payload.title'" in write.message
+    assert org.store.get(person.salesforce_id)["Title"] == title
+    Action.objects.filter(pk=action.pk).update(value="payload.subject")
+
+    queued = writes_retry(writes=FieldWrite.objects.all())
+    connection_write_pending(connection=connection)
+
+    write.refresh_from_db()
+    assert queued == 1
+    assert write.status == FieldWrite.Status.WRITTEN
+    assert org.store.get(person.salesforce_id)["Title"] == "Spring"

@@ -189,3 +189,29 @@ def test_the_endpoint_takes_posts_only(client, key):
     response = client.get(reverse("jobs:events"), HTTP_AUTHORIZATION=f"Bearer {secret}")
 
     assert response.status_code == 405
+
+
+def test_a_full_batch_of_the_largest_events_is_taken(client, key, person):
+    _, secret = key
+    payload = {"subject": "x" * 7_950}
+    events = [_event(person, f"m-{n}", payload=payload) for n in range(500)]
+
+    response = _post(client, {"events": events}, secret)
+
+    assert response.status_code == 200
+    assert response.json()["recorded"] == 500
+
+
+def test_a_body_larger_than_any_batch_needs_is_refused_with_the_reason(
+    client, key, person, settings
+):
+    settings.JOBS_EVENTS_PER_REQUEST = 2
+    _, secret = key
+    body = json.dumps(_event(person)) + " " * 100_000
+
+    response = _post(client, body, secret)
+
+    assert response.status_code == 413
+    assert "larger than" in response.json()["error"]
+    assert "larger than" in RejectedEvent.objects.get().reason
+    assert not Event.objects.exists()

@@ -1,11 +1,13 @@
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from django.urls import reverse
 from django.utils import timezone
 
 from integrations.models import SalesforceConnection
 from jobs.models import Action, Event, FieldWrite, JobRun
-from jobs.services import event_record
+from jobs.services import api_key_create, event_record
 from jobs.writeback import WritebackBusy, connection_write_pending
 from tests.jobs.factories import ActionFactory, EventFactory, FieldWriteFactory
 from tests.jobs.support import api_requests, people_for, sent_ids, update_requests
@@ -401,3 +403,51 @@ def test_an_allocation_spent_under_way_leaves_the_writes_waiting(
     assert "Waiting" in write.message
     assert run.writes_waiting == 1
     assert run.status == JobRun.Status.COMPLETED_WITH_ERRORS
+
+
+def test_the_events_date_is_its_utc_date_whatever_zone_the_sender_wrote(
+    org, client, member, connection, person, django_capture_on_commit_callbacks
+):
+    ActionFactory(
+        connection=connection,
+        field_name="Title",
+        value_source=Action.ValueSource.TEMPLATE,
+        value="Mailed {{ event.date }}",
+    )
+    _, secret = api_key_create(workspace=member.workspace, name="sender")
+    body = {
+        "kind": "email.sent",
+        "idempotency_key": "evening-in-new-york",
+        "occurred_at": "2025-03-12T23:30:00-05:00",
+        "person_id": person.pk,
+    }
+
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(
+            reverse("jobs:events"),
+            json.dumps(body),
+            content_type="application/json",
+            HTTP_AUTHORIZATION=f"Bearer {secret}",
+        )
+
+    assert org.store.get(person.salesforce_id)["Title"] == "Mailed 2025-03-13"
+
+
+def test_a_time_without_a_zone_given_to_the_service_is_taken_as_utc(
+    org, org_http, connection, person, django_capture_on_commit_callbacks
+):
+    ActionFactory(connection=connection, field_name="EmailBouncedDate")
+
+    with django_capture_on_commit_callbacks(execute=True):
+        event, _ = event_record(
+            workspace=connection.workspace,
+            kind=Event.Kind.EMAIL_SENT,
+            idempotency_key="naive",
+            occurred_at=datetime(2025, 3, 12, 9, 30),  # noqa: DTZ001
+            person=person,
+        )
+
+    write = FieldWrite.objects.get()
+    assert write.status == FieldWrite.Status.WRITTEN, write.message
+    assert event.occurred_at == SENT_AT
+    assert org.store.get(person.salesforce_id)["EmailBouncedDate"] == SENT_AT

@@ -302,6 +302,84 @@ def test_a_merged_record_is_not_followed_when_the_action_says_so(
     assert f"merged into {survivor}" in write.message
 
 
+def _write_at(action, person, day):
+    event = EventFactory(
+        workspace=action.job.workspace,
+        person=person,
+        occurred_at=datetime(2025, 3, day, 9, 30, tzinfo=UTC),
+    )
+    return FieldWriteFactory(action=action, event=event)
+
+
+@pytest.mark.parametrize(
+    "newer_names", ["survivor", "loser"], ids=["newer on survivor", "newer on loser"]
+)
+def test_a_late_older_event_does_not_overwrite_a_merge_survivors_newer_value(
+    org, org_http, connection, people, newer_names
+):
+    loser, kept = people[:2]
+    org.writes.fail(
+        loser.salesforce_id, "ENTITY_IS_DELETED", merged_into=kept.salesforce_id
+    )
+    newer_person, older_person = (
+        (kept, loser) if newer_names == "survivor" else (loser, kept)
+    )
+    action = ActionFactory(connection=connection)
+    _write_at(action, newer_person, 20)
+    connection_write_pending(connection=connection)
+    older = _write_at(action, older_person, 10)
+
+    connection_write_pending(connection=connection)
+
+    older.refresh_from_db()
+    assert str(_stamp(org, kept)) == "2025-03-20"
+    assert older.status == FieldWrite.Status.SKIPPED
+    assert "later event is already written" in older.message
+
+
+def test_of_a_survivors_own_write_and_its_losers_in_one_run_the_later_wins(
+    org, org_http, connection, people
+):
+    loser, kept = people[:2]
+    org.writes.fail(
+        loser.salesforce_id, "ENTITY_IS_DELETED", merged_into=kept.salesforce_id
+    )
+    action = ActionFactory(connection=connection)
+    own, merged = _write_at(action, kept, 10), _write_at(action, loser, 20)
+
+    connection_write_pending(connection=connection)
+
+    own.refresh_from_db()
+    merged.refresh_from_db()
+    assert str(_stamp(org, kept)) == "2025-03-20"
+    assert (own.status, merged.status) == ("written", "written")
+    assert merged.merged_into_id == kept.salesforce_id
+
+
+def test_of_two_losers_merged_into_one_survivor_the_later_event_wins(
+    org, org_http, connection, people
+):
+    first, second, kept = people[:3]
+    for loser in (first, second):
+        org.writes.fail(
+            loser.salesforce_id, "ENTITY_IS_DELETED", merged_into=kept.salesforce_id
+        )
+    action = ActionFactory(connection=connection)
+    # The later event names the record sent first.
+    ordered = sorted([first, second], key=lambda p: p.salesforce_id)
+    newer, older = _write_at(action, ordered[0], 20), _write_at(action, ordered[1], 10)
+
+    connection_write_pending(connection=connection)
+
+    newer.refresh_from_db()
+    older.refresh_from_db()
+    assert str(_stamp(org, kept)) == "2025-03-20"
+    assert newer.status == FieldWrite.Status.WRITTEN
+    assert older.status == FieldWrite.Status.SKIPPED
+    assert older.superseded_by == newer
+    assert [r["id"] for r in update_requests(org_http)[-1]] == [kept.salesforce_id]
+
+
 @pytest.mark.parametrize("purged", [False, True], ids=["in the bin", "purged"])
 def test_a_deleted_record_is_skipped_not_failed_and_never_recreated(
     org, org_http, connection, person, purged
@@ -458,6 +536,38 @@ def test_a_value_that_does_not_fit_fails_with_its_reason_and_costs_no_call(
     assert good.status == FieldWrite.Status.WRITTEN
     assert bad.status == FieldWrite.Status.FAILED and bad.status_code == ""
     assert reason in bad.message
+
+
+def test_an_object_gone_from_the_org_skips_its_writes_and_not_the_others(
+    org, org_http, connection, person
+):
+    experience = org.store.records("Experience__c")[0]["Id"]
+    start = ActionFactory(
+        connection=connection,
+        target="event_record",
+        object_name="Experience__c",
+        field_name="Default_Start_Time__c",
+        value_source="literal",
+        value="18:45",
+    )
+    event = EventFactory(workspace=connection.workspace, record_id=experience)
+    # Written first: the object that is gone comes before the Contacts.
+    gone = FieldWriteFactory(
+        action=start, event=event, record_id=experience, value="18:45"
+    )
+    stamp = _write(ActionFactory(connection=connection), person)
+    org.schema.remove("Experience__c")
+
+    run = connection_write_pending(connection=connection)
+
+    gone.refresh_from_db()
+    stamp.refresh_from_db()
+    assert gone.status == FieldWrite.Status.SKIPPED
+    assert gone.message == (
+        "Skipped: Experience__c is hidden from the connected user or no longer exists."
+    )
+    assert stamp.status == FieldWrite.Status.WRITTEN
+    assert run.status == JobRun.Status.COMPLETED
 
 
 def test_an_event_record_of_another_object_is_not_written(org, org_http, connection):

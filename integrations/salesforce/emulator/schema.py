@@ -165,6 +165,10 @@ class Schema:
     def add(self, sobject: SObjectType) -> None:
         self._objects[sobject.name.lower()] = sobject
 
+    def remove(self, name: str) -> None:
+        """Drop an object, as an admin deleting a custom object does."""
+        del self._objects[name.lower()]
+
     def by_key_prefix(self, prefix: str) -> SObjectType | None:
         for sobject in self._objects.values():
             if sobject.key_prefix == prefix:

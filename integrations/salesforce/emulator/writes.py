@@ -425,7 +425,10 @@ def _value_problem(
     if kind in TEXT_TYPES:
         text = str(coerced)
         length = field_describe.get("length") or 0
-        if length and len(text) > length:
+        # Lengths are UTF-16 code units: an emoji is two.
+        # https://help.salesforce.com/s/articleView?id=005166849&type=1
+        size = len(text.encode("utf-16-le", errors="surrogatepass")) // 2
+        if length and size > length:
             return (
                 "STRING_TOO_LONG",
                 f"{label}: data value too large: {text[:40]} (max length={length})",
