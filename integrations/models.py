@@ -31,6 +31,11 @@ class SalesforceConnection(models.Model):
     login_host = models.CharField(max_length=255)
     instance_url = models.URLField(max_length=255)
     org_id = models.CharField(max_length=18)
+    # The org's name (Setup → Company Information), read when connecting
+    # and on each full sync; empty when it could not be read. A sandbox
+    # carries its production org's name, so pages show the environment
+    # and Id with it.
+    org_name = models.CharField(max_length=255, blank=True)
     user_id = models.CharField(max_length=18)
     username = models.CharField(max_length=255, blank=True)
     user_display_name = models.CharField(max_length=255, blank=True)
@@ -86,6 +91,8 @@ class SalesforceConnection(models.Model):
         ]
 
     def __str__(self) -> str:
+        if self.org_name:
+            return f"{self.org_name} (Salesforce {self.environment} {self.org_id})"
         return f"Salesforce {self.environment} {self.org_id}"
 
     @property

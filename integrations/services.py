@@ -15,9 +15,11 @@ from integrations.salesforce import oauth
 from integrations.salesforce.client import (
     ReconnectRequired,
     SalesforceClient,
+    SalesforceClientError,
     SalesforceTransientError,
 )
 from integrations.salesforce.http import host_of
+from people.services import clean_text
 from trig_crm.models import Workspace
 from trig_crm.selectors import workspace_member_emails
 
@@ -179,6 +181,7 @@ def authorization_complete(
         from integrations.sync.defaults import mapping_create_defaults
 
         mapping_create_defaults(connection=connection)
+    connection_org_name_read(connection=connection)
     logger.info(
         "Salesforce org connected connection_id=%s org_id=%s created=%s",
         connection.pk,
@@ -186,6 +189,55 @@ def authorization_complete(
         created,
     )
     return connection
+
+
+def connection_org_name_read(*, connection: SalesforceConnection) -> None:
+    """Ask Salesforce for the org's name and store it, with the usage seen.
+
+    The name only tells the customer's orgs apart: when it cannot be read
+    (the user may not see Organization, the org is busy, anything else),
+    the connection goes on as it is and keeps the name it had.
+    """
+    client = None
+    try:
+        client = connection_client(connection=connection)
+        name = client.org_name()
+    except SalesforceClientError as exc:
+        logger.warning(
+            "Org name unreadable connection_id=%s error=%s",
+            connection.pk,
+            exc.code or exc.status or type(exc).__name__,
+        )
+        name = ""
+    except Exception:
+        logger.exception("Org name unreadable connection_id=%s", connection.pk)
+        name = ""
+
+    # The call counts against the org's allocation like any other: what
+    # Salesforce said of its usage is kept, as a sync keeps it.
+    if client is not None and client.api_usage:
+        used, allowed = client.api_usage
+        SalesforceConnection.objects.filter(pk=connection.pk).update(
+            api_usage_used=used, api_usage_max=allowed, api_usage_seen_at=timezone.now()
+        )
+    if name:
+        connection_org_name_store(connection=connection, name=name)
+    logger.info(
+        "Org name read connection_id=%s found=%s api_calls=%s",
+        connection.pk,
+        bool(name),
+        client.calls if client else 0,
+    )
+
+
+def connection_org_name_store(*, connection: SalesforceConnection, name: str) -> None:
+    """Keep the org's name as Salesforce gave it; an empty one changes nothing."""
+    limit = SalesforceConnection._meta.get_field("org_name").max_length
+    name = clean_text(name).strip()[:limit]
+    if not name or name == connection.org_name:
+        return
+    SalesforceConnection.objects.filter(pk=connection.pk).update(org_name=name)
+    connection.org_name = name
 
 
 def connection_mark_reconnect_required(
