@@ -88,6 +88,7 @@ class SalesforceConnectionAdmin(admin.ModelAdmin):
     list_select_related = ["workspace"]
     search_fields = [
         "org_id",
+        "org_name",
         "user_id",
         "username",
         "workspace__name",
@@ -101,6 +102,7 @@ class SalesforceConnectionAdmin(admin.ModelAdmin):
         "login_host",
         "instance_url",
         "org_id",
+        "org_name",
         "user_id",
         "username",
         "user_display_name",
@@ -205,6 +207,7 @@ class SyncRunAdmin(admin.ModelAdmin):
     list_select_related = ["connection"]
     search_fields = [
         "connection__org_id",
+        "connection__org_name",
         "connection__workspace__name",
         "error_message",
     ]
@@ -221,7 +224,7 @@ class SyncRunAdmin(admin.ModelAdmin):
 class SyncCursorAdmin(admin.ModelAdmin):
     list_display = ["connection", "object_name", "field_name", "value", "updated_at"]
     list_select_related = ["connection"]
-    search_fields = ["connection__org_id", "object_name"]
+    search_fields = ["connection__org_id", "connection__org_name", "object_name"]
     readonly_fields = ["connection", "object_name", "field_name", "updated_at"]
 
 
@@ -289,7 +292,12 @@ class ObjectMappingAdmin(admin.ModelAdmin):
     ]
     list_filter = ["target", "is_enabled", "needs_backfill"]
     list_select_related = ["connection"]
-    search_fields = ["object_name", "connection__org_id", "connection__workspace__name"]
+    search_fields = [
+        "object_name",
+        "connection__org_id",
+        "connection__org_name",
+        "connection__workspace__name",
+    ]
     readonly_fields = ["needs_backfill", "hidden_fields", "preview_link"]
     inlines = [FieldMappingInline]
     actions = ["sync_object_now"]

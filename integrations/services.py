@@ -285,9 +285,14 @@ def connection_reconnect_notify(*, connection: SalesforceConnection) -> int:
         "connection_url": settings.SITE_URL.rstrip("/")
         + reverse("integrations:connection-detail", args=[connection.pk]),
     }
+    where = (
+        f"{connection.get_environment_display().lower()} org {context['instance_host']}"
+    )
+    # Named when the name is known: a customer may have several orgs.
     subject = (
-        f"Reconnect Salesforce: {connection.get_environment_display().lower()} "
-        f"org {context['instance_host']}"
+        f"Reconnect Salesforce: {connection.org_name} ({where})"
+        if connection.org_name
+        else f"Reconnect Salesforce: {where}"
     )
     send_mail(
         subject=subject,

@@ -277,7 +277,11 @@ class JobRunAdmin(_ReadOnlyAdmin):
     ]
     list_filter = ["status", "trigger"]
     list_select_related = ["connection"]
-    search_fields = ["connection__org_id", "connection__workspace__name"]
+    search_fields = [
+        "connection__org_id",
+        "connection__org_name",
+        "connection__workspace__name",
+    ]
     date_hierarchy = "started_at"
     readonly_fields = ["all_records"]
     inlines = [FailedWriteInline]

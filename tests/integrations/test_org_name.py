@@ -4,12 +4,15 @@ never a reason for a connection to fail."""
 import json
 
 import pytest
+from django.contrib.auth import get_user_model
+from django.urls import reverse
 
 from integrations.models import SalesforceConnection, SyncRun
 from integrations.offline_org import offline_org_connect
 from integrations.sync.run import connection_sync
 from people.models import Person
 from tests.conftest import OFFLINE_HOST
+from tests.factories import SalesforceConnectionFactory
 from tests.integrations.support import composite_calls, sent_queries
 
 pytestmark = pytest.mark.django_db
@@ -152,3 +155,76 @@ def test_a_full_sync_refused_the_org_record_keeps_the_name_and_reads_the_rest(
     assert Person.objects.count() == org.store.count("Contact")
     # The describes came in the composite all the same.
     assert not [url for url in alone if url.endswith("/describe/")]
+
+
+# ---------------------------------------------------------------- Where it shows
+
+
+@pytest.fixture
+def signed_in(client, member):
+    client.force_login(member.user)
+    return client
+
+
+@pytest.fixture
+def staff_client(client):
+    staff = get_user_model().objects.create_superuser(
+        username="rep", email="rep@trig.example", password="a-long-password"
+    )
+    client.force_login(staff)
+    return client
+
+
+def _named_and_unnamed(member) -> tuple[SalesforceConnection, SalesforceConnection]:
+    named = SalesforceConnectionFactory(
+        workspace=member.workspace,
+        environment=SalesforceConnection.Environment.SANDBOX,
+        org_name="Acme & Co (UAT)",
+    )
+    unnamed = SalesforceConnectionFactory(workspace=member.workspace)
+    return named, unnamed
+
+
+def test_the_crm_list_names_each_org_and_keeps_its_id(signed_in, member):
+    named, unnamed = _named_and_unnamed(member)
+
+    page = signed_in.get(reverse("integrations:crm-settings")).content.decode()
+
+    assert f"<td>Acme &amp; Co (UAT)<br><small>{named.org_id}</small></td>" in page
+    assert f"<td>{unnamed.org_id}</td>" in page
+
+
+def test_the_connection_page_is_headed_with_the_org_name(signed_in, member):
+    named, unnamed = _named_and_unnamed(member)
+
+    named_page = signed_in.get(
+        reverse("integrations:connection-detail", args=[named.pk])
+    ).content.decode()
+    unnamed_page = signed_in.get(
+        reverse("integrations:connection-detail", args=[unnamed.pk])
+    ).content.decode()
+
+    assert "<h1>Acme &amp; Co (UAT) · Salesforce connected</h1>" in named_page
+    assert "<h1>Salesforce connected</h1>" in unnamed_page
+
+
+def test_the_reconnect_page_names_the_org(signed_in, member):
+    named, _ = _named_and_unnamed(member)
+
+    page = signed_in.get(
+        reverse("integrations:salesforce-connect"), {"connection": named.pk}
+    ).content.decode()
+
+    assert f"sandbox org Acme &amp; Co (UAT) ({named.org_id})" in page
+
+
+def test_the_admin_lists_and_finds_connections_by_org_name(staff_client, member):
+    named, unnamed = _named_and_unnamed(member)
+    url = reverse("admin:integrations_salesforceconnection_changelist")
+
+    listing = staff_client.get(url).content.decode()
+    found = staff_client.get(url, {"q": "acme"}).content.decode()
+
+    assert f"Acme &amp; Co (UAT) (Salesforce sandbox {named.org_id})" in listing
+    assert f"Salesforce production {unnamed.org_id}" in listing
+    assert named.org_id in found and unnamed.org_id not in found
