@@ -38,7 +38,7 @@ class SyncRunInline(admin.TabularInline):
     fields = [
         "started_at",
         "kind",
-        "status",
+        "outcome",
         "records_fetched",
         "records_created",
         "records_updated",
@@ -53,6 +53,10 @@ class SyncRunInline(admin.TabularInline):
 
     def get_queryset(self, request):
         return super().get_queryset(request).order_by("-started_at")
+
+    @admin.display(description="Outcome")
+    def outcome(self, obj: SyncRun) -> str:
+        return obj.outcome
 
 
 class ObjectMappingInline(admin.TabularInline):
@@ -192,7 +196,7 @@ class SyncRunAdmin(admin.ModelAdmin):
         "connection",
         "kind",
         "trigger",
-        "status",
+        "outcome",
         "records_fetched",
         "records_created",
         "records_updated",
@@ -218,6 +222,10 @@ class SyncRunAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
         return False
+
+    @admin.display(description="Outcome", ordering="status")
+    def outcome(self, obj: SyncRun) -> str:
+        return obj.outcome
 
 
 @admin.register(SyncCursor)

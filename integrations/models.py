@@ -199,6 +199,20 @@ class SyncRun(models.Model):
     def __str__(self) -> str:
         return f"{self.get_kind_display()} sync of {self.connection} ({self.status})"
 
+    @property
+    def outcome(self) -> str:
+        """The status in words; a success that left notes says how many.
+
+        Such a run read everything, yet something is worth a look: a value
+        a transform could not apply, a field the user cannot see, a read
+        done in full. Its status stays "success".
+        """
+        notes = self.problem_count
+        if self.status != self.Status.SUCCESS or not notes:
+            return self.get_status_display()
+        word = "note" if notes == 1 else "notes"
+        return f"{self.get_status_display()}, {notes:,} {word}"
+
 
 class SyncCursor(models.Model):
     """How far recent-changes syncs of one object have read."""
