@@ -215,6 +215,9 @@ def connection_org_name_read(*, connection: SalesforceConnection) -> None:
 
     # The call counts against the org's allocation like any other: what
     # Salesforce said of its usage is kept, as a sync keeps it.
+    # TODO: calls made outside runs (this one, the admin's describes) are
+    # in no run's api_calls, so "Calls by Trig's syncs" leaves them out; a
+    # per-connection tally of such calls would show them.
     if client is not None and client.api_usage:
         used, allowed = client.api_usage
         SalesforceConnection.objects.filter(pk=connection.pk).update(
@@ -231,9 +234,13 @@ def connection_org_name_read(*, connection: SalesforceConnection) -> None:
 
 
 def connection_org_name_store(*, connection: SalesforceConnection, name: str) -> None:
-    """Keep the org's name as Salesforce gave it; an empty one changes nothing."""
+    """Keep the org's name as Salesforce gave it; an empty one changes nothing.
+
+    Line breaks and runs of spaces become one space: the name goes into
+    e-mail subjects, where a line break is refused.
+    """
     limit = SalesforceConnection._meta.get_field("org_name").max_length
-    name = clean_text(name).strip()[:limit]
+    name = " ".join(clean_text(name).split())[:limit]
     if not name or name == connection.org_name:
         return
     SalesforceConnection.objects.filter(pk=connection.pk).update(org_name=name)

@@ -157,6 +157,15 @@ def test_a_full_sync_refused_the_org_record_keeps_the_name_and_reads_the_rest(
     assert not [url for url in alone if url.endswith("/describe/")]
 
 
+def test_a_name_with_line_breaks_is_kept_on_one_line(org, org_http, connection):
+    org.rename_org("Acme\r\nHoldings   Ltd")
+
+    connection_sync(connection=connection)
+
+    connection.refresh_from_db()
+    assert connection.org_name == "Acme Holdings Ltd"
+
+
 # ---------------------------------------------------------------- Where it shows
 
 
