@@ -10,10 +10,10 @@ That query is a guess made before the describe it depends on. Its answer is
 used only when the describe just received leads to the very same statement;
 otherwise, or when it failed, it is dropped and the object is read as it
 would have been without it.
+https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/resources_composite_composite_post.htm
 
 A full sync's first request also reads the org's own record, so that the
 org's name stays current at no call of its own.
-https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/resources_composite_composite_post.htm
 """
 
 import logging
