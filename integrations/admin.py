@@ -45,7 +45,7 @@ class SyncRunInline(admin.TabularInline):
     fields = [
         "started_at",
         "kind",
-        "status",
+        "outcome",
         "records_fetched",
         "records_created",
         "records_updated",
@@ -60,6 +60,10 @@ class SyncRunInline(admin.TabularInline):
 
     def get_queryset(self, request):
         return super().get_queryset(request).order_by("-started_at")
+
+    @admin.display(description="Outcome")
+    def outcome(self, obj: SyncRun) -> str:
+        return obj.outcome
 
 
 class ObjectMappingInline(admin.TabularInline):
@@ -95,6 +99,7 @@ class SalesforceConnectionAdmin(admin.ModelAdmin):
     list_select_related = ["workspace"]
     search_fields = [
         "org_id",
+        "org_name",
         "user_id",
         "username",
         "workspace__name",
@@ -108,6 +113,7 @@ class SalesforceConnectionAdmin(admin.ModelAdmin):
         "login_host",
         "instance_url",
         "org_id",
+        "org_name",
         "user_id",
         "username",
         "user_display_name",
@@ -197,7 +203,7 @@ class SyncRunAdmin(admin.ModelAdmin):
         "connection",
         "kind",
         "trigger",
-        "status",
+        "outcome",
         "records_fetched",
         "records_created",
         "records_updated",
@@ -213,6 +219,7 @@ class SyncRunAdmin(admin.ModelAdmin):
     list_select_related = ["connection"]
     search_fields = [
         "connection__org_id",
+        "connection__org_name",
         "connection__workspace__name",
         "error_message",
     ]
@@ -224,12 +231,16 @@ class SyncRunAdmin(admin.ModelAdmin):
     def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
         return False
 
+    @admin.display(description="Outcome", ordering="status")
+    def outcome(self, obj: SyncRun) -> str:
+        return obj.outcome
+
 
 @admin.register(SyncCursor)
 class SyncCursorAdmin(admin.ModelAdmin):
     list_display = ["connection", "object_name", "field_name", "value", "updated_at"]
     list_select_related = ["connection"]
-    search_fields = ["connection__org_id", "object_name"]
+    search_fields = ["connection__org_id", "connection__org_name", "object_name"]
     readonly_fields = ["connection", "object_name", "field_name", "updated_at"]
 
 
@@ -297,7 +308,12 @@ class ObjectMappingAdmin(admin.ModelAdmin):
     ]
     list_filter = ["target", "is_enabled", "needs_backfill"]
     list_select_related = ["connection"]
-    search_fields = ["object_name", "connection__org_id", "connection__workspace__name"]
+    search_fields = [
+        "object_name",
+        "connection__org_id",
+        "connection__org_name",
+        "connection__workspace__name",
+    ]
     readonly_fields = [
         "needs_backfill",
         "hidden_fields",

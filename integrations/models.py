@@ -31,6 +31,11 @@ class SalesforceConnection(models.Model):
     login_host = models.CharField(max_length=255)
     instance_url = models.URLField(max_length=255)
     org_id = models.CharField(max_length=18)
+    # The org's name (Setup → Company Information), read when connecting
+    # and on each full sync; empty when it could not be read. A sandbox
+    # carries its production org's name, so pages show the environment
+    # and Id with it.
+    org_name = models.CharField(max_length=255, blank=True)
     user_id = models.CharField(max_length=18)
     username = models.CharField(max_length=255, blank=True)
     user_display_name = models.CharField(max_length=255, blank=True)
@@ -86,6 +91,8 @@ class SalesforceConnection(models.Model):
         ]
 
     def __str__(self) -> str:
+        if self.org_name:
+            return f"{self.org_name} (Salesforce {self.environment} {self.org_id})"
         return f"Salesforce {self.environment} {self.org_id}"
 
     @property
@@ -193,6 +200,20 @@ class SyncRun(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} sync of {self.connection} ({self.status})"
+
+    @property
+    def outcome(self) -> str:
+        """The status in words; a success that left notes says how many.
+
+        Such a run read everything, yet something is worth a look: a value
+        a transform could not apply, a field the user cannot see, a read
+        done in full. Its status stays "success".
+        """
+        notes = self.problem_count
+        if self.status != self.Status.SUCCESS or not notes:
+            return self.get_status_display()
+        word = "note" if notes == 1 else "notes"
+        return f"{self.get_status_display()}, {notes:,} {word}"
 
 
 class SyncCursor(models.Model):

@@ -15,9 +15,11 @@ from integrations.salesforce import oauth
 from integrations.salesforce.client import (
     ReconnectRequired,
     SalesforceClient,
+    SalesforceClientError,
     SalesforceTransientError,
 )
 from integrations.salesforce.http import host_of
+from people.services import clean_text
 from trig_crm.models import Workspace
 from trig_crm.selectors import workspace_member_emails
 
@@ -179,6 +181,7 @@ def authorization_complete(
         from integrations.sync.defaults import mapping_create_defaults
 
         mapping_create_defaults(connection=connection)
+    connection_org_name_read(connection=connection)
     logger.info(
         "Salesforce org connected connection_id=%s org_id=%s created=%s",
         connection.pk,
@@ -186,6 +189,62 @@ def authorization_complete(
         created,
     )
     return connection
+
+
+def connection_org_name_read(*, connection: SalesforceConnection) -> None:
+    """Ask Salesforce for the org's name and store it, with the usage seen.
+
+    The name only tells the customer's orgs apart: when it cannot be read
+    (the user may not see Organization, the org is busy, anything else),
+    the connection goes on as it is and keeps the name it had.
+    """
+    client = None
+    try:
+        client = connection_client(connection=connection)
+        name = client.org_name()
+    except SalesforceClientError as exc:
+        logger.warning(
+            "Org name unreadable connection_id=%s error=%s",
+            connection.pk,
+            exc.code or exc.status or type(exc).__name__,
+        )
+        name = ""
+    except Exception:
+        logger.exception("Org name unreadable connection_id=%s", connection.pk)
+        name = ""
+
+    # The call counts against the org's allocation like any other: what
+    # Salesforce said of its usage is kept, as a sync keeps it.
+    # TODO: calls made outside runs (this one, the admin's describes) are
+    # in no run's api_calls, so "Calls by Trig's syncs" leaves them out; a
+    # per-connection tally of such calls would show them.
+    if client is not None and client.api_usage:
+        used, allowed = client.api_usage
+        SalesforceConnection.objects.filter(pk=connection.pk).update(
+            api_usage_used=used, api_usage_max=allowed, api_usage_seen_at=timezone.now()
+        )
+    if name:
+        connection_org_name_store(connection=connection, name=name)
+    logger.info(
+        "Org name read connection_id=%s found=%s api_calls=%s",
+        connection.pk,
+        bool(name),
+        client.calls if client else 0,
+    )
+
+
+def connection_org_name_store(*, connection: SalesforceConnection, name: str) -> None:
+    """Keep the org's name as Salesforce gave it; an empty one changes nothing.
+
+    Line breaks and runs of spaces become one space: the name goes into
+    e-mail subjects, where a line break is refused.
+    """
+    limit = SalesforceConnection._meta.get_field("org_name").max_length
+    name = " ".join(clean_text(name).split())[:limit]
+    if not name or name == connection.org_name:
+        return
+    SalesforceConnection.objects.filter(pk=connection.pk).update(org_name=name)
+    connection.org_name = name
 
 
 def connection_mark_reconnect_required(
@@ -233,9 +292,14 @@ def connection_reconnect_notify(*, connection: SalesforceConnection) -> int:
         "connection_url": settings.SITE_URL.rstrip("/")
         + reverse("integrations:connection-detail", args=[connection.pk]),
     }
+    where = (
+        f"{connection.get_environment_display().lower()} org {context['instance_host']}"
+    )
+    # Named when the name is known: a customer may have several orgs.
     subject = (
-        f"Reconnect Salesforce: {connection.get_environment_display().lower()} "
-        f"org {context['instance_host']}"
+        f"Reconnect Salesforce: {connection.org_name} ({where})"
+        if connection.org_name
+        else f"Reconnect Salesforce: {where}"
     )
     send_mail(
         subject=subject,

@@ -3,7 +3,7 @@ from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_http_methods, require_POST
 
 from integrations import selectors, services
 from integrations.forms import ConnectSalesforceForm
@@ -138,12 +138,20 @@ def connection_sync_now(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @login_required
-@require_POST
+@require_http_methods(["GET", "POST"])
 def connection_disconnect(request: HttpRequest, pk: int) -> HttpResponse:
+    """Say what disconnecting does and ask to confirm (GET); do it (POST)."""
     workspace = _workspace_or_404(request)
     connection = selectors.connection_get(workspace=workspace, pk=pk)
     if connection is None:
         raise Http404("No such connection.")
+    if request.method == "GET":
+        return render(
+            request,
+            "integrations/disconnect_confirm.html",
+            {"workspace": workspace, "connection": connection},
+        )
+
     if services.connection_disconnect(connection=connection):
         messages.success(
             request,

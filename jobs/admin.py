@@ -2,6 +2,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.utils import display_for_field
 from django.core.exceptions import ValidationError
 from django.db.models import Count, Q, QuerySet
 from django.forms.models import BaseInlineFormSet
@@ -22,7 +23,7 @@ from jobs.models import (
     JobRun,
     RejectedEvent,
 )
-from jobs.values import updateable_fields
+from jobs.values import updateable_fields, value_shown
 
 
 class _ReadOnlyAdmin(admin.ModelAdmin):
@@ -33,6 +34,15 @@ class _ReadOnlyAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
         return False
+
+
+def _value_shown(write: FieldWrite) -> str:
+    """A write's value as it goes to its field: a date field's as the date."""
+    field_type = write.action.field_type
+    shown = value_shown(field_type=field_type, value=write.value)
+    if field_type == "date" and isinstance(shown, str):
+        return shown
+    return display_for_field(shown, FieldWrite._meta.get_field("value"), "-")
 
 
 def _salesforce_link(connection: SalesforceConnection, record_id: str) -> str:
@@ -277,7 +287,11 @@ class JobRunAdmin(_ReadOnlyAdmin):
     ]
     list_filter = ["status", "trigger"]
     list_select_related = ["connection"]
-    search_fields = ["connection__org_id", "connection__workspace__name"]
+    search_fields = [
+        "connection__org_id",
+        "connection__org_name",
+        "connection__workspace__name",
+    ]
     date_hierarchy = "started_at"
     readonly_fields = ["all_records"]
     inlines = [FailedWriteInline]
@@ -297,7 +311,7 @@ class FieldWriteAdmin(_ReadOnlyAdmin):
         "object_name",
         "salesforce_link",
         "field_name",
-        "value",
+        "value_shown",
         "outcome",
         "status_code",
         "message",
@@ -316,6 +330,9 @@ class FieldWriteAdmin(_ReadOnlyAdmin):
         "action__job__name",
     ]
     actions = ["retry_selected"]
+    # A write's page: its value as it goes to the field (a date as a date).
+    exclude = ["value"]
+    readonly_fields = ["value_shown"]
 
     @admin.display(description="Job", ordering="action__job__name")
     def job(self, obj: FieldWrite) -> str:
@@ -328,6 +345,10 @@ class FieldWriteAdmin(_ReadOnlyAdmin):
     @admin.display(description="Outcome", ordering="status")
     def outcome(self, obj: FieldWrite) -> str:
         return obj.outcome
+
+    @admin.display(description="Value")
+    def value_shown(self, obj: FieldWrite) -> str:
+        return _value_shown(obj)
 
     @admin.action(description="Retry the selected failures")
     def retry_selected(
@@ -351,11 +372,25 @@ class WriteInline(admin.TabularInline):
     extra = 0
     can_delete = False
     show_change_link = True
-    fields = ["object_name", "record_id", "field_name", "value", "outcome", "message"]
+    fields = [
+        "object_name",
+        "record_id",
+        "field_name",
+        "value_shown",
+        "outcome",
+        "message",
+    ]
     readonly_fields = fields
 
     def has_add_permission(self, request: HttpRequest, obj=None) -> bool:
         return False
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[FieldWrite]:
+        return super().get_queryset(request).select_related("action")
+
+    @admin.display(description="Value")
+    def value_shown(self, obj: FieldWrite) -> str:
+        return _value_shown(obj)
 
 
 @admin.register(Event)

@@ -200,6 +200,11 @@ class Action(models.Model):
         help_text="The field's API name, such as Last_Trig_Email__c. Only "
         "fields the connected user may update are accepted.",
     )
+    # The field's type as describe last gave it (date, datetime, string...),
+    # so that its writes show their values as Salesforce takes them: an
+    # event's time written to a date field is the date. Set when the Action
+    # is saved and by each writeback run; empty until one has described it.
+    field_type = models.CharField(max_length=40, blank=True, editable=False)
     value_source = models.CharField(
         max_length=20, choices=ValueSource.choices, default=ValueSource.EVENT_TIME
     )

@@ -481,6 +481,7 @@ def action_validate(*, action: Action, workspace: Workspace) -> None:
             }
         )
     action.field_name = field["name"]
+    action.field_type = field["type"]
 
     problem = _value_problem(action=action, field=field)
     if problem:

@@ -140,6 +140,21 @@ def value_for_field(*, field: dict[str, Any], value: Any) -> Any:
     return _text(field, value)
 
 
+def value_shown(*, field_type: str, value: Any) -> Any:
+    """Return a write's value as it goes to a field of this type, for staff.
+
+    A moment written to a date field goes as the date it fell on in UTC;
+    shown as the moment, it would look like a date and time. Any other
+    value, or one that does not fit, is shown as it is.
+    """
+    if field_type != "date" or value is None or value == "":
+        return value
+    try:
+        return _date("", value).isoformat()
+    except ValueDoesNotFit:
+        return value
+
+
 def same_value(*, field: dict[str, Any], first: Any, second: Any) -> bool:
     """Tell whether two values mean the same in a field, whatever their format."""
     return _normal(field, first) == _normal(field, second)

@@ -46,7 +46,14 @@ from integrations.salesforce.client import (
 )
 from integrations.services import connection_client
 from jobs import selectors
-from jobs.models import ROLLED_BACK_CODES, DeletedRecord, FieldWrite, JobRun, KnownValue
+from jobs.models import (
+    ROLLED_BACK_CODES,
+    Action,
+    DeletedRecord,
+    FieldWrite,
+    JobRun,
+    KnownValue,
+)
 from jobs.values import (
     ValueDoesNotFit,
     record_id_18,
@@ -246,6 +253,7 @@ class _Writer:
             return
         visible = {f["name"].lower(): f for f in describe.get("fields", [])}
         key_prefix = describe.get("keyPrefix") or ""
+        self._note_field_types(writes, visible)
 
         writes = self._redirect_deleted(object_name, writes)
         self.dropped = defaultdict(list)
@@ -269,6 +277,19 @@ class _Writer:
             for batch in self._batches(survivors):
                 self._send(object_name, batch, follows_merges=False)
         self._save()
+
+    def _note_field_types(
+        self, writes: list[FieldWrite], visible: dict[str, dict[str, Any]]
+    ) -> None:
+        """Keep each Action's field type as describe gives it now, for showing
+        its values as Salesforce takes them."""
+        actions = {write.action_id: write.action for write in writes}
+        for action in actions.values():
+            described = visible.get(action.field_name.lower())
+            if described is None or described["type"] == action.field_type:
+                continue
+            action.field_type = described["type"]
+            Action.objects.filter(pk=action.pk).update(field_type=action.field_type)
 
     # ------------------------------------------------------------ Choosing
 

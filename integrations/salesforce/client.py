@@ -329,6 +329,28 @@ def describe_path(object_name: str) -> str:
     return f"sobjects/{object_name}/describe"
 
 
+# The org's own record: one per org, its Id the org's Id, its Name the
+# company name set in Setup → Company Information.
+# https://developer.salesforce.com/docs/atlas.en-us.object_reference.meta/object_reference/sforce_api_objects_organization.htm
+ORG_NAME_SOQL = "SELECT Name FROM Organization LIMIT 1"
+
+
+def org_name_path(org_id: str) -> str:
+    """The org's own record with its Name only, relative to the API version's
+    root. A record read, not a query: inside a Composite request it does not
+    count against the five queries one may hold."""
+    SalesforceClient._check_names(org_id)
+    return f"sobjects/Organization/{org_id}?fields=Name"
+
+
+def org_name_from(body: Any) -> str:
+    """Return the Name of an Organization record as Salesforce gave it."""
+    name = body.get("Name") if isinstance(body, dict) else None
+    if not isinstance(name, str) or not name.strip():
+        raise SalesforceRejectedError("Salesforce answered without the org's name.")
+    return name.strip()
+
+
 def query_path(*, soql: str, include_deleted: bool = False) -> str:
     """The query (or queryAll) resource running a statement, relative to the
     API version's root."""
@@ -534,6 +556,16 @@ class SalesforceClient:
 
     def describe(self, *, object_name: str) -> dict[str, Any]:
         return self._read(lambda sf: getattr(sf, object_name).describe())
+
+    def org_name(self) -> str:
+        """Return the org's name, asked once and not tried again.
+
+        For showing which org a connection is: a failure is the caller's to
+        shrug off, and waiting out an outage for it is not worth a wait.
+        """
+        page = self._call_once(lambda sf: sf.query(ORG_NAME_SOQL))
+        records = _page_records(page)
+        return org_name_from(records[0] if records else None)
 
     # https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/resources_composite_composite_post.htm
     MAX_COMPOSITE_SUBREQUESTS = 25

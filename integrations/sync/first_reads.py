@@ -11,6 +11,9 @@ used only when the describe just received leads to the very same statement;
 otherwise, or when it failed, it is dropped and the object is read as it
 would have been without it.
 https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/resources_composite_composite_post.htm
+
+A full sync's first request also reads the org's own record, so that the
+org's name stays current at no call of its own.
 """
 
 import logging
@@ -26,11 +29,15 @@ from integrations.salesforce.client import (
     SalesforceClient,
     SalesforceClientError,
     SalesforceRejectedError,
+    SubResponse,
     describe_path,
+    org_name_from,
+    org_name_path,
     query_path,
 )
 from integrations.salesforce.schema import RunSchema, StoredSchema
 from integrations.salesforce.soql_build import QueryTooLong
+from integrations.services import connection_org_name_store
 from integrations.sync.plan import ObjectPlan, PlanError, object_plan
 
 logger = logging.getLogger(__name__)
@@ -60,10 +67,13 @@ class FirstReads:
         client: SalesforceClient,
         schema: RunSchema,
         mappings: list[ObjectMapping],
+        reads_org_name: bool = False,
     ) -> None:
         self._run = run
         self._client = client
         self._schema = schema
+        # Asked once, with the first group.
+        self._org_name_wanted = reads_org_name
         # The group each object opens, by the object's mapping.
         self._groups = {
             mappings[start].pk: mappings[start : start + OBJECTS_PER_REQUEST]
@@ -120,6 +130,15 @@ class FirstReads:
                 )
         if not paths:
             return
+        org_name_at = None
+        if self._org_name_wanted:
+            self._org_name_wanted = False
+            try:
+                paths.append(org_name_path(self._run.connection.org_id))
+                org_name_at = len(paths) - 1
+            except ValueError:
+                # Not an Id: nothing to ask for.
+                pass
 
         try:
             replies = self._client.composite_reads(paths=paths)
@@ -141,6 +160,8 @@ class FirstReads:
             )
             return
 
+        if org_name_at is not None:
+            self._take_org_name(replies[org_name_at])
         for mapping, index, guess in asked:
             described = replies[index]
             # A failed describe is left to the object's own read, which
@@ -170,6 +191,26 @@ class FirstReads:
                     mapping.object_name,
                     page.error_code or page.status,
                 )
+
+    def _take_org_name(self, reply: SubResponse) -> None:
+        """Store the org's name if Salesforce gave it; else keep the one stored.
+
+        A user who may not read Organization, or a field hidden from them,
+        costs the name's refresh only.
+        """
+        if not reply.is_success:
+            logger.info(
+                "Org name not read run_id=%s error=%s",
+                self._run.pk,
+                reply.error_code or reply.status,
+            )
+            return
+        try:
+            name = org_name_from(reply.body)
+        except SalesforceRejectedError:
+            logger.warning("Org record came without its name run_id=%s", self._run.pk)
+            return
+        connection_org_name_store(connection=self._run.connection, name=name)
 
     def _guess(self, *, mapping: ObjectMapping, stored: StoredSchema) -> _Guess | None:
         """Return the first statement the stored describe leads to, if one

@@ -705,7 +705,11 @@ def connection_sync(
         schema = RunSchema(client=client, connection=connection)
         # Describes and first pages of several objects in one call each.
         first_reads = FirstReads(
-            run=run, client=client, schema=schema, mappings=list(mappings)
+            run=run,
+            client=client,
+            schema=schema,
+            mappings=list(mappings),
+            reads_org_name=kind == SyncRun.Kind.FULL,
         )
         for mapping in mappings:
             _budget_check(client=client)

@@ -26,6 +26,9 @@ def member(db):
 
 @pytest.fixture
 def connection(org_http, member):
-    return offline_org_connect(
+    """A connected org; `org_http.calls` holds what was sent since connecting."""
+    connected = offline_org_connect(
         workspace=member.workspace, user=member.user, login_host=OFFLINE_HOST
     )
+    org_http.calls.reset()
+    return connected

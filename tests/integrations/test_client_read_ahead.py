@@ -73,4 +73,4 @@ def test_a_page_refused_while_read_ahead_is_asked_again_the_usual_way(
     # and replayed.
     assert [c.response.status_code for c in more] == [401, 401, 200]
     token_calls = [c for c in org_http.calls if c.request.url.endswith("/token")]
-    assert len(token_calls) == 2  # connecting, then one refresh
+    assert len(token_calls) == 1  # one refresh

@@ -1,10 +1,12 @@
 """Disconnecting an org: Salesforce revokes the grant, Trig forgets the
 tokens and stops calling, the imported data stays."""
 
+import re
 from urllib.parse import parse_qs
 
 import pytest
 from django.db import connection as db_connection
+from django.test import Client
 from django.urls import reverse
 
 from integrations.models import SalesforceConnection, SyncRun
@@ -14,6 +16,7 @@ from integrations.sync.schedule import sync_enqueue_due
 from integrations.tasks import sync_connection
 from people.models import Person
 from tests.conftest import OFFLINE_HOST
+from tests.factories import MembershipFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -148,3 +151,99 @@ def test_a_connection_waiting_for_a_reconnect_can_be_disconnected(
     assert connection.status == SalesforceConnection.Status.DISCONNECTED
     assert _stored_tokens(connection) == ("", "")
     assert "Imported data is kept" in page
+
+
+# ---------------------------------------------------------------- Asking first
+
+
+def _confirm_url(connection) -> str:
+    return reverse("integrations:connection-disconnect", args=[connection.pk])
+
+
+def test_disconnect_first_says_what_will_happen_and_changes_nothing(
+    org, org_http, connection, signed_in
+):
+    before = len(org_http.calls)
+
+    response = signed_in.get(_confirm_url(connection))
+
+    page = response.content.decode()
+    connection.refresh_from_db()
+    assert response.status_code == 200
+    assert (
+        f"<h1>Disconnect Offline Sample Org (Salesforce production {org.org_id})?</h1>"
+        in page
+    )
+    assert "asks Salesforce to revoke Trig's access" in page
+    assert "stops its syncs" in page
+    assert "keeps everything already imported" in page
+    assert '<form method="post">' in page and "csrfmiddlewaretoken" in page
+    assert connection.status == SalesforceConnection.Status.CONNECTED
+    assert all(_stored_tokens(connection))
+    assert len(org_http.calls) == before
+
+
+def test_the_connection_page_leads_to_the_question_rather_than_acting(
+    org_http, connection, signed_in
+):
+    page = signed_in.get(
+        reverse("integrations:connection-detail", args=[connection.pk])
+    ).content.decode()
+
+    assert f'<a class="button secondary" href="{_confirm_url(connection)}">' in page
+    assert f'action="{_confirm_url(connection)}"' not in page
+
+
+def test_the_confirmation_form_disconnects_and_a_post_without_its_token_does_not(
+    org_http, connection, member
+):
+    browser = Client(enforce_csrf_checks=True)
+    browser.force_login(member.user)
+    page = browser.get(_confirm_url(connection)).content.decode()
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page)[1]
+
+    forged = browser.post(_confirm_url(connection))
+    still = SalesforceConnection.objects.get(pk=connection.pk).status
+    confirmed = browser.post(_confirm_url(connection), {"csrfmiddlewaretoken": token})
+
+    connection.refresh_from_db()
+    assert forged.status_code == 403
+    assert still == SalesforceConnection.Status.CONNECTED
+    assert confirmed.status_code == 302
+    assert connection.status == SalesforceConnection.Status.DISCONNECTED
+    assert _stored_tokens(connection) == ("", "")
+
+
+def test_another_workspaces_org_can_be_neither_asked_about_nor_disconnected(
+    org_http, connection, client
+):
+    client.force_login(MembershipFactory().user)
+
+    asked = client.get(_confirm_url(connection))
+    posted = client.post(_confirm_url(connection))
+
+    connection.refresh_from_db()
+    assert asked.status_code == posted.status_code == 404
+    assert connection.status == SalesforceConnection.Status.CONNECTED
+    assert all(_stored_tokens(connection))
+
+
+def test_the_question_is_for_signed_in_members_only(org_http, connection, client):
+    anonymous = client.get(_confirm_url(connection))
+    client.force_login(UserFactory())
+    outsider = client.get(_confirm_url(connection))
+
+    assert anonymous.status_code == 302
+    assert "/accounts/login/" in anonymous["Location"]
+    assert outsider.status_code == 404
+
+
+def test_a_disconnected_org_is_said_to_be_so_with_nothing_to_confirm(
+    org_http, connection, signed_in
+):
+    _disconnect(signed_in, connection)
+
+    page = signed_in.get(_confirm_url(connection)).content.decode()
+
+    assert "is disconnected</h1>" in page
+    assert "<form" not in page

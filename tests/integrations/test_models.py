@@ -37,3 +37,11 @@ def test_it_decrypts_with_an_older_key_after_rotation(settings):
     assert SalesforceConnection.objects.get(pk=connection.pk).access_token == (
         "before-rotation"
     )
+
+
+def test_a_connection_is_named_by_its_org_and_as_before_when_the_name_is_unknown():
+    named = SalesforceConnectionFactory(org_name="Acme", org_id="00D000000000001AAA")
+    unnamed = SalesforceConnectionFactory(org_id="00D000000000002AAA")
+
+    assert str(named) == "Acme (Salesforce production 00D000000000001AAA)"
+    assert str(unnamed) == "Salesforce production 00D000000000002AAA"

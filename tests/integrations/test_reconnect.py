@@ -58,13 +58,36 @@ def test_a_gone_grant_tells_the_workspace_once_which_org_why_and_where_to_reconn
     assert len(mailoutbox) == 1
     notice = mailoutbox[0]
     assert notice.to == [member.user.email, colleague.user.email]
-    assert notice.subject == "Reconnect Salesforce: production org offline-org.test"
+    assert notice.subject == (
+        "Reconnect Salesforce: Offline Sample Org (production org offline-org.test)"
+    )
     page = SITE_URL + reverse("integrations:connection-detail", args=[connection.pk])
     assert page in notice.body
-    assert f"Production, offline-org.test (org id {org.org_id})" in notice.body
+    assert (
+        f"Org: Offline Sample Org, Production, offline-org.test (org id {org.org_id})"
+        in notice.body
+    )
     assert connection.username in notice.body
     assert connection.status_reason in notice.body
     assert "Everything imported so far stays in Trig" in notice.body
+
+
+def test_a_notice_for_an_org_whose_name_is_unknown_names_it_as_before(
+    org_http, connection, mailoutbox
+):
+    SalesforceConnection.objects.filter(pk=connection.pk).update(
+        org_name="", status=SalesforceConnection.Status.RECONNECT_REQUIRED
+    )
+
+    sent = notify_reconnect_required(connection.pk)
+
+    (notice,) = mailoutbox
+    assert sent == 1
+    assert notice.subject == "Reconnect Salesforce: production org offline-org.test"
+    assert "reach the Salesforce org connected to" in notice.body
+    assert f"Org: Production, offline-org.test (org id {connection.org_id})" in (
+        notice.body
+    )
 
 
 def test_later_runs_meeting_the_gone_grant_send_no_further_notice(

@@ -1,4 +1,5 @@
 import re
+from datetime import datetime, timedelta, timezone
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -312,3 +313,78 @@ def test_conditions_that_cannot_be_evaluated_are_refused_on_save(
         response.content.decode()
     )
     assert not Job.objects.exists()
+
+
+# A moment late on the 12th in New York: already the 13th in UTC, the day a
+# date field receives.
+LATE_EVENING = datetime(2025, 3, 12, 23, 30, tzinfo=timezone(timedelta(hours=-5)))
+
+
+def test_writes_to_a_date_field_show_the_date_that_is_sent(
+    org, org_http, connection, person, staff_client
+):
+    staff_client.post(reverse("admin:jobs_job_add"), _job_form(connection))
+    action = Action.objects.get()
+    event = EventFactory(
+        workspace=connection.workspace, person=person, occurred_at=LATE_EVENING
+    )
+    write = FieldWriteFactory(action=action, event=event)
+
+    listing, own_page, event_page = (
+        staff_client.get(url).content.decode()
+        for url in (
+            reverse("admin:jobs_fieldwrite_changelist"),
+            reverse("admin:jobs_fieldwrite_change", args=[write.pk]),
+            reverse("admin:jobs_event_change", args=[event.pk]),
+        )
+    )
+
+    assert action.field_type == "date"
+    assert write.value == "2025-03-12T23:30:00-05:00"
+    assert '<td class="field-value_shown">2025-03-13</td>' in listing
+    assert '<div class="readonly">2025-03-13</div>' in own_page
+    assert re.search(r'field-value_shown">\s*<p>2025-03-13</p>', event_page)
+    assert not [page for page in (listing, own_page, event_page) if write.value in page]
+
+
+def test_other_values_are_shown_as_before(connection, person, staff_client):
+    action = ActionFactory(
+        connection=connection,
+        field_name="Trig_Engagement__c",
+        field_type="picklist",
+        value_source=Action.ValueSource.LITERAL,
+        value="Warm",
+    )
+    FieldWriteFactory(
+        action=action,
+        event=EventFactory(workspace=connection.workspace, person=person),
+        value="Warm",
+    )
+
+    page = staff_client.get(reverse("admin:jobs_fieldwrite_changelist")).content
+
+    assert b'<td class="field-value_shown">&quot;Warm&quot;</td>' in page
+
+
+def test_a_run_learns_the_field_type_of_an_action_saved_before_types_were_kept(
+    org, org_http, connection, person, staff_client
+):
+    action = ActionFactory(connection=connection)
+    FieldWriteFactory(
+        action=action,
+        event=EventFactory(
+            workspace=connection.workspace, person=person, occurred_at=LATE_EVENING
+        ),
+    )
+    before = staff_client.get(reverse("admin:jobs_fieldwrite_changelist")).content
+
+    connection_write_pending(connection=connection)
+
+    action.refresh_from_db()
+    after = staff_client.get(reverse("admin:jobs_fieldwrite_changelist")).content
+    assert action.field_type == "date"
+    assert b"2025-03-12T23:30:00-05:00" in before
+    assert b"2025-03-13" in after and b"23:30" not in after
+    assert org.store.get(person.salesforce_id)["Last_Trig_Email__c"].isoformat() == (
+        "2025-03-13"
+    )

@@ -8,6 +8,7 @@ from jobs.values import (
     same_value,
     updateable_fields,
     value_for_field,
+    value_shown,
 )
 
 
@@ -118,3 +119,20 @@ def test_it_gives_15_character_ids_their_checksum():
     assert record_id_18("0015g00000XyZ12") == "0015g00000XyZ12AAF"
     assert record_id_18("0015g00000XyZ12AAF") == "0015g00000XyZ12AAF"
     assert record_id_18("0015g-0000XyZ12") is None
+
+
+@pytest.mark.parametrize(
+    ("field_type", "value", "shown"),
+    [
+        ("date", "2025-03-12T23:30:00-02:00", "2025-03-13"),
+        ("date", "2025-03-12", "2025-03-12"),
+        # Not a date: shown as it is, for staff to see why it failed.
+        ("date", "soon", "soon"),
+        ("date", None, None),
+        ("datetime", "2025-03-12T23:30:00-02:00", "2025-03-12T23:30:00-02:00"),
+        ("", "2025-03-12T23:30:00-02:00", "2025-03-12T23:30:00-02:00"),
+        ("string", "Warm", "Warm"),
+    ],
+)
+def test_it_shows_a_value_as_it_goes_to_a_field_of_its_type(field_type, value, shown):
+    assert value_shown(field_type=field_type, value=value) == shown

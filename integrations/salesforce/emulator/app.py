@@ -44,7 +44,11 @@ from integrations.salesforce.emulator.limits import (
     DEVELOPER_EDITION_DAILY_API_REQUESTS,
     ApiUsage,
 )
-from integrations.salesforce.emulator.loader import DATA_DIR, new_store
+from integrations.salesforce.emulator.loader import (
+    DATA_DIR,
+    new_store,
+    organization_id,
+)
 from integrations.salesforce.emulator.objects import SYSTEM_FIELD_NAMES
 from integrations.salesforce.emulator.query import QueryEngine
 from integrations.salesforce.emulator.schema import (
@@ -57,7 +61,6 @@ from integrations.salesforce.emulator.writes import RecordWrites
 
 DEFAULT_CLIENT_ID = "trig-offline-client"
 DEFAULT_CLIENT_SECRET = "trig-offline-secret"
-ORG_ID = ids.make_id("00D", 1)
 
 # API versions: 21.0-30.0 are retired and answer 410 Gone; 31.0-40.0 still
 # answer but carry a deprecation warning.
@@ -134,17 +137,25 @@ class OfflineOrg:
         seed: int = 1,
         bulk_polls_to_complete: int = 0,
         instance_url: str | None = None,
+        org_name: str | None = None,
     ) -> None:
         self.clock: Clock = clock or (lambda: datetime.now(UTC))
         self.lock = threading.RLock()
-        self.org_id = ORG_ID
         self.store = new_store(
             data_dir=data_dir, load_sample=load_sample, clock=self.clock, lock=self.lock
         )
         self.schema = self.store.schema
+        # The org's Id is the Id of its Organization record.
+        self.org_id = organization_id(self.store)
         self.user_ids = [user["Id"] for user in self.store.records("User")]
         if generate:
             generate_org(self.store, spec=generate, seed=seed, owners=self.user_ids)
+            org_name = org_name or f"Generated Org (seed {seed})"
+        if org_name:
+            # Named so from the start: no change is recorded.
+            with self.lock:
+                _, organization = self.store.lookup(self.org_id)
+                organization["Name"] = org_name
         # The user who signs in on the consent page: the admin.
         self.connecting_user_id = self.user_ids[0]
 
@@ -200,6 +211,14 @@ class OfflineOrg:
     @property
     def admin_user_id(self) -> str:
         return self.user_ids[0]
+
+    @property
+    def org_name(self) -> str:
+        return self.store.get(self.org_id)["Name"]
+
+    def rename_org(self, name: str) -> None:
+        """Rename the org, as its admin does in Setup → Company Information."""
+        self.store.update(self.org_id, {"Name": name})
 
     def issue_tokens(self, *, user_id: str | None = None) -> Tokens:
         """Return tokens as if the user had connected through the browser."""

@@ -62,6 +62,10 @@ SAMPLE_USERS = (
 )
 USERNAME_DOMAIN = "offline-org.example.com"
 
+# The org's name, as Setup's Company Information shows it.
+SAMPLE_ORG_NAME = "Offline Sample Org"
+EMPTY_ORG_NAME = "Offline Org"
+
 
 def new_store(
     *, data_dir: Path, load_sample: bool, clock: Clock, lock: threading.RLock
@@ -97,6 +101,7 @@ def _load(store: Store, *, data_dir: Path, load_sample: bool) -> None:
         load_sample_org(store, data_dir=data_dir)
     else:
         load_users(store)
+    load_organization(store, name=SAMPLE_ORG_NAME if load_sample else EMPTY_ORG_NAME)
 
 
 def build_schema(*, data_dir: Path = DATA_DIR) -> Schema:
@@ -141,6 +146,30 @@ def load_users(store: Store) -> list[str]:
         _, admin = store.lookup(user_ids[0])
         admin["CreatedById"] = admin["LastModifiedById"] = user_ids[0]
     return user_ids
+
+
+def load_organization(store: Store, *, name: str) -> str:
+    """Create the org's own record and return its Id, which is the org's Id.
+
+    Every org has exactly one; the admin, loaded first, made it.
+    """
+    return store.load(
+        "Organization",
+        {
+            "Name": name,
+            "OrganizationType": "Developer Edition",
+            "IsSandbox": False,
+            "InstanceName": "OFF1",
+            "Country": "United Kingdom",
+            "TimeZoneSidKey": "Europe/London",
+        },
+    )
+
+
+def organization_id(store: Store) -> str:
+    """Return the Id of the org's own record: the org's Id."""
+    with store.lock:
+        return store.rows("Organization")[0]["Id"]
 
 
 def load_sample_org(store: Store, *, data_dir: Path = DATA_DIR) -> None:

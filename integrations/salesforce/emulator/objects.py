@@ -59,6 +59,7 @@ class ObjectSpec:
     )
     has_owner: bool = True
     has_is_deleted: bool = True
+    createable: bool = True
     deletable: bool = True
 
     def all_fields(self) -> list[FieldSpec]:
@@ -163,6 +164,38 @@ USER = ObjectSpec(
             "picklist",
             writable=False,
             picklist=("Standard", "AutomatedProcess"),
+        ),
+    ),
+)
+
+# The org itself: one record, whose Id is the org's Id. Only Salesforce
+# creates it; users may read it but not delete it.
+# https://developer.salesforce.com/docs/atlas.en-us.object_reference.meta/object_reference/sforce_api_objects_organization.htm
+ORGANIZATION = ObjectSpec(
+    "Organization",
+    "Organization",
+    "Organizations",
+    "00D",
+    name_field=FieldSpec("Name", "string", length=80, nillable=False, writable=False),
+    has_owner=False,
+    has_is_deleted=False,
+    createable=False,
+    deletable=False,
+    fields=(
+        FieldSpec(
+            "OrganizationType",
+            "picklist",
+            writable=False,
+            picklist=("Developer Edition", "Enterprise Edition", "Unlimited Edition"),
+        ),
+        FieldSpec("IsSandbox", "boolean", writable=False),
+        FieldSpec("InstanceName", "string", length=5, writable=False),
+        FieldSpec("Country", "string", length=80, writable=False),
+        FieldSpec(
+            "TimeZoneSidKey",
+            "picklist",
+            writable=False,
+            picklist=("America/Los_Angeles", "Europe/London"),
         ),
     ),
 )
@@ -430,7 +463,7 @@ CUSTOM_OBJECTS = (
     ),
 )
 
-GENERATED_OBJECTS = (USER, CAMPAIGN, TASK, *CUSTOM_OBJECTS)
+GENERATED_OBJECTS = (USER, ORGANIZATION, CAMPAIGN, TASK, *CUSTOM_OBJECTS)
 
 # Objects whose describe was recorded from a real org (data/describe/).
 RECORDED_OBJECTS = ("Account", "Case", "Contact", "Lead", "Opportunity")

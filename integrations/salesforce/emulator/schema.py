@@ -263,7 +263,7 @@ def build_object(spec: ObjectSpec) -> SObjectType:
         "associateParentEntity": None,
         "childRelationships": [],
         "compactLayoutable": True,
-        "createable": True,
+        "createable": spec.createable,
         "custom": custom,
         "customSetting": False,
         "deepCloneable": False,

@@ -1,0 +1,67 @@
+"""How a sync run's outcome reads: a success that left notes says so."""
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.urls import reverse
+
+from integrations.models import SyncRun
+from integrations.sync.run import connection_sync
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.mark.parametrize(
+    ("status", "notes", "outcome"),
+    [
+        (SyncRun.Status.SUCCESS, 0, "Success"),
+        (SyncRun.Status.SUCCESS, 1, "Success, 1 note"),
+        (SyncRun.Status.SUCCESS, 1234, "Success, 1,234 notes"),
+        (SyncRun.Status.COMPLETED_WITH_ERRORS, 3, "Completed with errors"),
+        (SyncRun.Status.PARTIAL, 2, "Partial"),
+        (SyncRun.Status.FAILED, 0, "Failed"),
+    ],
+)
+def test_it_names_a_runs_outcome(status, notes, outcome):
+    run = SyncRun(status=status, problem_count=notes)
+
+    assert run.outcome == outcome
+
+
+@pytest.fixture
+def noted_run(org, org_http, connection):
+    """A full sync that read everything and noted a field it could not see."""
+    org.hide_field("Contact", "Title")
+    return connection_sync(connection=connection)
+
+
+def test_a_success_with_notes_is_shown_so_on_the_connection_page(
+    noted_run, connection, client, member
+):
+    client.force_login(member.user)
+
+    page = client.get(
+        reverse("integrations:connection-detail", args=[connection.pk])
+    ).content.decode()
+
+    assert noted_run.status == SyncRun.Status.SUCCESS
+    assert noted_run.problem_count == 1
+    assert "<td>Success, 1 note</td>" in page
+
+
+def test_a_success_with_notes_is_shown_so_in_the_admin(noted_run, connection, client):
+    staff = get_user_model().objects.create_superuser(
+        username="rep", email="rep@trig.example", password="a-long-password"
+    )
+    client.force_login(staff)
+
+    runs = client.get(reverse("admin:integrations_syncrun_changelist"))
+    chosen = client.get(
+        reverse("admin:integrations_syncrun_changelist"), {"status__exact": "success"}
+    )
+    inline = client.get(
+        reverse("admin:integrations_salesforceconnection_change", args=[connection.pk])
+    )
+
+    assert '<td class="field-outcome">Success, 1 note</td>' in runs.content.decode()
+    assert "Success, 1 note" in chosen.content.decode()
+    assert "Success, 1 note" in inline.content.decode()
