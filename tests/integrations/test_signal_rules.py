@@ -1,7 +1,7 @@
 """Signal rules raise one `signal.raised` event per transition the sync writes."""
 
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 from django.db import connection as db_connection
@@ -9,34 +9,11 @@ from django.test.utils import CaptureQueriesContext
 
 from integrations.configuration import object_mapping_mark_changed
 from integrations.models import FieldMapping, ObjectMapping, SignalRule, SyncRun
-from integrations.offline_org import offline_org_connect
-from integrations.salesforce.emulator import OfflineOrg
-from integrations.salesforce.emulator.testing import mocked
 from integrations.sync.run import connection_sync
 from jobs.models import Action, Event, FieldWrite, Job
 from people.models import CrmAccount, CrmRecord, Person
-from tests.conftest import OFFLINE_HOST
 
 pytestmark = pytest.mark.django_db
-
-
-class _Clock:
-    def __init__(self) -> None:
-        self.now = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
-@pytest.fixture
-def clocked(member):
-    clock = _Clock()
-    org = OfflineOrg(clock=clock)
-    with mocked(org, base_url=f"https://{OFFLINE_HOST}") as mock:
-        connection = offline_org_connect(
-            workspace=member.workspace, user=member.user, login_host=OFFLINE_HOST
-        )
-        yield org, clock, connection, mock
 
 
 def _recent(connection) -> SyncRun:

@@ -26,27 +26,9 @@ from jobs.models import Event
 from people.models import CrmAccount, CrmRecord, Person
 from people.rows import rows_insert
 from tests.conftest import OFFLINE_HOST
+from tests.emulator.support import FakeClock
 
 pytestmark = pytest.mark.django_db
-
-
-class _Clock:
-    def __init__(self) -> None:
-        self.now = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
-@pytest.fixture
-def clocked(member):
-    clock = _Clock()
-    org = OfflineOrg(clock=clock)
-    with mocked(org, base_url=f"https://{OFFLINE_HOST}") as mock:
-        connection = offline_org_connect(
-            workspace=member.workspace, user=member.user, login_host=OFFLINE_HOST
-        )
-        yield org, clock, connection, mock
 
 
 def _recent(connection, **kwargs) -> SyncRun:
@@ -485,8 +467,7 @@ def test_a_merge_between_the_parts_of_a_first_read_is_still_handed_over(
 ):
     # The org's clock runs with ours: the read's parts see its changes as
     # they happen.
-    clock = _Clock()
-    clock.now = datetime.now(UTC)
+    clock = FakeClock(datetime.now(UTC))
     org = OfflineOrg(clock=clock)
     ids = sorted(record["Id"] for record in org.store.records("Contact"))
     loser, survivor, later = ids[0], ids[1], ids[-1]
@@ -664,8 +645,7 @@ WIDE = ("Department", "MobilePhone", "Birthdate", "LeadSource", "Description")
 @pytest.fixture
 def grouped(member, settings):
     """Contacts read in field groups, from an org whose clock runs with ours."""
-    clock = _Clock()
-    clock.now = datetime.now(UTC)
+    clock = FakeClock(datetime.now(UTC))
     org = _OrgChangingBetweenGroups(clock=clock)
     settings.SALESFORCE_QUERY_URL_BUDGET = 400
     with mocked(org, base_url=f"https://{OFFLINE_HOST}") as mock:
