@@ -19,3 +19,13 @@ def _celery_runs_tasks_inline():
     # still sent only when the transaction commits.
     celery_app.conf.task_always_eager = True
     celery_app.conf.task_eager_propagates = True
+
+
+@pytest.fixture
+def staff_client(client, django_user_model):
+    """A client signed in to the admin as a Trig representative."""
+    staff = django_user_model.objects.create_superuser(
+        username="rep", email="rep@trig.example", password="a-long-password"
+    )
+    client.force_login(staff)
+    return client

@@ -1,7 +1,6 @@
 from datetime import timedelta
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.urls import reverse
 from django.utils import timezone
 
@@ -10,15 +9,6 @@ from integrations.sync.schedule import sync_enqueue_due
 from people.models import Person
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def staff_client(client):
-    staff = get_user_model().objects.create_superuser(
-        username="rep", email="rep@trig.example", password="a-long-password"
-    )
-    client.force_login(staff)
-    return client
 
 
 def test_sync_now_in_the_admin_runs_a_full_sync(

@@ -1,5 +1,4 @@
 import pytest
-from django.contrib.auth import get_user_model
 from django.urls import reverse
 
 from integrations.models import FieldMapping, ObjectMapping, SyncRun
@@ -10,15 +9,6 @@ from people.models import CrmRecord, Person
 pytestmark = pytest.mark.django_db
 
 ADD_URL = reverse("admin:integrations_objectmapping_add")
-
-
-@pytest.fixture
-def staff_client(client):
-    staff = get_user_model().objects.create_superuser(
-        username="rep", email="rep@trig.example", password="a-long-password"
-    )
-    client.force_login(staff)
-    return client
 
 
 def _form(connection, **overrides):

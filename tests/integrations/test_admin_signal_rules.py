@@ -1,7 +1,6 @@
 """Staff set up signal rules in the admin; each is checked when saved."""
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.urls import reverse
 
 from integrations.models import ObjectMapping, SignalRule
@@ -10,15 +9,6 @@ from integrations.sync.run import connection_sync
 pytestmark = pytest.mark.django_db
 
 ADD_URL = reverse("admin:integrations_signalrule_add")
-
-
-@pytest.fixture
-def staff_client(client):
-    staff = get_user_model().objects.create_superuser(
-        username="rep", email="rep@trig.example", password="a-long-password"
-    )
-    client.force_login(staff)
-    return client
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ never a reason for a connection to fail."""
 import json
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.urls import reverse
 
 from integrations.models import SalesforceConnection, SyncRun
@@ -172,15 +171,6 @@ def test_a_name_with_line_breaks_is_kept_on_one_line(org, org_http, connection):
 @pytest.fixture
 def signed_in(client, member):
     client.force_login(member.user)
-    return client
-
-
-@pytest.fixture
-def staff_client(client):
-    staff = get_user_model().objects.create_superuser(
-        username="rep", email="rep@trig.example", password="a-long-password"
-    )
-    client.force_login(staff)
     return client
 
 

@@ -2,7 +2,6 @@ import re
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.urls import reverse
 
 from jobs.models import Action, ApiKey, FieldWrite, Job, JobRun
@@ -11,15 +10,6 @@ from jobs.writeback import connection_write_pending
 from tests.jobs.factories import ActionFactory, EventFactory, FieldWriteFactory
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def staff_client(client):
-    staff = get_user_model().objects.create_superuser(
-        username="rep", email="rep@trig.example", password="a-long-password"
-    )
-    client.force_login(staff)
-    return client
 
 
 def _job_form(connection, **action) -> dict:
