@@ -378,6 +378,14 @@ class FieldWrite(models.Model):
     @property
     def outcome(self) -> str:
         """The outcome in words, as staff read it."""
+        is_due = self.status == self.Status.PENDING or (
+            self.status == self.Status.FAILED and self.is_retryable
+        )
+        if is_due and self.connection_id and not self.connection.is_usable:
+            # Nothing is sent for an org Trig may not call: the write waits
+            # until the customer connects it again.
+            waiting = self.connection.get_status_display().lower()
+            return f"waiting: the connection is {waiting}"
         if self.status == self.Status.FAILED and self.is_retryable:
             if self.status_code in ROLLED_BACK_CODES:
                 return "not applied, another record in the batch failed"

@@ -24,9 +24,10 @@ def write_pending(
     self, connection_id: int, *, trigger: str = JobRun.Trigger.EVENT
 ) -> int | None:
     connection = SalesforceConnection.objects.filter(pk=connection_id).first()
-    # TODO: the writes of a connection that is disconnected or waits for a
-    # reconnect stay pending with no reason shown on them; a disconnected
-    # org's writes wait until it is connected again, however long that is.
+    # The writes of a connection Trig may not call wait, their outcome
+    # saying why, until it is connected again.
+    # TODO: they wait however long that takes; when the org comes back, a
+    # write planned weeks before is sent as if it were new.
     if connection is None or not connection.is_usable:
         return None
 

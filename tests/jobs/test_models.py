@@ -1,6 +1,7 @@
 import pytest
 from django.db import IntegrityError, transaction
 
+from integrations.models import SalesforceConnection
 from jobs.models import Event, FieldWrite, JobRun
 from tests.factories import SalesforceConnectionFactory
 from tests.jobs.factories import ActionFactory, EventFactory
@@ -59,3 +60,28 @@ def test_a_job_can_hold_several_actions(db):
     ActionFactory(connection=action.connection, job=action.job, field_name="Title")
 
     assert action.job.actions.count() == 2
+
+
+@pytest.mark.parametrize(
+    ("status", "is_retryable", "outcome"),
+    [
+        (FieldWrite.Status.PENDING, False, "waiting: the connection is {}"),
+        (FieldWrite.Status.FAILED, True, "waiting: the connection is {}"),
+        (FieldWrite.Status.FAILED, False, "failed"),
+        (FieldWrite.Status.WRITTEN, False, "written"),
+    ],
+)
+@pytest.mark.parametrize(
+    "connection_status",
+    [
+        SalesforceConnection.Status.RECONNECT_REQUIRED,
+        SalesforceConnection.Status.DISCONNECTED,
+    ],
+)
+def test_a_due_write_says_it_waits_for_a_connection_trig_may_not_call(
+    status, is_retryable, outcome, connection_status
+):
+    connection = SalesforceConnectionFactory(status=connection_status)
+    write = FieldWrite(connection=connection, status=status, is_retryable=is_retryable)
+
+    assert write.outcome == outcome.format(connection.get_status_display().lower())
