@@ -140,6 +140,13 @@ class SalesforceConnectionAdmin(admin.ModelAdmin):
         # Connections are made by customers through OAuth, not typed in.
         return False
 
+    # TODO: deleting a connection here erases every person, organisation and
+    # record it imported (their foreign keys cascade) and leaves Trig's grant
+    # alive in Salesforce, unlike Disconnect. Whether staff may erase a
+    # customer's data at all, and how (revoke first, then delete), is a
+    # product decision still to be made; until then the delete page's list
+    # of what goes is the only warning.
+
     def save_model(self, request, obj, form, change) -> None:
         if "recent_sync_minutes" in form.changed_data:
             # A new interval counts from the next tick, not from the slot the

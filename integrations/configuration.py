@@ -358,6 +358,10 @@ def _moved_to_checked(
     *, rule: SignalRule, schema: ObjectSchema, field_mappings: list[FieldMapping]
 ) -> tuple[str, str]:
     """Return the rule's field and value in describe's spelling."""
+    if not rule.field_name.strip():
+        raise ValidationError(
+            {"field_name": "Name the field that moves, e.g. StageName."}
+        )
     described = schema.fields.get(rule.field_name.strip().lower())
     if described is None:
         raise ValidationError(

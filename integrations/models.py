@@ -1,3 +1,5 @@
+from collections import Counter
+
 from django.conf import settings
 from django.core.validators import MaxValueValidator
 from django.db import models
@@ -214,6 +216,29 @@ class SyncRun(models.Model):
             return self.get_status_display()
         word = "note" if notes == 1 else "notes"
         return f"{self.get_status_display()}, {notes:,} {word}"
+
+    @property
+    def notes_grouped(self) -> list[tuple[str, int]]:
+        """The kept notes as (what, how many records), most frequent first.
+
+        A run may note the same problem on hundreds of records; one line per
+        object, field and problem is what a reader can act on.
+        """
+        counts: Counter[str] = Counter()
+        for note in self.problems:
+            if not isinstance(note, dict):
+                continue
+            where = ".".join(
+                part for part in (note.get("object"), note.get("field")) if part
+            )
+            problem = note.get("problem", "")
+            counts[f"{where}: {problem}" if where else problem] += 1
+        return counts.most_common()
+
+    @property
+    def notes_not_kept(self) -> int:
+        """Notes counted beyond the ones the run kept."""
+        return max(self.problem_count - len(self.problems), 0)
 
 
 class SyncCursor(models.Model):

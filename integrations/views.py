@@ -152,18 +152,19 @@ def connection_disconnect(request: HttpRequest, pk: int) -> HttpResponse:
             {"workspace": workspace, "connection": connection},
         )
 
+    # The CRM list it lands on may hold several orgs: say which one this was.
     if services.connection_disconnect(connection=connection):
         messages.success(
             request,
-            "Salesforce is disconnected and Trig's access to the org revoked. "
+            f"{connection} is disconnected and Trig's access to it revoked. "
             "Imported data is kept.",
         )
     else:
         messages.warning(
             request,
-            "Salesforce is disconnected and Trig no longer holds its tokens, but "
-            "Salesforce could not be reached to revoke Trig's access. Remove it "
-            "in Salesforce under Setup → Connected Apps OAuth Usage. Imported "
+            f"{connection} is disconnected and Trig no longer holds its tokens, "
+            "but Salesforce could not be reached to revoke Trig's access. Remove "
+            "it in Salesforce under Setup → Connected Apps OAuth Usage. Imported "
             "data is kept.",
         )
     return redirect("integrations:crm-settings")

@@ -99,7 +99,7 @@ def login_host_normalize(*, raw: str, environment: str) -> str:
     if netloc in {h.lower() for h in settings.SALESFORCE_EXTRA_LOGIN_HOSTS}:
         return netloc
     if port not in (None, 443) or parts.username or parts.password:
-        raise LoginHostError(f"{raw!r} is not a Salesforce login address.")
+        raise _not_a_login_address(raw)
 
     lightning = _LIGHTNING.match(host)
     if lightning:
@@ -119,7 +119,11 @@ def login_host_normalize(*, raw: str, environment: str) -> str:
             f"{host} is a {'sandbox' if is_sandbox_host else 'production'} "
             f"address, but {environment} was chosen."
         )
-    raise LoginHostError(
+    raise _not_a_login_address(raw)
+
+
+def _not_a_login_address(raw: str) -> LoginHostError:
+    return LoginHostError(
         f"{raw!r} is not a Salesforce login address. Use login.salesforce.com, "
         "test.salesforce.com or your My Domain (NAME.my.salesforce.com)."
     )

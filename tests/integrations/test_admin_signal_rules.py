@@ -86,6 +86,7 @@ def test_a_rule_is_checked_against_a_describe_made_now_before_any_sync(
     ("overrides", "reason"),
     [
         ({"field_name": "Stage"}, "Opportunity has no field Stage"),
+        ({"field_name": " "}, "Name the field that moves, e.g. StageName."),
         ({"value": "Won"}, "&#x27;Won&#x27; is not one of StageName&#x27;s values"),
         ({"value": ""}, "name the value the field moves to"),
         ({"field_name": "Probability", "value": "90"}, "Probability is not imported"),

@@ -1,7 +1,7 @@
 import pytest
 from django.core.management import CommandError, call_command
 
-from integrations.models import SyncRun
+from integrations.models import ObjectMapping, SignalRule, SyncRun
 from people.models import Person
 
 pytestmark = pytest.mark.django_db
@@ -19,8 +19,37 @@ def test_salesforce_sync_runs_a_full_sync_and_prints_a_summary(
     assert out.strip() == (
         f"Full sync success: {run.records_fetched} fetched, {run.records_created} "
         f"created, 0 updated, 0 unchanged, 0 failed, {run.problem_count} "
-        f"problem{'' if run.problem_count == 1 else 's'}, {run.api_calls} API calls"
+        f"note{'' if run.problem_count == 1 else 's'}, 0 signals raised, "
+        f"{run.api_calls} API calls"
     )
+
+
+def test_salesforce_sync_says_how_many_signals_it_raised(
+    org, org_http, connection, capsys
+):
+    call_command("salesforce_sync", str(connection.pk), "--full")
+    SignalRule.objects.create(
+        object_mapping=ObjectMapping.objects.get(
+            connection=connection, object_name="Opportunity"
+        ),
+        name="Opportunity won",
+        kind=SignalRule.Kind.MOVED_TO,
+        field_name="StageName",
+        value="Closed Won",
+    )
+    opportunity = next(
+        record
+        for record in org.store.records("Opportunity")
+        if record["StageName"] == "Negotiation/Review"
+    )
+    org.store.update(opportunity["Id"], {"StageName": "Closed Won"})
+    capsys.readouterr()
+
+    call_command("salesforce_sync", str(connection.pk))
+
+    out = capsys.readouterr().out
+    assert SyncRun.objects.get(kind=SyncRun.Kind.RECENT).signals_raised == 1
+    assert ", 1 signal raised, " in out
 
 
 def test_salesforce_sync_reads_recent_changes_once_a_full_sync_has_run(

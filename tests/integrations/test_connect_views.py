@@ -29,6 +29,26 @@ def test_it_asks_a_visitor_to_sign_in_first(client):
     assert "/accounts/login/" in response["Location"]
 
 
+def test_the_connect_page_leads_back_to_the_crm_settings(client, member):
+    crm = reverse("integrations:crm-settings")
+
+    page = client.get(CONNECT_URL).content.decode()
+
+    assert f'<a href="{crm}">Settings → Integrations → CRM</a> → Add' in page
+    assert f'<a href="{crm}">Cancel</a>' in page
+
+
+def test_the_reconnect_page_leads_back_to_the_connection(client, member):
+    connection = SalesforceConnectionFactory(workspace=member.workspace)
+    detail = reverse("integrations:connection-detail", args=[connection.pk])
+
+    page = client.get(CONNECT_URL, {"connection": connection.pk}).content.decode()
+
+    assert "<title>Reconnect Salesforce" in page
+    assert f'<a href="{detail}">Salesforce</a> → Reconnect' in page
+    assert f'<a href="{detail}">Cancel</a>' in page
+
+
 def test_it_sends_the_customer_to_the_org_with_state_pkce_and_scopes(client, member):
     response = client.post(
         CONNECT_URL,

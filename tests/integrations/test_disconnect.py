@@ -61,7 +61,10 @@ def test_disconnect_revokes_the_grant_forgets_the_tokens_and_keeps_the_data(
     connection.refresh_from_db()
     assert [(c.request.method, c.request.url) for c in sent] == [("POST", REVOKE_URL)]
     assert parse_qs(sent[0].request.body) == {"token": [granted]}
-    assert "Trig&#x27;s access to the org revoked" in page
+    assert (
+        f"Offline Sample Org (Salesforce production {connection.org_id}) is "
+        "disconnected and Trig&#x27;s access to it revoked"
+    ) in page
     assert connection.status == SalesforceConnection.Status.DISCONNECTED
     assert _stored_tokens(connection) == ("", "")
     assert Person.objects.count() == people
@@ -131,6 +134,10 @@ def test_when_salesforce_cannot_be_reached_the_tokens_go_and_the_customer_is_tol
     connection.refresh_from_db()
     assert connection.status == SalesforceConnection.Status.DISCONNECTED
     assert _stored_tokens(connection) == ("", "")
+    assert (
+        f"Offline Sample Org (Salesforce production {connection.org_id}) is "
+        "disconnected and Trig no longer holds its tokens"
+    ) in page
     assert "Salesforce could not be reached to revoke" in page
     assert "Connected Apps OAuth Usage" in page
 

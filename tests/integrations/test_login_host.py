@@ -63,6 +63,19 @@ def test_it_refuses_hosts_outside_salesforce_or_of_the_other_environment(
         login_host_normalize(raw=raw, environment=environment)
 
 
+@pytest.mark.parametrize(
+    "raw", ["acme", "127.0.0.1:8444", "https://acme.my.salesforce.com:8443"]
+)
+def test_a_refused_address_says_which_addresses_are_accepted(raw):
+    with pytest.raises(LoginHostError) as refused:
+        login_host_normalize(raw=raw, environment="production")
+
+    assert str(refused.value) == (
+        f"{raw!r} is not a Salesforce login address. Use login.salesforce.com, "
+        "test.salesforce.com or your My Domain (NAME.my.salesforce.com)."
+    )
+
+
 # (what staff typed, environment, the login host that issues the grant, the
 # instance the token answers name): the org answers on both hosts.
 TWO_HOSTS = [

@@ -4,7 +4,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.urls import reverse
 
-from integrations.models import SyncRun
+from integrations.models import ObjectMapping, SyncRun
 from integrations.sync.run import connection_sync
 
 pytestmark = pytest.mark.django_db
@@ -65,3 +65,52 @@ def test_a_success_with_notes_is_shown_so_in_the_admin(noted_run, connection, cl
     assert '<td class="field-outcome">Success, 1 note</td>' in runs.content.decode()
     assert "Success, 1 note" in chosen.content.decode()
     assert "Success, 1 note" in inline.content.decode()
+
+
+def test_it_lists_what_the_notes_say_on_the_connection_page(
+    org, org_http, connection, client, member
+):
+    ObjectMapping.objects.get(
+        connection=connection, object_name="Contact"
+    ).field_mappings.filter(salesforce_field="MailingCountry").update(
+        transform="country_iso2"
+    )
+    first, second, third = org.store.records("Contact")[:3]
+    org.store.update(first["Id"], {"MailingCountry": "Atlantis"})
+    org.store.update(second["Id"], {"MailingCountry": "Atlantis"})
+    org.store.update(third["Id"], {"MailingCountry": "Mordor"})
+    run = connection_sync(connection=connection)
+    client.force_login(member.user)
+
+    page = client.get(
+        reverse("integrations:connection-detail", args=[connection.pk])
+    ).content.decode()
+
+    assert run.problem_count == 3
+    assert "<th>Notes</th>" in page
+    assert "What the 3 notes say" in page
+    assert (
+        "<li>Contact.MailingCountry: Country to ISO 3166 alpha-2: &#x27;Atlantis&#x27; "
+        "is not a country (2 records)</li>"
+    ) in page
+    assert (
+        "<li>Contact.MailingCountry: Country to ISO 3166 alpha-2: &#x27;Mordor&#x27; "
+        "is not a country</li>"
+    ) in page
+
+
+def test_it_groups_notes_and_counts_those_not_kept():
+    note = {"object": "Contact", "id": "003A", "field": "Phone", "problem": "bad"}
+    run = SyncRun(
+        problem_count=5,
+        problems=[
+            note,
+            {**note, "id": "003B"},
+            {"object": "", "id": "", "field": "", "problem": "Read in full."},
+        ],
+    )
+
+    grouped = run.notes_grouped
+
+    assert grouped == [("Contact.Phone: bad", 2), ("Read in full.", 1)]
+    assert run.notes_not_kept == 2

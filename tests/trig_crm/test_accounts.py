@@ -45,7 +45,11 @@ def test_someone_without_a_workspace_is_told_so(client, django_user_model):
     response = client.get(reverse("integrations:crm-settings"))
 
     assert response.status_code == 404
-    assert "not in a workspace yet" in response.content.decode()
+    page = response.content.decode()
+    assert "not in a workspace yet" in page
+    # No page of the product invites people; Trig adds them in the admin.
+    assert "Ask your Trig contact to add loner@example.com to yours" in page
+    assert "invite" not in page
 
 
 @pytest.mark.parametrize(

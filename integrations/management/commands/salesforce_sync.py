@@ -63,7 +63,8 @@ class Command(BaseCommand):
             f"{run.records_fetched} fetched, {run.records_created} created, "
             f"{run.records_updated} updated, {run.records_unchanged} unchanged, "
             f"{run.records_failed} failed, {run.problem_count} "
-            f"problem{'' if run.problem_count == 1 else 's'}, "
+            f"note{'' if run.problem_count == 1 else 's'}, {run.signals_raised} "
+            f"signal{'' if run.signals_raised == 1 else 's'} raised, "
             f"{run.api_calls} API calls"
         )
         self.stdout.write(summary)
