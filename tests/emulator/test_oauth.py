@@ -331,3 +331,48 @@ def test_it_names_its_instance_and_refreshes_only_at_the_host_that_issued_the_gr
     assert elsewhere.json()["error"] == "invalid_grant"
     assert at_issuer.status_code == 200
     assert at_issuer.json()["instance_url"] == "https://na139.salesforce.com"
+
+
+def test_grants_kept_in_a_file_outlive_a_restart_and_sessions_do_not(clock, tmp_path):
+    grants = tmp_path / "offline_org" / "grants.json"
+    before = OfflineOrg(clock=clock, grants_path=grants)
+    kept = before.issue_tokens()
+    revoked = before.issue_tokens()
+    before.auth.revoke(revoked.refresh_token)
+
+    after = OfflineOrg(clock=clock, grants_path=grants)
+    with mocked(after):
+        old_session = requests.get(
+            f"{API}/limits/", headers={"Authorization": f"Bearer {kept.access_token}"}
+        )
+        refreshed = refresh(kept.refresh_token)
+        refused = refresh(revoked.refresh_token)
+
+    assert old_session.status_code == 401
+    assert refreshed.status_code == 200
+    assert refused.json()["error"] == "invalid_grant"
+    assert grants.stat().st_mode & 0o777 == 0o600
+
+
+def test_a_rotated_refresh_token_is_the_one_kept(clock, tmp_path):
+    grants = tmp_path / "grants.json"
+    org = OfflineOrg(clock=clock, rotate_refresh_tokens=True, grants_path=grants)
+    tokens = org.issue_tokens()
+    with mocked(org):
+        rotated = refresh(tokens.refresh_token).json()["refresh_token"]
+
+    with mocked(OfflineOrg(clock=clock, grants_path=grants)):
+        old = refresh(tokens.refresh_token)
+        new = refresh(rotated)
+
+    assert old.json()["error"] == "invalid_grant"
+    assert new.status_code == 200
+
+
+@pytest.mark.parametrize("content", ["{not json", '[{"grant_id": "a", "x": 1}]'])
+def test_it_refuses_to_start_on_grants_it_cannot_read(clock, tmp_path, content):
+    grants = tmp_path / "grants.json"
+    grants.write_text(content)
+
+    with pytest.raises(ValueError, match="grants at .*grants.json"):
+        OfflineOrg(clock=clock, grants_path=grants)

@@ -62,6 +62,13 @@ class Command(BaseCommand):
             help="The same seed generates the same org (default 1).",
         )
         parser.add_argument(
+            "--grants-file",
+            type=Path,
+            default=None,
+            help="Keep the OAuth grants here, so that refresh tokens the org "
+            "issued still work after it restarts.",
+        )
+        parser.add_argument(
             "--no-sample",
             action="store_true",
             help="Leave out the sample org's records (its users stay).",
@@ -76,11 +83,20 @@ class Command(BaseCommand):
         generate: dict[str, int] | None,
         seed: int,
         no_sample: bool,
+        grants_file: Path | None,
         **options: Any,
     ) -> None:
         cert_dir = cert_dir or Path(settings.VAR_DIR) / "offline_org"
         started = time.monotonic()
-        org = OfflineOrg(generate=generate, seed=seed, load_sample=not no_sample)
+        try:
+            org = OfflineOrg(
+                generate=generate,
+                seed=seed,
+                load_sample=not no_sample,
+                grants_path=grants_file,
+            )
+        except ValueError as exc:
+            raise CommandError(str(exc)) from exc
         if generate:
             counts = ", ".join(
                 f"{org.store.count(name)} {name}"

@@ -138,6 +138,7 @@ class OfflineOrg:
         bulk_polls_to_complete: int = 0,
         instance_url: str | None = None,
         org_name: str | None = None,
+        grants_path: Path | None = None,
     ) -> None:
         self.clock: Clock = clock or (lambda: datetime.now(UTC))
         self.lock = threading.RLock()
@@ -171,6 +172,7 @@ class OfflineOrg:
             lock=self.lock,
             session_timeout=session_timeout,
             rotate_refresh_tokens=rotate_refresh_tokens,
+            grants_path=grants_path,
         )
         self.usage = ApiUsage(maximum=daily_api_requests, clock=self.clock)
         self.faults = Faults(

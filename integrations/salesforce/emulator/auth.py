@@ -10,13 +10,17 @@ https://help.salesforce.com/s/articleView?id=sf.remoteaccess_oauth_web_server_fl
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import hmac
+import json
+import os
 import secrets
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 
 from integrations.salesforce.emulator.errors import OAuthError
 
@@ -87,6 +91,7 @@ class AuthServer:
         lock: threading.RLock,
         session_timeout: timedelta | None,
         rotate_refresh_tokens: bool,
+        grants_path: Path | None = None,
     ) -> None:
         self.app = app
         self.org_id = org_id
@@ -98,6 +103,12 @@ class AuthServer:
         self._grants: dict[str, Grant] = {}
         self._grants_by_refresh: dict[str, str] = {}
         self._access: dict[str, AccessToken] = {}
+        # Where grants outlive the process, when given: a served org that
+        # restarts still knows the refresh tokens it issued, as Salesforce
+        # does. Sessions and codes are not kept; a client refreshes.
+        self.grants_path = grants_path
+        if grants_path is not None:
+            self._load_grants(grants_path)
 
     # ------------------------------------------------------------ Tokens
 
@@ -168,6 +179,7 @@ class AuthServer:
             if self.rotate_refresh_tokens:
                 del self._grants_by_refresh[refresh_token]
                 rotated = self._new_refresh_token(grant)
+                self._save_grants()
             access_token = self._new_access_token(grant.user_id, grant.grant_id)
             return grant, Tokens(access_token, rotated)
 
@@ -183,6 +195,7 @@ class AuthServer:
                     "unsupported_token_type", "this token type is not supported"
                 )
             self._revoke_grant(self._grants[grant_id])
+            self._save_grants()
 
     def authenticate(self, token: str) -> str | None:
         """Return the user a Bearer token acts for, or None if it is dead."""
@@ -211,6 +224,7 @@ class AuthServer:
         with self.lock:
             for grant in self._grants.values():
                 self._revoke_grant(grant)
+            self._save_grants()
 
     def signature(self, *, identity_url: str, issued_at: str) -> str:
         # https://help.salesforce.com/s/articleView?id=sf.remoteaccess_oauth_endpoints.htm&type=5
@@ -238,6 +252,7 @@ class AuthServer:
         if _REFRESH_SCOPES & set(scope.split()):
             refresh_token = self._new_refresh_token(grant)
         access_token = self._new_access_token(user_id, grant.grant_id)
+        self._save_grants()
         return grant, Tokens(access_token, refresh_token)
 
     def _new_refresh_token(self, grant: Grant) -> str:
@@ -256,6 +271,38 @@ class AuthServer:
         for access in self._access.values():
             if access.grant_id == grant.grant_id:
                 access.is_expired = True
+
+    def _load_grants(self, path: Path) -> None:
+        try:
+            saved = json.loads(path.read_text())
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError) as exc:
+            raise ValueError(
+                f"The offline org's grants at {path} are unreadable: {exc}"
+            ) from exc
+        try:
+            grants = [Grant(**fields) for fields in saved]
+        except TypeError as exc:
+            raise ValueError(
+                f"The offline org's grants at {path} are not its own: {exc}"
+            ) from exc
+        for grant in grants:
+            self._grants[grant.grant_id] = grant
+            if grant.refresh_token:
+                self._grants_by_refresh[grant.refresh_token] = grant.grant_id
+
+    def _save_grants(self) -> None:
+        """Write every grant to `grants_path`, whole or not at all."""
+        if self.grants_path is None:
+            return
+        self.grants_path.parent.mkdir(parents=True, exist_ok=True)
+        partial = self.grants_path.with_suffix(".tmp")
+        # Refresh tokens: readable by the owner only.
+        descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w") as file:
+            json.dump([dataclasses.asdict(g) for g in self._grants.values()], file)
+        os.replace(partial, self.grants_path)
 
 
 def _verifier_matches(verifier: str | None, challenge: str) -> bool:

@@ -2,7 +2,9 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
+from django.conf import settings
 from django.core.management.base import BaseCommand
 
 OFFLINE_ORG_PORT = 8443
@@ -19,11 +21,9 @@ class Command(BaseCommand):
 
     def handle(self, *args, port: int, **options) -> None:
         python = sys.executable
-        # TODO: the offline org keeps its grants and records in memory, so a
-        # restart forgets Trig's grant and every connection made before it
-        # must be reconnected (README, Quick start). Keeping its grants and
-        # changed records under var/offline_org/ would spare that; it is left
-        # because tests build the org in memory and need none of it.
+        # The org's grants outlive a restart, so connections made before it
+        # go on syncing; its records start again from the sample data.
+        grants = Path(settings.VAR_DIR) / "offline_org" / "grants.json"
         commands = {
             "offline org": [
                 python,
@@ -32,6 +32,8 @@ class Command(BaseCommand):
                 "serve",
                 "--port",
                 str(OFFLINE_ORG_PORT),
+                "--grants-file",
+                str(grants),
             ],
             "web": [
                 python,
