@@ -31,6 +31,7 @@ from integrations.models import (
     SyncRun,
 )
 from integrations.salesforce.client import SalesforceClientError
+from integrations.services import connection_disconnect
 from integrations.sync.plan import HIDDEN_WORDS, PlanError
 from integrations.sync.schedule import sync_enqueue
 from jobs.models import Event
@@ -140,12 +141,32 @@ class SalesforceConnectionAdmin(admin.ModelAdmin):
         # Connections are made by customers through OAuth, not typed in.
         return False
 
-    # TODO: deleting a connection here erases every person, organisation and
-    # record it imported (their foreign keys cascade) and leaves Trig's grant
-    # alive in Salesforce, unlike Disconnect. Whether staff may erase a
-    # customer's data at all, and how (revoke first, then delete), is a
-    # product decision still to be made; until then the delete page's list
-    # of what goes is the only warning.
+    # Deleting a connection erases what it imported (the delete page lists
+    # it), as a customer's request to erase their data asks. Trig's grant is
+    # revoked first, so that no refresh token outlives the connection in the
+    # customer's org.
+    def delete_model(self, request: HttpRequest, obj: SalesforceConnection) -> None:
+        self._revoke(request, [obj])
+        super().delete_model(request, obj)
+
+    def delete_queryset(
+        self, request: HttpRequest, queryset: QuerySet[SalesforceConnection]
+    ) -> None:
+        self._revoke(request, list(queryset))
+        super().delete_queryset(request, queryset)
+
+    def _revoke(
+        self, request: HttpRequest, connections: list[SalesforceConnection]
+    ) -> None:
+        for connection in connections:
+            if not connection_disconnect(connection=connection):
+                self.message_user(
+                    request,
+                    f"Salesforce could not be reached to revoke Trig's access to "
+                    f"{connection}: revoke it in the org's Setup, Connected Apps "
+                    "OAuth Usage.",
+                    level=messages.WARNING,
+                )
 
     def save_model(self, request, obj, form, change) -> None:
         if "recent_sync_minutes" in form.changed_data:

@@ -254,3 +254,51 @@ def test_a_disconnected_org_is_said_to_be_so_with_nothing_to_confirm(
 
     assert "is disconnected</h1>" in page
     assert "<form" not in page
+
+
+@pytest.mark.parametrize("bulk", [False, True])
+def test_deleting_a_connection_in_the_admin_revokes_the_grant_first(
+    org_http, connection, staff_client, bulk
+):
+    connection_sync(connection=connection)
+    granted = connection.refresh_token
+
+    if bulk:
+        response = staff_client.post(
+            reverse("admin:integrations_salesforceconnection_changelist"),
+            {
+                "action": "delete_selected",
+                "_selected_action": [connection.pk],
+                "post": "yes",
+            },
+        )
+    else:
+        response = staff_client.post(
+            reverse(
+                "admin:integrations_salesforceconnection_delete",
+                args=[connection.pk],
+            ),
+            {"post": "yes"},
+        )
+
+    assert response.status_code == 302
+    assert not SalesforceConnection.objects.filter(pk=connection.pk).exists()
+    assert Person.objects.count() == 0
+    with pytest.raises(oauth.OAuthError) as refused:
+        oauth.token_refresh(login_host=OFFLINE_HOST, refresh_token=granted)
+    assert refused.value.is_grant_gone
+
+
+def test_a_connection_is_deleted_with_a_warning_when_salesforce_cannot_revoke(
+    org, org_http, connection, staff_client
+):
+    org.faults.outage(status=503, path_contains="/services/oauth2/revoke")
+
+    response = staff_client.post(
+        reverse("admin:integrations_salesforceconnection_delete", args=[connection.pk]),
+        {"post": "yes"},
+        follow=True,
+    )
+
+    assert not SalesforceConnection.objects.filter(pk=connection.pk).exists()
+    assert "Connected Apps OAuth Usage" in response.content.decode()
