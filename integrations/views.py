@@ -1,3 +1,7 @@
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
@@ -24,12 +28,24 @@ def _workspace_or_404(request: HttpRequest):
     return workspace
 
 
+def _members_only(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """Show a signed-in person in no workspace the page that says so, on
+    every page of the integration."""
+
+    @wraps(view)
+    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        try:
+            return view(request, *args, **kwargs)
+        except NoWorkspace:
+            return render(request, "integrations/no_workspace.html", status=404)
+
+    return wrapped
+
+
 @login_required
+@_members_only
 def crm_settings(request: HttpRequest) -> HttpResponse:
-    try:
-        workspace = _workspace_or_404(request)
-    except NoWorkspace:
-        return render(request, "integrations/no_workspace.html", status=404)
+    workspace = _workspace_or_404(request)
     connections = selectors.connection_list(workspace=workspace)
     return render(
         request,
@@ -39,6 +55,7 @@ def crm_settings(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
+@_members_only
 def salesforce_connect(request: HttpRequest) -> HttpResponse:
     workspace = _workspace_or_404(request)
     # Reconnecting: the org's own login host and environment, so that the
@@ -78,6 +95,7 @@ def salesforce_connect(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
+@_members_only
 def salesforce_callback(request: HttpRequest) -> HttpResponse:
     try:
         connection = services.authorization_complete(
@@ -101,6 +119,7 @@ def salesforce_callback(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
+@_members_only
 def connection_detail(request: HttpRequest, pk: int) -> HttpResponse:
     workspace = _workspace_or_404(request)
     connection = selectors.connection_get(workspace=workspace, pk=pk)
@@ -120,6 +139,7 @@ def connection_detail(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 @require_POST
+@_members_only
 def connection_sync_now(request: HttpRequest, pk: int) -> HttpResponse:
     workspace = _workspace_or_404(request)
     connection = selectors.connection_get(workspace=workspace, pk=pk)
@@ -139,6 +159,7 @@ def connection_sync_now(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 @require_http_methods(["GET", "POST"])
+@_members_only
 def connection_disconnect(request: HttpRequest, pk: int) -> HttpResponse:
     """Say what disconnecting does and ask to confirm (GET); do it (POST)."""
     workspace = _workspace_or_404(request)

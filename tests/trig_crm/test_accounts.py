@@ -36,13 +36,24 @@ def test_a_wrong_password_does_not_sign_in(client):
     assert "_auth_user_id" not in client.session
 
 
-def test_someone_without_a_workspace_is_told_so(client, django_user_model):
+@pytest.mark.parametrize(
+    ("name", "args"),
+    [
+        ("integrations:crm-settings", []),
+        ("integrations:salesforce-connect", []),
+        ("integrations:connection-detail", [1]),
+        ("integrations:connection-disconnect", [1]),
+    ],
+)
+def test_someone_without_a_workspace_is_told_so(
+    client, django_user_model, name, args
+):
     user = django_user_model.objects.create_user(
         username="loner", email="loner@example.com", password="a-long-password"
     )
     client.force_login(user)
 
-    response = client.get(reverse("integrations:crm-settings"))
+    response = client.get(reverse(name, args=args))
 
     assert response.status_code == 404
     page = response.content.decode()
