@@ -10,9 +10,7 @@ from tests.conftest import OFFLINE_HOST
 pytestmark = pytest.mark.django_db
 
 
-def test_a_connection_goes_on_syncing_after_the_offline_org_restarts(
-    member, tmp_path
-):
+def test_a_connection_goes_on_syncing_after_the_offline_org_restarts(member, tmp_path):
     grants = tmp_path / "grants.json"
     with mocked(OfflineOrg(grants_path=grants), base_url=f"https://{OFFLINE_HOST}"):
         connection = offline_org_connect(

@@ -45,9 +45,7 @@ def test_a_wrong_password_does_not_sign_in(client):
         ("integrations:connection-disconnect", [1]),
     ],
 )
-def test_someone_without_a_workspace_is_told_so(
-    client, django_user_model, name, args
-):
+def test_someone_without_a_workspace_is_told_so(client, django_user_model, name, args):
     user = django_user_model.objects.create_user(
         username="loner", email="loner@example.com", password="a-long-password"
     )
