@@ -25,6 +25,7 @@ from integrations.models import (
     SyncRun,
 )
 from integrations.salesforce.client import SalesforceClientError
+from integrations.sync.defaults import ATTRIBUTES
 from integrations.sync.plan import HIDDEN_WORDS, PlanError
 from integrations.sync.schedule import sync_enqueue
 
@@ -226,16 +227,28 @@ class SyncCursorAdmin(admin.ModelAdmin):
 
 
 class FieldMappingFormSet(BaseInlineFormSet):
-    """Refuse a field mapped twice, or two fields feeding one custom value."""
+    """Refuse a field mapped twice, two fields feeding one custom value, or an
+    attribute the mapping's target does not have."""
 
     def clean(self) -> None:
         super().clean()
         fields: set[str] = set()
         values: set[str] = set()
+        # The target as posted: a new mapping's fields are typed before its
+        # target is known to their forms.
+        target = self.instance.target
+        allowed = ATTRIBUTES.get(target, ())
         for form in self.forms:
             data = getattr(form, "cleaned_data", None)
             if not data or data.get("DELETE"):
                 continue
+            attribute = data.get("attribute")
+            if attribute and target and attribute not in allowed:
+                label = ObjectMapping.Target(target).label.lower()
+                raise ValidationError(
+                    f"A {label} has no attribute {attribute}; choose one of "
+                    f"{', '.join(allowed)}."
+                )
             field = (data.get("salesforce_field") or "").lower()
             if field in fields:
                 raise ValidationError(f"{data['salesforce_field']} is mapped twice.")

@@ -11,6 +11,7 @@ from integrations.salesforce import soql
 from integrations.salesforce.schema import ObjectSchema, RunSchema, StoredSchema
 from integrations.salesforce.soql_build import Plan, plan_select
 from integrations.sync.bulk import BulkCandidate, FullReadPlan
+from integrations.sync.defaults import ATTRIBUTES
 
 # Read a little before the cursor: a record committed late can carry a stamp
 # older than the newest one already read. Upserts are idempotent, so reading
@@ -146,6 +147,20 @@ def object_plan(
     error; so is a lookup. A field that was left out last time and is
     visible again makes this a full read, so every record gets its value.
     """
+    # A row key the target has no column for would overwrite the row's Id or
+    # its custom values.
+    allowed = ATTRIBUTES[mapping.target]
+    foreign = [
+        f"{field_mapping.salesforce_field} fills {field_mapping.attribute}"
+        for field_mapping in mapping.field_mappings.all()
+        if field_mapping.attribute and field_mapping.attribute not in allowed
+    ]
+    if foreign:
+        target = mapping.get_target_display().lower()
+        raise PlanError(
+            f"{' and '.join(foreign)}, which a {target} does not have; it has "
+            f"{', '.join(allowed)}."
+        )
     described = schema.describe(mapping.object_name, fresh=fresh)
     if described.canonical("Id") is None:
         raise PlanError(f"{mapping.object_name} has no Id the connected user can read.")

@@ -250,3 +250,18 @@ def test_a_filter_through_a_lookup_is_accepted_and_applied(
         )
         == expected
     )
+
+
+@pytest.mark.parametrize("attribute", ["custom_values", "salesforce_id", "title"])
+def test_the_admin_refuses_an_attribute_a_new_mappings_target_lacks(
+    org, org_http, connection, staff_client, attribute
+):
+    response = staff_client.post(
+        ADD_URL, _form(connection, **{"field_mappings-0-attribute": attribute})
+    )
+
+    assert response.status_code == 200
+    assert f"A record has no attribute {attribute}; choose one of name." in (
+        response.content.decode()
+    )
+    assert not ObjectMapping.objects.filter(object_name="Guest_Review__c").exists()

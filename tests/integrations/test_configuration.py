@@ -477,3 +477,30 @@ def test_a_transform_failure_leaves_the_value_empty_and_is_counted(
         "problem": "Country to ISO 3166 alpha-2: 'Atlantis' is not a country",
     } in run.problems
     assert run.status == SyncRun.Status.SUCCESS
+
+
+def test_a_stored_attribute_its_target_lacks_fails_that_object_only(
+    org, org_http, connection
+):
+    reviews = ObjectMapping.objects.create(
+        connection=connection,
+        object_name="Guest_Review__c",
+        target=ObjectMapping.Target.RECORD,
+        position=90,
+    )
+    FieldMapping.objects.create(
+        object_mapping=reviews, salesforce_field="Name", attribute="custom_values"
+    )
+    FieldMapping.objects.create(
+        object_mapping=reviews, salesforce_field="Rating__c", attribute="salesforce_id"
+    )
+
+    run = connection_sync(connection=connection)
+
+    assert run.status == SyncRun.Status.COMPLETED_WITH_ERRORS
+    assert run.object_errors == {
+        "Guest_Review__c": "Name fills custom_values and Rating__c fills "
+        "salesforce_id, which a record does not have; it has name."
+    }
+    assert not CrmRecord.objects.filter(object_name="Guest_Review__c").exists()
+    assert Person.objects.count() == org.store.count("Contact")
