@@ -227,13 +227,14 @@ class SyncCursorAdmin(admin.ModelAdmin):
 
 
 class FieldMappingFormSet(BaseInlineFormSet):
-    """Refuse a field mapped twice, two fields feeding one custom value, or an
-    attribute the mapping's target does not have."""
+    """Refuse a field mapped twice, two fields feeding one attribute or custom
+    value, or an attribute the mapping's target does not have."""
 
     def clean(self) -> None:
         super().clean()
         fields: set[str] = set()
         values: set[str] = set()
+        attributes: dict[str, str] = {}
         # The target as posted: a new mapping's fields are typed before its
         # target is known to their forms.
         target = self.instance.target
@@ -253,7 +254,15 @@ class FieldMappingFormSet(BaseInlineFormSet):
             if field in fields:
                 raise ValidationError(f"{data['salesforce_field']} is mapped twice.")
             fields.add(field)
-            if data.get("attribute"):
+            if attribute:
+                # Only one value can be stored; the other would be read for
+                # nothing and overwritten without a word.
+                if attribute in attributes:
+                    raise ValidationError(
+                        f"{attributes[attribute]} and {data['salesforce_field']} "
+                        f"would both fill the attribute {attribute}; keep one."
+                    )
+                attributes[attribute] = data["salesforce_field"]
                 continue
             value = (
                 data.get("custom_name") or data.get("salesforce_field") or ""

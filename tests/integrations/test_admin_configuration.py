@@ -204,6 +204,10 @@ def test_a_field_added_in_the_admin_is_backfilled_on_the_next_sync(
             },
             "Two fields would fill the custom value",
         ),
+        (
+            {"field_mappings-1-attribute": "name"},
+            "Name and Rating__c would both fill the attribute name; keep one.",
+        ),
     ],
 )
 def test_the_admin_refuses_a_field_or_custom_value_given_twice(
