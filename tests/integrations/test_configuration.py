@@ -504,3 +504,26 @@ def test_a_stored_attribute_its_target_lacks_fails_that_object_only(
     }
     assert not CrmRecord.objects.filter(object_name="Guest_Review__c").exists()
     assert Person.objects.count() == org.store.count("Contact")
+
+
+def test_a_website_transformed_into_a_list_is_left_empty_not_fatal(
+    org, org_http, connection
+):
+    accounts = _mapping(connection, "Account")
+    accounts.field_mappings.filter(salesforce_field="Website").update(transform="split")
+    account = next(a for a in org.store.records("Account") if a.get("Website"))
+
+    run = connection_sync(connection=connection)
+
+    stored = CrmAccount.objects.get(salesforce_id=account["Id"])
+    assert run.status == SyncRun.Status.SUCCESS
+    assert stored.website == ""
+    assert stored.organisation.domain is None
+    assert {
+        "object": "Account",
+        "id": account["Id"],
+        "field": "Website",
+        "problem": "a structure where text was due; left empty",
+    } in run.problems
+    assert CrmAccount.objects.count() == org.store.count("Account")
+    assert Person.objects.count() == org.store.count("Contact")
