@@ -25,6 +25,7 @@ from integrations.models import (
     SyncRun,
 )
 from integrations.salesforce.client import SalesforceClientError
+from integrations.salesforce.soql_build import QueryTooLong
 from integrations.sync.defaults import ATTRIBUTES
 from integrations.sync.plan import HIDDEN_WORDS, PlanError
 from integrations.sync.schedule import sync_enqueue
@@ -365,7 +366,7 @@ class ObjectMappingAdmin(admin.ModelAdmin):
         }
         try:
             context["preview"] = object_mapping_preview(mapping=mapping)
-        except (SalesforceClientError, PlanError, ValidationError) as exc:
+        except (SalesforceClientError, PlanError, QueryTooLong, ValidationError) as exc:
             context["error"] = str(exc)
         return TemplateResponse(request, "admin/integrations/preview.html", context)
 

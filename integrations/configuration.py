@@ -6,6 +6,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 
 from integrations.models import ObjectDescribe, ObjectMapping, SalesforceConnection
@@ -13,6 +14,7 @@ from integrations.salesforce import soql
 from integrations.salesforce.client import SalesforceClientError
 from integrations.salesforce.names import id_problem
 from integrations.salesforce.schema import ObjectSchema, RunSchema
+from integrations.salesforce.soql_build import plan_select
 from integrations.services import connection_client
 from integrations.sync.load import rows_from_records
 from integrations.sync.plan import object_plan
@@ -274,10 +276,19 @@ def object_mapping_preview(*, mapping: ObjectMapping, limit: int = 10) -> Previe
     schema = RunSchema(client=client, connection=connection)
     plan = object_plan(mapping=mapping, schema=schema, cursor=None, is_full_sync=True)
 
-    # The first part of the plan, each field group limited and joined by Id.
+    # The first part of the plan, each field group ordered by Id, limited,
+    # and joined by Id.
+    ordered = plan_select(
+        sobject=plan.schema.name,
+        fields=plan.select,
+        where=plan.where,
+        budget=settings.SALESFORCE_QUERY_URL_BUDGET,
+        order_by=("Id",),
+        stamp=plan.cursor_field,
+    )
     records: dict[str, dict[str, Any]] = {}
-    for statement in plan.query.statements[0]:
-        for page in client.query_pages(soql=f"{statement} ORDER BY Id LIMIT {limit}"):
+    for statement in ordered.statements[0]:
+        for page in client.query_pages(soql=f"{statement} LIMIT {limit}"):
             for record in page:
                 records.setdefault(record.get("Id"), {}).update(record)
             break

@@ -269,3 +269,40 @@ def test_the_admin_refuses_an_attribute_a_new_mappings_target_lacks(
         response.content.decode()
     )
     assert not ObjectMapping.objects.filter(object_name="Guest_Review__c").exists()
+
+
+def test_preview_joins_a_field_list_read_in_groups(
+    org, org_http, connection, staff_client, settings
+):
+    settings.SALESFORCE_QUERY_URL_BUDGET = 400
+    mapping_create_defaults(connection=connection)
+    contact = connection.object_mappings.get(object_name="Contact")
+    for name in ("Department", "MobilePhone", "Birthdate", "LeadSource"):
+        FieldMapping.objects.create(object_mapping=contact, salesforce_field=name)
+    first = sorted(org.store.records("Contact"), key=lambda c: c["Id"])[0]
+    org.store.update(first["Id"], {"Department": "Read in the last group"})
+
+    page = staff_client.get(
+        reverse("admin:integrations_objectmapping_preview", args=[contact.pk])
+    ).content.decode()
+
+    assert page.count('<tr class="preview-row">') == 10
+    assert first["LastName"] in page
+    assert "Read in the last group" in page
+    assert "MALFORMED_QUERY" not in page
+
+
+def test_preview_of_a_filter_too_long_to_send_says_so(
+    org, org_http, connection, staff_client
+):
+    mapping_create_defaults(connection=connection)
+    contact = connection.object_mappings.get(object_name="Contact")
+    ids = ", ".join(f"'0035g0000{n:06d}AAA'" for n in range(1000))
+    ObjectMapping.objects.filter(pk=contact.pk).update(filter=f"Id NOT IN ({ids})")
+
+    response = staff_client.get(
+        reverse("admin:integrations_objectmapping_preview", args=[contact.pk])
+    )
+
+    assert response.status_code == 200
+    assert "too long to send" in response.content.decode()
