@@ -8,6 +8,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.db.models import F
 
 from integrations.models import ObjectDescribe, ObjectMapping, SalesforceConnection
 from integrations.salesforce import soql
@@ -312,4 +313,6 @@ def object_mapping_preview(*, mapping: ObjectMapping, limit: int = 10) -> Previe
 
 def object_mapping_mark_changed(*, mapping: ObjectMapping) -> None:
     """Make the next sync read the whole object, so every record gets the change."""
-    ObjectMapping.objects.filter(pk=mapping.pk).update(needs_backfill=True)
+    ObjectMapping.objects.filter(pk=mapping.pk).update(
+        needs_backfill=True, revision=F("revision") + 1
+    )

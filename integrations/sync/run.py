@@ -569,10 +569,13 @@ def _sync_object(
         )
     elif tally.newest is not None and not plan.is_full_read:
         _checkpoint(run=run, plan=plan, value=tally.newest)
-    ObjectMapping.objects.filter(pk=mapping.pk).update(
-        skipped_fields=plan.skipped,
-        needs_backfill=mapping.needs_backfill and not plan.is_full_read,
-    )
+    ObjectMapping.objects.filter(pk=mapping.pk).update(skipped_fields=plan.skipped)
+    if plan.is_full_read:
+        # Only the configuration this read applied is done with: a change
+        # saved while it ran still asks the next run for a full read.
+        ObjectMapping.objects.filter(pk=mapping.pk, revision=mapping.revision).update(
+            needs_backfill=False
+        )
     # Saved with the object, so that a worker killed on the next one leaves
     # a record of how far it got.
     run.objects_done.append(mapping.object_name)

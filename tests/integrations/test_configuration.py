@@ -527,3 +527,32 @@ def test_a_website_transformed_into_a_list_is_left_empty_not_fatal(
     } in run.problems
     assert CrmAccount.objects.count() == org.store.count("Account")
     assert Person.objects.count() == org.store.count("Contact")
+
+
+def test_a_field_added_while_its_object_is_read_is_backfilled_next_sync(
+    org, org_http, connection
+):
+    connection_sync(connection=connection)
+    contact = _mapping(connection, "Contact")
+    object_mapping_mark_changed(mapping=contact)
+
+    def staff_add_a_field(object_name, count):
+        # Saved in the admin while the run reads Contacts with the old fields.
+        if object_name == "Contact":
+            FieldMapping.objects.get_or_create(
+                object_mapping=contact, salesforce_field="Preferred_Name__c"
+            )
+            object_mapping_mark_changed(mapping=contact)
+
+    connection_sync(connection=connection, on_page=staff_add_a_field)
+    contact.refresh_from_db()
+    connection_sync(connection=connection, kind=SyncRun.Kind.RECENT)
+
+    expected = sum(
+        1 for c in org.store.records("Contact") if c.get("Preferred_Name__c")
+    )
+    assert contact.needs_backfill is True
+    assert expected > 0
+    assert expected == sum(
+        1 for p in Person.objects.all() if p.custom_values.get("Preferred_Name__c")
+    )
