@@ -13,7 +13,7 @@ from django.utils.dateparse import parse_datetime
 from integrations.models import ObjectMapping, SalesforceConnection, SeenRecord, SyncRun
 from integrations.salesforce.client import SalesforceClient
 from integrations.salesforce.schema import ObjectSchema, typed_value
-from integrations.sync.plan import ObjectPlan, mapping_shares_model
+from integrations.sync.plan import OPT_OUT, ObjectPlan, mapping_shares_model
 from integrations.transforms import TRANSFORMS, TransformError, transform_apply
 from people import services as people_services
 from people.models import CrmAccount, CrmRecord, Owner, Person
@@ -57,7 +57,16 @@ def rows_from_records(
     is stored as empty and reported; the rest of the record is kept.
     """
     rows, problems, transform_failures = [], [], 0
-    fields = [(fm, name, plan.schema.type_of(name)) for fm, name in plan.fields]
+    fields = [
+        (fm, name, plan.schema.type_of(name))
+        for fm, name in plan.fields
+        # Salesforce's own opt-out is applied below, as Salesforce holds it:
+        # no transform may turn it into an opt-in.
+        if not (plan.applies_opt_out and fm.attribute == OPT_OUT)
+        or name != plan.opt_out_field
+    ]
+    # Other fields mapped to the opt-out can only add opt-outs.
+    opt_out_mapped = any(fm.attribute == OPT_OUT for fm, _, _ in fields)
     for record in records:
         record_id = record.get("Id")
         if not _is_id(record_id):
@@ -89,6 +98,13 @@ def rows_from_records(
                 row[field_mapping.attribute] = value
             else:
                 row.setdefault("custom_values", {})[field_mapping.value_name] = value
+        if plan.applies_opt_out:
+            row[OPT_OUT] = _opt_out(
+                plan=plan,
+                record=record,
+                mapped=row.get(OPT_OUT) if opt_out_mapped else _NOT_MAPPED,
+                problems=problems,
+            )
         row["deleted_at"] = None
         if record.get("IsDeleted") is True:
             row["deleted_at"] = _deleted_at(record, plan)
@@ -104,6 +120,31 @@ def rows_from_records(
             row[key] = value if _is_id(value) else ""
         rows.append(row)
     return rows, problems, transform_failures
+
+
+_NOT_MAPPED = object()
+
+
+def _opt_out(
+    *, plan: ObjectPlan, record: dict[str, Any], mapped: Any, problems: list[Problem]
+) -> bool | None:
+    """Return whether a person has opted out of e-mail: yes if Salesforce or
+    any field mapped to the opt-out says so, unknown (None) if one of them
+    cannot be read, else no."""
+    said: list[bool | None] = [None]
+    name = plan.opt_out_field
+    if name is not None:
+        try:
+            said = [typed_value("boolean", record.get(name))]
+        except ValueError as exc:
+            problems.append(Problem(record["Id"], name, f"left empty: {exc}"))
+    if mapped is not _NOT_MAPPED:
+        said.append(None if mapped is None else bool(mapped))
+    if True in said:
+        return True
+    if None in said:
+        return None
+    return False
 
 
 def rows_upsert(

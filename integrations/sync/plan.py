@@ -40,6 +40,17 @@ LOOKUP_KEYS = {
 }
 
 
+# The objects people are commonly imported from, and the field that holds
+# each one's e-mail opt-out (a person account's is PersonHasOptedOutOfEmail).
+# https://developer.salesforce.com/docs/atlas.en-us.object_reference.meta/object_reference/sforce_api_objects_contact.htm
+OPT_OUT_FIELDS = {
+    "contact": "HasOptedOutOfEmail",
+    "lead": "HasOptedOutOfEmail",
+    "account": "PersonHasOptedOutOfEmail",
+}
+OPT_OUT = "has_opted_out_of_email"
+
+
 class PlanError(ValueError):
     """The configuration of an object cannot be read as it stands."""
 
@@ -61,6 +72,11 @@ class ObjectPlan:
     # The stamp recent changes are read by, in describe's casing; None when
     # the object has none, and is then read whole every time.
     cursor_field: str | None = None
+    # Whether people are read from an object that holds Salesforce's own
+    # e-mail opt-out, which every row then takes whatever the field
+    # mappings say; and that field, None when the user cannot read it.
+    applies_opt_out: bool = False
+    opt_out_field: str | None = None
     query: Plan = field(init=False)
 
     def __post_init__(self) -> None:
@@ -123,6 +139,8 @@ class ObjectPlan:
     @property
     def select(self) -> list[str]:
         names = ["Id", *(name for _, name in self.fields), *self.lookups.values()]
+        if self.opt_out_field is not None:
+            names.append(self.opt_out_field)
         if self.cursor_field is not None:
             names.append(self.cursor_field)
         if self.include_deleted:
@@ -190,6 +208,16 @@ def object_plan(
         else:
             lookups[key] = name
 
+    # Opt-outs are always respected: read even when no field mapping names
+    # the field, and reported when it cannot be read.
+    opt_out_name = OPT_OUT_FIELDS.get(described.name.lower())
+    applies_opt_out = (
+        mapping.target == ObjectMapping.Target.PERSON and opt_out_name is not None
+    )
+    opt_out_field = described.canonical(opt_out_name) if applies_opt_out else None
+    if applies_opt_out and opt_out_field is None:
+        skipped.setdefault(opt_out_name, HIDDEN)
+
     visible_again = set(mapping.skipped_fields) - set(skipped)
     is_full_read = (
         is_full_sync
@@ -233,6 +261,8 @@ def object_plan(
         is_full_read=is_full_read,
         is_backfill=mapping.needs_backfill or bool(visible_again),
         cursor_field=cursor_field,
+        applies_opt_out=applies_opt_out,
+        opt_out_field=opt_out_field,
     )
 
 

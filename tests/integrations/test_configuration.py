@@ -556,3 +556,79 @@ def test_a_field_added_while_its_object_is_read_is_backfilled_next_sync(
     assert expected == sum(
         1 for p in Person.objects.all() if p.custom_values.get("Preferred_Name__c")
     )
+
+
+def _opted_out_in_salesforce(org, index: int) -> dict:
+    contact = org.store.records("Contact")[index]
+    org.store.update(contact["Id"], {"HasOptedOutOfEmail": True})
+    return contact
+
+
+def test_opt_outs_are_read_when_their_field_is_removed_from_the_mapping(
+    org, org_http, connection
+):
+    contact = _mapping(connection, "Contact")
+    connection_sync(connection=connection)
+    contact.field_mappings.filter(salesforce_field="HasOptedOutOfEmail").delete()
+    opted_out = _opted_out_in_salesforce(org, 3)
+
+    connection_sync(connection=connection, kind=SyncRun.Kind.RECENT)
+
+    person = Person.objects.get(salesforce_id=opted_out["Id"])
+    assert person.has_opted_out_of_email is True
+    assert not person.may_email
+    assert Person.objects.filter(has_opted_out_of_email=False).count() == (
+        Person.objects.count() - 1
+    )
+
+
+def test_a_transform_on_the_opt_out_cannot_opt_anyone_in(org, org_http, connection):
+    contact = _mapping(connection, "Contact")
+    contact.field_mappings.filter(salesforce_field="HasOptedOutOfEmail").update(
+        transform="value_map", transform_argument='{"*": false}'
+    )
+    opted_out = _opted_out_in_salesforce(org, 3)
+
+    connection_sync(connection=connection)
+
+    assert Person.objects.get(salesforce_id=opted_out["Id"]).has_opted_out_of_email
+    assert Person.objects.filter(has_opted_out_of_email=True).count() == 1
+
+
+def test_another_field_filling_the_opt_out_only_adds_opt_outs(
+    org, org_http, connection
+):
+    contact = _mapping(connection, "Contact")
+    contact.field_mappings.filter(salesforce_field="HasOptedOutOfEmail").update(
+        salesforce_field="DoNotCall"
+    )
+    opted_out = _opted_out_in_salesforce(org, 3)
+    not_to_call = org.store.records("Contact")[4]
+    org.store.update(not_to_call["Id"], {"DoNotCall": True})
+
+    connection_sync(connection=connection)
+
+    opted_out_ids = set(
+        Person.objects.filter(has_opted_out_of_email=True).values_list(
+            "salesforce_id", flat=True
+        )
+    )
+    assert opted_out_ids == {opted_out["Id"], not_to_call["Id"]}
+    assert Person.objects.filter(has_opted_out_of_email=False).count() == (
+        Person.objects.count() - 2
+    )
+
+
+def test_an_opt_out_hidden_after_import_makes_people_unknown_not_opted_in(
+    org, org_http, connection
+):
+    contact = _mapping(connection, "Contact")
+    contact.field_mappings.filter(salesforce_field="HasOptedOutOfEmail").delete()
+    connection_sync(connection=connection)
+    assert Person.objects.filter(has_opted_out_of_email=False).exists()
+    org.hide_field("Contact", "HasOptedOutOfEmail")
+
+    run = connection_sync(connection=connection)
+
+    assert not any(p.may_email for p in Person.objects.all())
+    assert "Contact.HasOptedOutOfEmail" in run.skipped_fields
