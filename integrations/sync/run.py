@@ -39,6 +39,7 @@ from integrations.sync.load import (
     rows_from_records,
     rows_mark_missing,
     rows_merge,
+    rows_opt_outs_left_out,
     rows_seen,
     rows_upsert,
     seen_release,
@@ -506,6 +507,23 @@ def _sync_object(
                 field="",
                 problem=f"a mapped field was refused; described again: {exc}",
             )
+
+    if (
+        plan.is_filtered
+        and plan.opt_out_field is not None
+        and plan.cursor_field is not None
+        and cursor is not None
+    ):
+        # Opt-outs are always respected, also of people the filter left out
+        # since the last read; a full read also asks after those it finds
+        # missing (see rows_mark_missing).
+        _budget_check(client=client)
+        run.records_updated += rows_opt_outs_left_out(
+            plan=plan,
+            connection=run.connection,
+            client=client,
+            since=cursor.value - CURSOR_OVERLAP,
+        )
 
     for name, reason in plan.skipped.items():
         run.skipped_fields.append(f"{plan.schema.name}.{name}")

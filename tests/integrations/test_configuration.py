@@ -632,3 +632,46 @@ def test_an_opt_out_hidden_after_import_makes_people_unknown_not_opted_in(
 
     assert not any(p.may_email for p in Person.objects.all())
     assert "Contact.HasOptedOutOfEmail" in run.skipped_fields
+
+
+def _people_filtered_on_opt_in(org, connection) -> ObjectMapping:
+    contact = _mapping(connection, "Contact")
+    contact.filter = "HasOptedOutOfEmail = false"
+    contact.save()
+    never_imported = org.store.records("Contact")[7]
+    org.store.update(never_imported["Id"], {"HasOptedOutOfEmail": True})
+    connection_sync(connection=connection)
+    assert not Person.objects.filter(salesforce_id=never_imported["Id"]).exists()
+    return contact
+
+
+def test_a_person_who_opts_out_and_so_leaves_the_filter_is_opted_out_next_sync(
+    org, org_http, connection
+):
+    _people_filtered_on_opt_in(org, connection)
+    stored = Person.objects.count()
+    opted_out = _opted_out_in_salesforce(org, 3)
+
+    run = connection_sync(connection=connection, kind=SyncRun.Kind.RECENT)
+
+    person = Person.objects.get(salesforce_id=opted_out["Id"])
+    assert run.status == SyncRun.Status.SUCCESS
+    assert person.has_opted_out_of_email is True
+    assert Person.objects.count() == stored
+    assert Person.objects.filter(has_opted_out_of_email=True).count() == 1
+
+
+def test_a_full_sync_reads_the_opt_out_of_people_the_filter_now_leaves_out(
+    org, org_http, connection
+):
+    _people_filtered_on_opt_in(org, connection)
+    stored = Person.objects.count()
+    opted_out = _opted_out_in_salesforce(org, 3)
+
+    run = connection_sync(connection=connection)
+
+    person = Person.objects.get(salesforce_id=opted_out["Id"])
+    assert run.status == SyncRun.Status.SUCCESS
+    assert person.has_opted_out_of_email is True
+    assert person.deleted_at is None
+    assert Person.objects.count() == stored
