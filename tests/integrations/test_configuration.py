@@ -675,3 +675,18 @@ def test_a_full_sync_reads_the_opt_out_of_people_the_filter_now_leaves_out(
     assert person.has_opted_out_of_email is True
     assert person.deleted_at is None
     assert Person.objects.count() == stored
+
+
+def test_a_full_sync_asks_each_person_the_filter_leaves_out_for_the_opt_out(
+    org, org_http, connection
+):
+    _people_filtered_on_opt_in(org, connection)
+    contact = org.store.records("Contact")[3]
+    # Changed without a new stamp, as an import back-dating it would.
+    org.store.lookup(contact["Id"])[1]["HasOptedOutOfEmail"] = True
+
+    connection_sync(connection=connection)
+
+    person = Person.objects.get(salesforce_id=contact["Id"])
+    assert person.has_opted_out_of_email is True
+    assert person.deleted_at is None
