@@ -237,6 +237,7 @@ def object_plan(
             raise PlanError(
                 f"The filter on {mapping.object_name} is not valid: {exc}"
             ) from exc
+        _filter_fits(mapping=mapping, described=described)
     if not is_full_read:
         # A window narrower than "since the checkpoint" is asked for when
         # Salesforce timed out on the wider one.
@@ -264,6 +265,28 @@ def object_plan(
         applies_opt_out=applies_opt_out,
         opt_out_field=opt_out_field,
     )
+
+
+def _filter_fits(*, mapping: ObjectMapping, described: ObjectSchema) -> None:
+    """Refuse a filter that no longer fits the object as described now: a
+    field it names was hidden or deleted, or changed type, since it was saved.
+
+    Salesforce would refuse the query each time; that is no passing change
+    to be read again within the hour, but one for staff to make.
+    """
+    # Imported here: the configuration's checks plan previews with this module.
+    from django.core.exceptions import ValidationError
+
+    from integrations.configuration import filter_check
+
+    try:
+        filter_check(text=mapping.filter, schema=described)
+    except ValidationError as exc:
+        raise PlanError(
+            f"The filter on {described.name} does not fit what the connected user "
+            f"can see now: {' '.join(exc.messages)} Change the filter; until then "
+            "the object is not read."
+        ) from exc
 
 
 # SystemModstamp moves with every change, Salesforce's own included (a

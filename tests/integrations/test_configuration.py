@@ -690,3 +690,33 @@ def test_a_full_sync_asks_each_person_the_filter_leaves_out_for_the_opt_out(
     person = Person.objects.get(salesforce_id=contact["Id"])
     assert person.has_opted_out_of_email is True
     assert person.deleted_at is None
+
+
+def test_a_filter_on_a_field_hidden_later_fails_its_object_with_the_reason(
+    org, org_http, connection
+):
+    accounts = _mapping(connection, "Account")
+    accounts.filter = "Industry != null"
+    accounts.save()
+    accounts.field_mappings.filter(salesforce_field="Industry").delete()
+    connection_sync(connection=connection)
+    stored = CrmAccount.objects.filter(deleted_at__isnull=True).count()
+    org.hide_field("Account", "Industry")
+    calls_before = len(org_http.calls)
+
+    run = connection_sync(connection=connection)
+
+    # A first page guessed from the stored describe may ride in a Composite
+    # request; no query of its own is sent, nor refused and sent again.
+    account_reads = [
+        c for c in org_http.calls[calls_before:] if "FROM+Account" in c.request.url
+    ]
+    assert run.status == SyncRun.Status.COMPLETED_WITH_ERRORS
+    assert run.object_errors == {
+        "Account": "The filter on Account does not fit what the connected user "
+        "can see now: Account has no field Industry that the connected user can "
+        "see. Change the filter; until then the object is not read."
+    }
+    assert account_reads == []
+    assert CrmAccount.objects.filter(deleted_at__isnull=True).count() == stored
+    assert "Contact" in run.objects_done
