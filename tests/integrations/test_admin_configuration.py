@@ -93,6 +93,20 @@ def test_staff_add_a_custom_object_in_the_admin_and_sync_it_now(
         ({"object_name": "Nope__c"}, "does not exist in this org"),
         ({"object_name": "Guest_Review__c WHERE"}, "is not a Salesforce API name"),
         ({"person_lookup_field": "Guest__c"}, "has no field Guest__c"),
+        (
+            {"person_lookup_field": "Name"},
+            "Guest_Review__c.Name is a string field, not a lookup.",
+        ),
+        (
+            {"person_lookup_field": "Experience__c"},
+            "Experience__c on Guest_Review__c points to Experience__c, which is "
+            "not imported as people; people come from Contact.",
+        ),
+        (
+            {"owner_lookup_field": "Contact__c"},
+            "Contact__c on Guest_Review__c points to Contact, which is not "
+            "imported as owners; owners come from User.",
+        ),
         ({"field_mappings-1-transform": "truncate"}, "number of characters"),
     ],
 )
@@ -306,3 +320,27 @@ def test_preview_of_a_filter_too_long_to_send_says_so(
 
     assert response.status_code == 200
     assert "too long to send" in response.content.decode()
+
+
+def test_the_admin_takes_lookups_to_what_is_imported_polymorphic_ones_included(
+    org, org_http, connection, staff_client
+):
+    mapping_create_defaults(connection=connection)
+
+    response = staff_client.post(
+        ADD_URL,
+        _form(
+            connection,
+            object_name="Case",
+            person_lookup_field="ContactId",
+            organisation_lookup_field="AccountId",
+            owner_lookup_field="OwnerId",
+            **{
+                "field_mappings-0-salesforce_field": "Subject",
+                "field_mappings-1-salesforce_field": "Status",
+            },
+        ),
+    )
+
+    assert response.status_code == 302, response.content.decode()[:2000]
+    assert ObjectMapping.objects.filter(object_name="Case").exists()
