@@ -576,7 +576,9 @@ def parse(text: str) -> Query:
 
 def parse_condition(text: str) -> Condition:
     """Parse a bare WHERE condition, as staff type it for a filter."""
-    return _parse(text, start="condition_only")
+    condition = _parse(text, start="condition_only")
+    _check_nesting(condition)
+    return condition
 
 
 def _parse(text: str, *, start: str) -> Any:
@@ -588,6 +590,31 @@ def _parse(text: str, *, start: str) -> Any:
         raise
     except UnexpectedInput as error:
         raise _syntax_error(text, error) from None
+
+
+# Deeper filters are refused: nothing staff filter on needs them, and the
+# code that checks, writes and evaluates a condition walks it recursively.
+MAX_NESTING = 100
+
+
+def _check_nesting(condition: Condition) -> None:
+    """Refuse a condition nested more than MAX_NESTING deep, pointing at
+    the first comparison inside the level that goes too deep."""
+    stack = [(condition, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, Comparison):
+            continue
+        if depth == MAX_NESTING:
+            while not isinstance(node, Comparison):
+                node = node.condition if isinstance(node, Not) else node.conditions[0]
+            raise SoqlError(
+                f"conditions nested more than {MAX_NESTING} deep",
+                line=node.position.line,
+                column=node.position.column,
+            )
+        parts = (node.condition,) if isinstance(node, Not) else node.conditions
+        stack.extend((part, depth + 1) for part in parts)
 
 
 def _syntax_error(text: str, error: UnexpectedInput) -> SoqlError:

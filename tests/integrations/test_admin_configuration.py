@@ -91,6 +91,11 @@ def test_staff_add_a_custom_object_in_the_admin_and_sync_it_now(
             "Contact__r.AccountId holds Salesforce Ids; &#x27;001abc&#x27; is not one",
         ),
         ({"object_name": "Nope__c"}, "does not exist in this org"),
+        ({"filter": "NOT " * 500 + "Rating__c = 5"}, "nested more than 100 deep"),
+        (
+            {"filter": "(Rating__c = 5 AND " * 400 + "Name = 'x'" + ")" * 400},
+            "nested more than 100 deep",
+        ),
         ({"object_name": "Guest_Review__c WHERE"}, "is not a Salesforce API name"),
         ({"person_lookup_field": "Guest__c"}, "has no field Guest__c"),
         (

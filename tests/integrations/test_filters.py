@@ -321,3 +321,16 @@ def test_every_field_group_of_a_wide_select_carries_id_and_the_stamp():
         [f.name for f in names[:2]] == ["Id", "SystemModstamp"] for names in selected
     )
     assert sorted({f.name for names in selected for f in names}) == sorted(fields)
+
+
+def test_a_condition_nested_deeper_than_checked_is_refused_where_it_is():
+    text = "Name = 'x' AND " + "NOT (" * 101 + "Name = 'y'" + ")" * 101
+
+    with pytest.raises(soql.SoqlError) as refused:
+        soql.parse_condition(text)
+
+    assert refused.value.reason == "conditions nested more than 100 deep"
+    assert (refused.value.line, refused.value.column) == (
+        1,
+        text.index("Name = 'y'") + 1,
+    )
