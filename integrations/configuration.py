@@ -43,6 +43,43 @@ MAX_PARENT_LEVELS = 5
 Describe = Callable[[str], ObjectSchema | None]
 
 
+def _name_field(name: str, kind: str, parent: str = "") -> dict[str, Any]:
+    described: dict[str, Any] = {"name": name, "type": kind, "filterable": True}
+    if parent:
+        described.update(referenceTo=[parent], relationshipName=parent)
+    return described
+
+
+# A polymorphic lookup (a Case's Owner is a User or a queue) is read through
+# the Name object, whatever object the parent is: only its fields can follow.
+# https://developer.salesforce.com/docs/atlas.en-us.object_reference.meta/object_reference/sforce_api_objects_name.htm
+NAME_OBJECT = ObjectSchema(
+    name="Name",
+    fields={
+        described["name"].lower(): described
+        for described in (
+            _name_field("Id", "id"),
+            _name_field("Alias", "string"),
+            _name_field("Email", "email"),
+            _name_field("FirstName", "string"),
+            _name_field("IsActive", "boolean"),
+            _name_field("LastName", "string"),
+            _name_field("LastReferencedDate", "datetime"),
+            _name_field("LastViewedDate", "datetime"),
+            _name_field("Name", "string"),
+            _name_field("NameOrAlias", "string"),
+            _name_field("Phone", "phone"),
+            _name_field("ProfileId", "reference", "Profile"),
+            _name_field("RecordTypeId", "reference", "RecordType"),
+            _name_field("Title", "string"),
+            _name_field("Type", "picklist"),
+            _name_field("UserRoleId", "reference", "UserRole"),
+            _name_field("Username", "string"),
+        )
+    },
+)
+
+
 def describe_cached(
     *, connection: SalesforceConnection, object_name: str
 ) -> ObjectSchema | None:
@@ -130,16 +167,11 @@ def filter_check(
     A parent path (`Account.Owner.Name`) is followed step by step through
     `describe`: each step but the last must name a lookup by its
     relationship name, and the last a field of the object it leads to. A
-    polymorphic lookup (a Case's Owner is a User or a Queue) leads to each
-    of its objects the user can see, and a field any of them has is taken,
-    typed as the first one has it. Without `describe` only the first step
-    of a path is checked.
+    polymorphic lookup (a Case's Owner is a User or a Queue) leads to the
+    Name object whichever its parent is, and only the Name object's fields
+    can follow it. Without `describe` only the first step of a path is
+    checked.
     """
-    # TODO: Salesforce reads a polymorphic lookup's fields through its Name
-    # object (Id, Name, Type, Alias, Email, ...), so `Owner.Username` on a
-    # Case passes here and fails in the query. Checking that needs the Name
-    # object's field list, which nothing here asks Salesforce for yet.
-    # https://developer.salesforce.com/docs/atlas.en-us.object_reference.meta/object_reference/sforce_api_objects_name.htm
     if not text.strip():
         return None
     try:
@@ -184,6 +216,8 @@ def _field_at(
             f"at most {MAX_PARENT_LEVELS} in one field path."
         )
     objects = [schema]
+    # The polymorphic step the path last took, and the objects it may lead to.
+    polymorphic: tuple[str, list[str]] | None = None
     for depth, step in enumerate(path[:-1]):
         lookup = _lookup(objects, step)
         if lookup is None:
@@ -194,6 +228,11 @@ def _field_at(
         if describe is None:
             return None
         targets = lookup.get("referenceTo") or []
+        if lookup.get("polymorphicForeignKey") or len(targets) > 1:
+            objects = [NAME_OBJECT]
+            polymorphic = (".".join(path[: depth + 1]), targets)
+            continue
+        polymorphic = None
         objects = [found for found in map(describe, targets) if found is not None]
         if not objects:
             raise ValidationError(
@@ -207,6 +246,12 @@ def _field_at(
         described = parent.fields.get(last.lower())
         if described is not None:
             return described
+    if polymorphic is not None:
+        step, targets = polymorphic
+        raise ValidationError(
+            f"{step} in {name} may lead to {' or '.join(targets)}: Salesforce reads "
+            f"it through its Name object, which has no field {last}."
+        )
     raise ValidationError(
         f"{_names(objects)} has no field {last} that the connected user can see"
         + (f" (in {name})." if len(path) > 1 else ".")

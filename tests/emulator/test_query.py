@@ -81,8 +81,9 @@ def test_it_refuses_a_field_of_a_polymorphic_lookup_the_name_object_lacks(api):
 
     assert response.status_code == 400
     assert error_code(response) == "INVALID_FIELD"
-    assert "No such column 'Department' on entity 'Name'" in (
-        response.json()[0]["message"]
+    assert (
+        "No such column 'Department' on entity 'Name'"
+        in (response.json()[0]["message"])
     )
 
 

@@ -349,3 +349,48 @@ def test_the_admin_takes_lookups_to_what_is_imported_polymorphic_ones_included(
 
     assert response.status_code == 302, response.content.decode()[:2000]
     assert ObjectMapping.objects.filter(object_name="Case").exists()
+
+
+def _case_form(connection, **overrides):
+    return _form(
+        connection,
+        object_name="Case",
+        person_lookup_field="ContactId",
+        organisation_lookup_field="AccountId",
+        owner_lookup_field="OwnerId",
+        **{
+            "field_mappings-0-salesforce_field": "Subject",
+            "field_mappings-1-salesforce_field": "Status",
+        },
+        **overrides,
+    )
+
+
+def test_a_filter_through_a_polymorphic_lookup_is_checked_and_applied(
+    org, org_http, connection, staff_client
+):
+    mapping_create_defaults(connection=connection)
+    refused = staff_client.post(
+        ADD_URL, _case_form(connection, filter="Owner.Department = 'Sales'")
+    )
+
+    accepted = staff_client.post(
+        ADD_URL, _case_form(connection, filter="Owner.Name = 'Ada Admin'")
+    )
+    run = connection_sync(connection=connection, object_names=["Case"])
+
+    assert "which has no field Department" in refused.content.decode()
+    assert accepted.status_code == 302, accepted.content.decode()[:2000]
+    assert run.status == SyncRun.Status.SUCCESS
+    expected = {
+        c["Id"] for c in org.store.records("Case") if c["OwnerId"] == org.admin_user_id
+    }
+    assert expected
+    assert (
+        set(
+            CrmRecord.objects.filter(object_name="Case").values_list(
+                "salesforce_id", flat=True
+            )
+        )
+        == expected
+    )

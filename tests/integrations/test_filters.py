@@ -71,27 +71,12 @@ def _schema(described: dict) -> ObjectSchema:
     )
 
 
-# A queue, as describe shows a Group: the offline org has no such object.
-QUEUE = _schema(
-    {
-        "name": "Group",
-        "fields": [
-            {"name": "Id", "type": "id", "filterable": True},
-            {"name": "Name", "type": "string", "filterable": True},
-            {"name": "Type", "type": "picklist", "filterable": True},
-        ],
-    }
-)
-
-
 @pytest.fixture(scope="module")
 def describe():
     """Describe objects as the offline org does; None for what it lacks."""
     org = OfflineOrg(load_sample=False)
 
     def describe(object_name: str) -> ObjectSchema | None:
-        if object_name == "Group":
-            return QUEUE
         found = org.schema.get(object_name)
         return _schema(found.describe) if found else None
 
@@ -108,10 +93,12 @@ ACCOUNT_ID = "0015g00003HVxF2AAL"
         ("Contact", "Account.Owner.Name = 'Ada Admin'"),
         ("Contact", "account.owner.IsActive = true AND Account.Industry = 'Retail'"),
         ("Contact", f"{REPORTS_TO_4}.Account.Name = 'Five levels up'"),
-        # Polymorphic: a Case's owner is a User or a queue; either's field.
+        # Polymorphic: a Case's owner is a User or a queue, read through the
+        # Name object whichever it is.
         ("Case", "Owner.Name = 'Support'"),
         ("Case", "Owner.Type = 'Queue'"),
         ("Case", "Owner.Username = 'ada@example.com'"),
+        ("Case", "Owner.IsActive = true AND Owner.Email LIKE '%@example.com'"),
         ("Contact", f"AccountId = '{ACCOUNT_ID}'"),
         ("Contact", f"AccountId IN ('{ACCOUNT_ID[:15]}', '{ACCOUNT_ID.lower()}')"),
         ("Contact", "Account.OwnerId != null"),
@@ -158,7 +145,13 @@ def test_it_follows_each_step_of_a_parent_path(describe, sobject, text):
             f"{REPORTS_TO_4}.ReportsTo.Account.Name = 'x'",
             "follows 6 relationships; Salesforce follows at most 5",
         ),
-        ("Case", "Owner.Shoe = 'x'", "Group or User has no field Shoe"),
+        (
+            "Case",
+            "Owner.Department = 'Sales'",
+            "Owner in Owner.Department may lead to Group or User: Salesforce reads "
+            "it through its Name object, which has no field Department.",
+        ),
+        ("Case", "Owner.IsActive = 'yes'", "Owner.IsActive is a boolean field"),
         (
             "Contact",
             "Individual.Name = 'x'",
