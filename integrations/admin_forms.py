@@ -8,10 +8,10 @@ from integrations.configuration import (
     describe_fresh,
     describe_parents,
     filter_check,
+    filter_check_length,
 )
 from integrations.models import FieldMapping, ObjectMapping, SalesforceConnection
 from integrations.salesforce.schema import ObjectSchema
-from integrations.salesforce.soql_build import QueryTooLong, plan_select
 from integrations.sync.defaults import ATTRIBUTES, default_objects
 from integrations.sync.plan import HIDDEN_WORDS
 from integrations.transforms import TRANSFORM_CHOICES, TRANSFORMS
@@ -65,11 +65,9 @@ class ObjectMappingForm(forms.ModelForm):
             self.add_error("filter", exc)
             return cleaned
         try:
-            plan_select(
-                sobject=schema.name, fields=["Id"], where=condition, budget=8000
-            )
-        except QueryTooLong as exc:
-            self.add_error("filter", str(exc))
+            filter_check_length(schema=schema, condition=condition)
+        except ValidationError as exc:
+            self.add_error("filter", exc)
         return cleaned
 
     def _lookup_problem(

@@ -2,7 +2,7 @@
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -15,7 +15,7 @@ from integrations.salesforce import soql
 from integrations.salesforce.client import SalesforceClientError
 from integrations.salesforce.names import id_problem
 from integrations.salesforce.schema import ObjectSchema, RunSchema
-from integrations.salesforce.soql_build import plan_select
+from integrations.salesforce.soql_build import QueryTooLong, plan_select
 from integrations.services import connection_client
 from integrations.sync.load import rows_from_records
 from integrations.sync.plan import object_plan
@@ -200,6 +200,39 @@ def filter_check(
     if errors:
         raise ValidationError(errors)
     return condition
+
+
+def filter_check_length(
+    *, schema: ObjectSchema, condition: soql.Condition | None
+) -> None:
+    """Refuse a filter too long for any read of the object to send.
+
+    The sync's smallest statement reads the Id, a stamp and one field, and a
+    read of recent changes adds its date window; a longer field list is read
+    in narrower groups, and a long `IN` list in parts. So what fits beside
+    the longest of these fits whatever fields are mapped later.
+    """
+    if condition is None:
+        return
+    stamp = "LastModifiedDate"
+    longest = max((f["name"] for f in schema.fields.values()), key=len, default="Id")
+    window = soql.Comparison(field=soql.Field((stamp,)), operator=">=", value=_EPOCH)
+    before = soql.Comparison(field=soql.Field((stamp,)), operator="<", value=_EPOCH)
+    try:
+        plan_select(
+            sobject=schema.name,
+            fields=["Id", stamp, longest],
+            where=soql.And((condition, window, before)),
+            budget=settings.SALESFORCE_QUERY_URL_BUDGET,
+            order_by=(stamp, "Id"),
+            stamp=stamp,
+        )
+    except QueryTooLong as exc:
+        raise ValidationError(str(exc)) from exc
+
+
+# Any moment: every datetime literal takes the same room.
+_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 
 
 def _field_at(

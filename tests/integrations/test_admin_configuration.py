@@ -394,3 +394,23 @@ def test_a_filter_through_a_polymorphic_lookup_is_checked_and_applied(
         )
         == expected
     )
+
+
+def _not_in(count: int) -> str:
+    ids = ", ".join(f"'0035G00000{n:05d}AAA'" for n in range(count))
+    return f"Contact__c NOT IN ({ids})"
+
+
+def test_the_admin_refuses_a_filter_too_long_for_the_sync_to_send(
+    org, org_http, connection, staff_client, settings
+):
+    settings.SALESFORCE_QUERY_URL_BUDGET = 2000
+    fits = staff_client.post(ADD_URL, _form(connection, filter=_not_in(55)))
+    ObjectMapping.objects.filter(object_name="Guest_Review__c").delete()
+
+    refused = staff_client.post(ADD_URL, _form(connection, filter=_not_in(66)))
+
+    assert fits.status_code == 302, fits.content.decode()[:2000]
+    assert refused.status_code == 200
+    assert "too long to send" in refused.content.decode()
+    assert not ObjectMapping.objects.filter(object_name="Guest_Review__c").exists()

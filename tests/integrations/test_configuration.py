@@ -1,5 +1,6 @@
 from contextlib import contextmanager
 from datetime import timedelta
+from urllib.parse import unquote_plus
 
 import pytest
 from django.urls import reverse
@@ -9,6 +10,7 @@ from integrations.models import FieldMapping, ObjectMapping, SyncRun
 from integrations.offline_org import offline_org_connect
 from integrations.salesforce.emulator import OfflineOrg
 from integrations.salesforce.emulator.testing import mocked
+from integrations.salesforce.soql_build import encoded_size
 from integrations.sync.defaults import mapping_create_defaults
 from integrations.sync.run import connection_sync
 from integrations.sync.schedule import sync_enqueue_due
@@ -720,3 +722,35 @@ def test_a_filter_on_a_field_hidden_later_fails_its_object_with_the_reason(
     assert account_reads == []
     assert CrmAccount.objects.filter(deleted_at__isnull=True).count() == stored
     assert "Contact" in run.objects_done
+
+
+def test_a_filter_that_cannot_be_split_leaves_the_fields_narrower_groups(
+    org, org_http, connection, settings
+):
+    settings.SALESFORCE_QUERY_URL_BUDGET = 2000
+    contact = _mapping(connection, "Contact")
+    for name in ("Department", "MobilePhone", "Birthdate", "LeadSource"):
+        FieldMapping.objects.create(object_mapping=contact, salesforce_field=name)
+    left_out = [c["Id"] for c in org.store.records("Contact")][:64]
+    contact.filter = "Id NOT IN (" + ", ".join(f"'{i}'" for i in left_out) + ")"
+    contact.save()
+    sample = next(
+        c
+        for c in org.store.records("Contact")
+        if c["Id"] not in left_out and c.get("MobilePhone")
+    )
+
+    run = connection_sync(connection=connection, object_names=["Account", "Contact"])
+
+    contact_urls = [
+        c.request.url for c in org_http.calls if "FROM+Contact" in c.request.url
+    ]
+    assert run.status == SyncRun.Status.SUCCESS, run.object_errors
+    person = Person.objects.get(salesforce_id=sample["Id"])
+    assert len(contact_urls) > 1
+    assert all(
+        encoded_size(unquote_plus(url.split("q=")[1])) <= 2000 for url in contact_urls
+    )
+    assert person.custom_values["MobilePhone"] == sample["MobilePhone"]
+    assert person.last_name == sample["LastName"]
+    assert Person.objects.count() == org.store.count("Contact") - len(left_out)
