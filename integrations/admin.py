@@ -14,6 +14,7 @@ from django.utils.timesince import timesince
 
 from integrations.admin_forms import FieldMappingForm, ObjectMappingForm
 from integrations.configuration import (
+    describe_cached,
     object_mapping_mark_changed,
     object_mapping_preview,
 )
@@ -240,9 +241,32 @@ class FieldMappingFormSet(BaseInlineFormSet):
         # target is known to their forms.
         target = self.instance.target
         allowed = ATTRIBUTES.get(target, ())
+        # As the mapping's form described the object a moment ago.
+        schema = (
+            describe_cached(
+                connection=self.instance.connection,
+                object_name=self.instance.object_name,
+            )
+            if self.instance.connection_id and self.instance.object_name
+            else None
+        )
         for form in self.forms:
             data = getattr(form, "cleaned_data", None)
             if not data or data.get("DELETE"):
+                continue
+            field_name = data.get("salesforce_field") or ""
+            if (
+                schema is not None
+                and "salesforce_field" in form.changed_data
+                and schema.canonical(field_name) is None
+            ):
+                # A field mapped earlier may have been hidden since, and stays;
+                # one added now would only ever be skipped.
+                form.add_error(
+                    "salesforce_field",
+                    f"{schema.name} has no field {field_name} the connected user "
+                    "can see.",
+                )
                 continue
             attribute = data.get("attribute")
             if attribute and target and attribute not in allowed:

@@ -113,6 +113,14 @@ def test_staff_add_a_custom_object_in_the_admin_and_sync_it_now(
             "imported as owners; owners come from User.",
         ),
         ({"field_mappings-1-transform": "truncate"}, "number of characters"),
+        (
+            {"field_mappings-1-salesforce_field": "Ratng__c"},
+            "Guest_Review__c has no field Ratng__c the connected user can see.",
+        ),
+        (
+            {"field_mappings-1-salesforce_field": "Contact__r"},
+            "Guest_Review__c has no field Contact__r the connected user can see.",
+        ),
     ],
 )
 def test_the_admin_refuses_a_bad_configuration_with_the_reason(
