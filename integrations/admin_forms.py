@@ -11,6 +11,7 @@ from integrations.configuration import (
     filter_check_length,
 )
 from integrations.models import FieldMapping, ObjectMapping, SalesforceConnection
+from integrations.salesforce.names import is_api_name
 from integrations.salesforce.schema import ObjectSchema
 from integrations.sync.defaults import ATTRIBUTES, default_objects
 from integrations.sync.plan import HIDDEN_WORDS
@@ -41,6 +42,9 @@ class ObjectMappingForm(forms.ModelForm):
         connection = cleaned.get("connection")
         object_name = cleaned.get("object_name")
         if not connection or not object_name or self.errors:
+            return cleaned
+        if not is_api_name(object_name):
+            # Said by the model's own check; never sent to Salesforce.
             return cleaned
 
         # Describe now: the object must exist for the connected user, and

@@ -422,3 +422,36 @@ def test_the_admin_refuses_a_filter_too_long_for_the_sync_to_send(
     assert refused.status_code == 200
     assert "too long to send" in refused.content.decode()
     assert not ObjectMapping.objects.filter(object_name="Guest_Review__c").exists()
+
+
+@pytest.mark.parametrize(
+    "name", ["../limits", "Contact/describe?x=", "Account#", "Guest_Review__c WHERE"]
+)
+def test_an_object_name_that_is_no_api_name_never_reaches_salesforce(
+    org, org_http, connection, staff_client, name
+):
+    before = len(org_http.calls)
+
+    response = staff_client.post(ADD_URL, _form(connection, object_name=name))
+
+    assert response.status_code == 200
+    assert "is not a Salesforce API name" in response.content.decode()
+    assert org_http.calls[before:] == []
+
+
+def test_a_stored_object_name_that_is_no_api_name_fails_that_object_unsent(
+    org, org_http, connection
+):
+    mapping_create_defaults(connection=connection)
+    ObjectMapping.objects.create(
+        connection=connection, object_name="../limits", target="record"
+    )
+
+    run = connection_sync(connection=connection)
+
+    assert run.status == SyncRun.Status.COMPLETED_WITH_ERRORS
+    assert run.object_errors == {
+        "../limits": "'../limits' is not a Salesforce API name; nothing was sent."
+    }
+    assert not [c for c in org_http.calls if "limits/describe" in c.request.url]
+    assert Person.objects.count() == org.store.count("Contact")
