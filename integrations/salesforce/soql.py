@@ -550,9 +550,10 @@ def _datetime(token: Token) -> datetime:
             micros,
             tzinfo=timezone(offset),
         )
-    except ValueError:
+        # A moment at either end of the calendar can fall outside it in UTC.
+        return value.astimezone(UTC)
+    except (ValueError, OverflowError):
         raise _error(f"invalid datetime: {token}", token) from None
-    return value.astimezone(UTC)
 
 
 def _error(reason: str, token: Token) -> SoqlError:
@@ -667,7 +668,9 @@ def quote(value: object) -> str:
     if isinstance(value, datetime):
         if value.tzinfo is None or value.utcoffset() is None:
             raise ValueError("SOQL datetimes must be timezone-aware")
-        return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        # isoformat, not strftime: the C library writes year 1 as "1".
+        moment = value.astimezone(UTC).replace(microsecond=0, tzinfo=None)
+        return moment.isoformat() + "Z"
     if isinstance(value, date):
         return value.isoformat()
     raise TypeError(f"SOQL has no literal for {type(value).__name__}")

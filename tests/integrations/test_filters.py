@@ -50,6 +50,10 @@ def test_it_accepts_conditions_on_fields_the_user_can_see(account, text):
         ("Nope.Name = 'x'", "has no relationship Nope"),
         ("AnnualRevenue = 'lots'", "is a currency field"),
         ("CreatedDate > 2024-01-01", "is a datetime field"),
+        (
+            "CreatedDate < 9999-12-31T23:59:59-05:00",
+            "invalid datetime: 9999-12-31T23:59:59-05:00",
+        ),
         ("Name = 5", "is a string field"),
         ("Name INCLUDES ('a')", "multi-select picklists only"),
         ("AnnualRevenue LIKE '1%'", "LIKE works on text fields"),
@@ -195,6 +199,7 @@ def test_it_refuses_a_path_or_an_id_that_cannot_work_saying_what_is_wrong(
         "NOT (A = 1 OR B = 2.5) AND C = true",
         "D >= 2024-03-10T02:30:00Z AND E = 2024-01-01 AND F = LAST_N_DAYS:30",
         "G INCLUDES ('a;b', 'c') AND H LIKE 'x\\_%'",
+        "I > 0001-01-01T00:00:00Z AND J < 0999-12-31T23:00:00-02:00",
     ],
 )
 def test_a_parsed_condition_is_written_back_to_the_same_condition(text):
