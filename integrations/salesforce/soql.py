@@ -291,6 +291,11 @@ _DATETIME_PATTERN = (
     r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}:?\d{2})"
 )
 
+# TODO: SOQL also takes semi-joins (`Id IN (SELECT ContactId FROM Case)`)
+# and, in multi-currency orgs, currency-prefixed literals (`Amount >
+# USD5000`). Filters using either are refused on save with a syntax error,
+# as this grammar does not read them; supporting them means parsing and
+# checking the inner query too, and never splitting an IN list that is one.
 _GRAMMAR = rf"""
     query: select_clause from_clause where_clause? order_clause? limit_clause? \
            offset_clause?
