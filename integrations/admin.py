@@ -19,6 +19,7 @@ from integrations.admin_forms import (
     SignalRuleForm,
 )
 from integrations.configuration import (
+    describe_cached,
     object_mapping_mark_changed,
     object_mapping_preview,
 )
@@ -31,7 +32,9 @@ from integrations.models import (
     SyncRun,
 )
 from integrations.salesforce.client import SalesforceClientError
+from integrations.salesforce.soql_build import QueryTooLong
 from integrations.services import connection_disconnect
+from integrations.sync.defaults import ATTRIBUTES
 from integrations.sync.plan import HIDDEN_WORDS, PlanError
 from integrations.sync.schedule import sync_enqueue
 from jobs.models import Event
@@ -273,21 +276,65 @@ class SyncCursorAdmin(admin.ModelAdmin):
 
 
 class FieldMappingFormSet(BaseInlineFormSet):
-    """Refuse a field mapped twice, or two fields feeding one custom value."""
+    """Refuse a field mapped twice, two fields feeding one attribute or custom
+    value, or an attribute the mapping's target does not have."""
 
     def clean(self) -> None:
         super().clean()
         fields: set[str] = set()
         values: set[str] = set()
+        attributes: dict[str, str] = {}
+        # The target as posted: a new mapping's fields are typed before its
+        # target is known to their forms.
+        target = self.instance.target
+        allowed = ATTRIBUTES.get(target, ())
+        # As the mapping's form described the object a moment ago.
+        schema = (
+            describe_cached(
+                connection=self.instance.connection,
+                object_name=self.instance.object_name,
+            )
+            if self.instance.connection_id and self.instance.object_name
+            else None
+        )
         for form in self.forms:
             data = getattr(form, "cleaned_data", None)
             if not data or data.get("DELETE"):
                 continue
+            field_name = data.get("salesforce_field") or ""
+            if (
+                schema is not None
+                and "salesforce_field" in form.changed_data
+                and schema.canonical(field_name) is None
+            ):
+                # A field mapped earlier may have been hidden since, and stays;
+                # one added now would only ever be skipped.
+                form.add_error(
+                    "salesforce_field",
+                    f"{schema.name} has no field {field_name} the connected user "
+                    "can see.",
+                )
+                continue
+            attribute = data.get("attribute")
+            if attribute and target and attribute not in allowed:
+                label = ObjectMapping.Target(target).label.lower()
+                raise ValidationError(
+                    f"A {label} has no attribute {attribute}; choose one of "
+                    f"{', '.join(allowed)}."
+                )
             field = (data.get("salesforce_field") or "").lower()
             if field in fields:
                 raise ValidationError(f"{data['salesforce_field']} is mapped twice.")
             fields.add(field)
-            if data.get("attribute"):
+            if attribute:
+                # Only one value can be stored; the other would be read for
+                # nothing and overwritten without a word.
+                if attribute in attributes:
+                    raise ValidationError(
+                        f"{attributes[attribute]} and {data['salesforce_field']} "
+                        f"would both fill the attribute {attribute}; keep one."
+                    )
+                attributes[attribute] = data["salesforce_field"]
                 continue
             value = (
                 data.get("custom_name") or data.get("salesforce_field") or ""
@@ -422,7 +469,7 @@ class ObjectMappingAdmin(admin.ModelAdmin):
         }
         try:
             context["preview"] = object_mapping_preview(mapping=mapping)
-        except (SalesforceClientError, PlanError, ValidationError) as exc:
+        except (SalesforceClientError, PlanError, QueryTooLong, ValidationError) as exc:
             context["error"] = str(exc)
         return TemplateResponse(request, "admin/integrations/preview.html", context)
 

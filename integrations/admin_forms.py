@@ -8,11 +8,18 @@ from integrations.configuration import (
     describe_fresh,
     describe_parents,
     filter_check,
+    filter_check_length,
     signal_rule_check,
 )
-from integrations.models import FieldMapping, ObjectMapping, SignalRule
-from integrations.salesforce.soql_build import QueryTooLong, plan_select
-from integrations.sync.defaults import ATTRIBUTES
+from integrations.models import (
+    FieldMapping,
+    ObjectMapping,
+    SalesforceConnection,
+    SignalRule,
+)
+from integrations.salesforce.names import is_api_name
+from integrations.salesforce.schema import ObjectSchema
+from integrations.sync.defaults import ATTRIBUTES, default_objects
 from integrations.sync.plan import HIDDEN_WORDS
 from integrations.transforms import TRANSFORM_CHOICES, TRANSFORMS
 
@@ -42,21 +49,22 @@ class ObjectMappingForm(forms.ModelForm):
         object_name = cleaned.get("object_name")
         if not connection or not object_name or self.errors:
             return cleaned
+        if not is_api_name(object_name):
+            # Said by the model's own check; never sent to Salesforce.
+            return cleaned
 
         # Describe now: the object must exist for the connected user, and
         # the filter and lookups are checked against its fields.
         schema = describe_fresh(connection=connection, object_name=object_name)
         cleaned["object_name"] = schema.name
-        for name in (
-            "person_lookup_field",
-            "organisation_lookup_field",
-            "owner_lookup_field",
-        ):
+        for name, target in LOOKUP_TARGETS.items():
             value = cleaned.get(name)
-            if value and schema.canonical(value) is None:
-                self.add_error(
-                    name, f"{schema.name} has no field {value} the user can see."
+            if value:
+                problem = self._lookup_problem(
+                    connection=connection, schema=schema, field=value, target=target
                 )
+                if problem:
+                    self.add_error(name, problem)
         try:
             condition = filter_check(
                 text=cleaned.get("filter", ""),
@@ -67,12 +75,65 @@ class ObjectMappingForm(forms.ModelForm):
             self.add_error("filter", exc)
             return cleaned
         try:
-            plan_select(
-                sobject=schema.name, fields=["Id"], where=condition, budget=8000
-            )
-        except QueryTooLong as exc:
-            self.add_error("filter", str(exc))
+            filter_check_length(schema=schema, condition=condition)
+        except ValidationError as exc:
+            self.add_error("filter", exc)
         return cleaned
+
+    def _lookup_problem(
+        self,
+        *,
+        connection: SalesforceConnection,
+        schema: ObjectSchema,
+        field: str,
+        target: str,
+    ) -> str | None:
+        """Say why a lookup cannot link rows to what is imported as `target`.
+
+        A link is made from the Id a lookup holds to a row imported from the
+        object it points to; one to an object imported as nothing else would
+        link nothing, silently.
+        """
+        described = schema.fields.get(field.lower())
+        if described is None:
+            return f"{schema.name} has no field {field} the user can see."
+        if described.get("type") != "reference":
+            return (
+                f"{schema.name}.{described['name']} is a {described.get('type')} "
+                "field, not a lookup."
+            )
+        mappings = ObjectMapping.objects.filter(connection=connection).exclude(
+            pk=self.instance.pk
+        )
+        imported = (
+            list(mappings.filter(target=target).values_list("object_name", flat=True))
+            if mappings.exists()
+            else default_objects(target=target)
+        )
+        # A polymorphic lookup (a Case's owner, a User or a queue) links the
+        # rows whose Id is of an imported object.
+        points_to = described.get("referenceTo") or []
+        if {name.lower() for name in points_to} & {n.lower() for n in imported}:
+            return None
+        plural = ROLE_PLURALS[target]
+        return (
+            f"{described['name']} on {schema.name} points to "
+            f"{' or '.join(points_to) or 'no object'}, which is not imported as "
+            f"{plural}; {plural} come from {', '.join(imported) or 'no object yet'}."
+        )
+
+
+# The lookups of a mapping, and what each links a row to.
+LOOKUP_TARGETS = {
+    "person_lookup_field": ObjectMapping.Target.PERSON,
+    "organisation_lookup_field": ObjectMapping.Target.ORGANISATION,
+    "owner_lookup_field": ObjectMapping.Target.OWNER,
+}
+ROLE_PLURALS = {
+    ObjectMapping.Target.PERSON: "people",
+    ObjectMapping.Target.ORGANISATION: "organisations",
+    ObjectMapping.Target.OWNER: "owners",
+}
 
 
 class FieldMappingForm(forms.ModelForm):

@@ -2,11 +2,13 @@
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.db.models import F
 
 from integrations.models import (
     FieldMapping,
@@ -19,6 +21,7 @@ from integrations.salesforce import soql
 from integrations.salesforce.client import SalesforceClientError
 from integrations.salesforce.names import id_problem
 from integrations.salesforce.schema import ObjectSchema, RunSchema
+from integrations.salesforce.soql_build import QueryTooLong, plan_select
 from integrations.services import connection_client
 from integrations.sync.load import rows_from_records
 from integrations.sync.plan import object_plan
@@ -45,6 +48,43 @@ MAX_PARENT_LEVELS = 5
 
 # Describe an object by name; None when the connected user cannot see it.
 Describe = Callable[[str], ObjectSchema | None]
+
+
+def _name_field(name: str, kind: str, parent: str = "") -> dict[str, Any]:
+    described: dict[str, Any] = {"name": name, "type": kind, "filterable": True}
+    if parent:
+        described.update(referenceTo=[parent], relationshipName=parent)
+    return described
+
+
+# A polymorphic lookup (a Case's Owner is a User or a queue) is read through
+# the Name object, whatever object the parent is: only its fields can follow.
+# https://developer.salesforce.com/docs/atlas.en-us.object_reference.meta/object_reference/sforce_api_objects_name.htm
+NAME_OBJECT = ObjectSchema(
+    name="Name",
+    fields={
+        described["name"].lower(): described
+        for described in (
+            _name_field("Id", "id"),
+            _name_field("Alias", "string"),
+            _name_field("Email", "email"),
+            _name_field("FirstName", "string"),
+            _name_field("IsActive", "boolean"),
+            _name_field("LastName", "string"),
+            _name_field("LastReferencedDate", "datetime"),
+            _name_field("LastViewedDate", "datetime"),
+            _name_field("Name", "string"),
+            _name_field("NameOrAlias", "string"),
+            _name_field("Phone", "phone"),
+            _name_field("ProfileId", "reference", "Profile"),
+            _name_field("RecordTypeId", "reference", "RecordType"),
+            _name_field("Title", "string"),
+            _name_field("Type", "picklist"),
+            _name_field("UserRoleId", "reference", "UserRole"),
+            _name_field("Username", "string"),
+        )
+    },
+)
 
 
 def describe_cached(
@@ -134,16 +174,11 @@ def filter_check(
     A parent path (`Account.Owner.Name`) is followed step by step through
     `describe`: each step but the last must name a lookup by its
     relationship name, and the last a field of the object it leads to. A
-    polymorphic lookup (a Case's Owner is a User or a Queue) leads to each
-    of its objects the user can see, and a field any of them has is taken,
-    typed as the first one has it. Without `describe` only the first step
-    of a path is checked.
+    polymorphic lookup (a Case's Owner is a User or a Queue) leads to the
+    Name object whichever its parent is, and only the Name object's fields
+    can follow it. Without `describe` only the first step of a path is
+    checked.
     """
-    # TODO: Salesforce reads a polymorphic lookup's fields through its Name
-    # object (Id, Name, Type, Alias, Email, ...), so `Owner.Username` on a
-    # Case passes here and fails in the query. Checking that needs the Name
-    # object's field list, which nothing here asks Salesforce for yet.
-    # https://developer.salesforce.com/docs/atlas.en-us.object_reference.meta/object_reference/sforce_api_objects_name.htm
     if not text.strip():
         return None
     try:
@@ -174,6 +209,39 @@ def filter_check(
     return condition
 
 
+def filter_check_length(
+    *, schema: ObjectSchema, condition: soql.Condition | None
+) -> None:
+    """Refuse a filter too long for any read of the object to send.
+
+    The sync's smallest statement reads the Id, a stamp and one field, and a
+    read of recent changes adds its date window; a longer field list is read
+    in narrower groups, and a long `IN` list in parts. So what fits beside
+    the longest of these fits whatever fields are mapped later.
+    """
+    if condition is None:
+        return
+    stamp = "LastModifiedDate"
+    longest = max((f["name"] for f in schema.fields.values()), key=len, default="Id")
+    window = soql.Comparison(field=soql.Field((stamp,)), operator=">=", value=_EPOCH)
+    before = soql.Comparison(field=soql.Field((stamp,)), operator="<", value=_EPOCH)
+    try:
+        plan_select(
+            sobject=schema.name,
+            fields=["Id", stamp, longest],
+            where=soql.And((condition, window, before)),
+            budget=settings.SALESFORCE_QUERY_URL_BUDGET,
+            order_by=(stamp, "Id"),
+            stamp=stamp,
+        )
+    except QueryTooLong as exc:
+        raise ValidationError(str(exc)) from exc
+
+
+# Any moment: every datetime literal takes the same room.
+_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
+
+
 def _field_at(
     *, schema: ObjectSchema, path: tuple[str, ...], describe: Describe | None
 ) -> dict[str, Any] | None:
@@ -188,6 +256,8 @@ def _field_at(
             f"at most {MAX_PARENT_LEVELS} in one field path."
         )
     objects = [schema]
+    # The polymorphic step the path last took, and the objects it may lead to.
+    polymorphic: tuple[str, list[str]] | None = None
     for depth, step in enumerate(path[:-1]):
         lookup = _lookup(objects, step)
         if lookup is None:
@@ -198,6 +268,11 @@ def _field_at(
         if describe is None:
             return None
         targets = lookup.get("referenceTo") or []
+        if lookup.get("polymorphicForeignKey") or len(targets) > 1:
+            objects = [NAME_OBJECT]
+            polymorphic = (".".join(path[: depth + 1]), targets)
+            continue
+        polymorphic = None
         objects = [found for found in map(describe, targets) if found is not None]
         if not objects:
             raise ValidationError(
@@ -211,6 +286,12 @@ def _field_at(
         described = parent.fields.get(last.lower())
         if described is not None:
             return described
+    if polymorphic is not None:
+        step, targets = polymorphic
+        raise ValidationError(
+            f"{step} in {name} may lead to {' or '.join(targets)}: Salesforce reads "
+            f"it through its Name object, which has no field {last}."
+        )
     raise ValidationError(
         f"{_names(objects)} has no field {last} that the connected user can see"
         + (f" (in {name})." if len(path) > 1 else ".")
@@ -281,10 +362,19 @@ def object_mapping_preview(*, mapping: ObjectMapping, limit: int = 10) -> Previe
     schema = RunSchema(client=client, connection=connection)
     plan = object_plan(mapping=mapping, schema=schema, cursor=None, is_full_sync=True)
 
-    # The first part of the plan, each field group limited and joined by Id.
+    # The first part of the plan, each field group ordered by Id, limited,
+    # and joined by Id.
+    ordered = plan_select(
+        sobject=plan.schema.name,
+        fields=plan.select,
+        where=plan.where,
+        budget=settings.SALESFORCE_QUERY_URL_BUDGET,
+        order_by=("Id",),
+        stamp=plan.cursor_field,
+    )
     records: dict[str, dict[str, Any]] = {}
-    for statement in plan.query.statements[0]:
-        for page in client.query_pages(soql=f"{statement} ORDER BY Id LIMIT {limit}"):
+    for statement in ordered.statements[0]:
+        for page in client.query_pages(soql=f"{statement} LIMIT {limit}"):
             for record in page:
                 records.setdefault(record.get("Id"), {}).update(record)
             break
@@ -308,7 +398,9 @@ def object_mapping_preview(*, mapping: ObjectMapping, limit: int = 10) -> Previe
 
 def object_mapping_mark_changed(*, mapping: ObjectMapping) -> None:
     """Make the next sync read the whole object, so every record gets the change."""
-    ObjectMapping.objects.filter(pk=mapping.pk).update(needs_backfill=True)
+    ObjectMapping.objects.filter(pk=mapping.pk).update(
+        needs_backfill=True, revision=F("revision") + 1
+    )
 
 
 def signal_rule_check(*, rule: SignalRule) -> None:

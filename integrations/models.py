@@ -344,6 +344,9 @@ class ObjectMapping(models.Model):
     # Set when the mapping changes: the next sync reads the whole object,
     # not only what changed since the last one.
     needs_backfill = models.BooleanField(default=True)
+    # Counts the saved changes, so that a run which read the object as it was
+    # configured before leaves the backfill a later change asked for.
+    revision = models.PositiveIntegerField(default=0)
     # Mapped fields left out of the last run: hidden from the connected user
     # or deleted in Salesforce. {field: reason}
     skipped_fields = models.JSONField(default=dict, blank=True)

@@ -162,9 +162,14 @@ def _boolean(value: Any, argument: str) -> bool:
     raise TransformError(f"{value!r} is neither yes nor no")
 
 
+def _no_constant(name: str) -> None:
+    # NaN and Infinity are no JSON: PostgreSQL would refuse the record.
+    raise TransformError(f"{name} is not a JSON value; map to a number or text.")
+
+
 def _value_table(argument: str) -> dict[str, Any]:
     try:
-        table = json.loads(argument)
+        table = json.loads(argument, parse_constant=_no_constant)
     except json.JSONDecodeError as exc:
         raise TransformError(
             'Write the map as JSON, e.g. {"Hot": "high", "Cold": "low"}.'

@@ -462,7 +462,8 @@ def organisation_upsert_batch(
             cleaned[sf_id] = values
             continue
         try:
-            domains[sf_id] = domain_from_website(row.get("website"))
+            # The cleaned text: a transform can turn a website into a list.
+            domains[sf_id] = domain_from_website(values["website"])
         except InvalidWebsite:
             domains[sf_id] = None
             result.problems.append(

@@ -555,6 +555,14 @@ class SalesforceClient:
         return self._usage
 
     def describe(self, *, object_name: str) -> dict[str, Any]:
+        # The name goes into the request's path: `../limits` would reach
+        # another resource.
+        try:
+            self._check_names(object_name)
+        except ValueError as exc:
+            raise SalesforceRejectedError(
+                f"{object_name!r} is not a Salesforce API name; nothing was sent."
+            ) from exc
         return self._read(lambda sf: getattr(sf, object_name).describe())
 
     def org_name(self) -> str:

@@ -21,6 +21,7 @@ _KEPT = (
     "custom",
     "referenceTo",
     "relationshipName",
+    "polymorphicForeignKey",
     "compoundFieldName",
     "picklistValues",
     "nillable",

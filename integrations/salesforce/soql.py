@@ -291,6 +291,11 @@ _DATETIME_PATTERN = (
     r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}:?\d{2})"
 )
 
+# TODO: SOQL also takes semi-joins (`Id IN (SELECT ContactId FROM Case)`)
+# and, in multi-currency orgs, currency-prefixed literals (`Amount >
+# USD5000`). Filters using either are refused on save with a syntax error,
+# as this grammar does not read them; supporting them means parsing and
+# checking the inner query too, and never splitting an IN list that is one.
 _GRAMMAR = rf"""
     query: select_clause from_clause where_clause? order_clause? limit_clause? \
            offset_clause?
@@ -550,9 +555,10 @@ def _datetime(token: Token) -> datetime:
             micros,
             tzinfo=timezone(offset),
         )
-    except ValueError:
+        # A moment at either end of the calendar can fall outside it in UTC.
+        return value.astimezone(UTC)
+    except (ValueError, OverflowError):
         raise _error(f"invalid datetime: {token}", token) from None
-    return value.astimezone(UTC)
 
 
 def _error(reason: str, token: Token) -> SoqlError:
@@ -576,7 +582,9 @@ def parse(text: str) -> Query:
 
 def parse_condition(text: str) -> Condition:
     """Parse a bare WHERE condition, as staff type it for a filter."""
-    return _parse(text, start="condition_only")
+    condition = _parse(text, start="condition_only")
+    _check_nesting(condition)
+    return condition
 
 
 def _parse(text: str, *, start: str) -> Any:
@@ -588,6 +596,31 @@ def _parse(text: str, *, start: str) -> Any:
         raise
     except UnexpectedInput as error:
         raise _syntax_error(text, error) from None
+
+
+# Deeper filters are refused: nothing staff filter on needs them, and the
+# code that checks, writes and evaluates a condition walks it recursively.
+MAX_NESTING = 100
+
+
+def _check_nesting(condition: Condition) -> None:
+    """Refuse a condition nested more than MAX_NESTING deep, pointing at
+    the first comparison inside the level that goes too deep."""
+    stack = [(condition, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, Comparison):
+            continue
+        if depth == MAX_NESTING:
+            while not isinstance(node, Comparison):
+                node = node.condition if isinstance(node, Not) else node.conditions[0]
+            raise SoqlError(
+                f"conditions nested more than {MAX_NESTING} deep",
+                line=node.position.line,
+                column=node.position.column,
+            )
+        parts = (node.condition,) if isinstance(node, Not) else node.conditions
+        stack.extend((part, depth + 1) for part in parts)
 
 
 def _syntax_error(text: str, error: UnexpectedInput) -> SoqlError:
@@ -640,7 +673,9 @@ def quote(value: object) -> str:
     if isinstance(value, datetime):
         if value.tzinfo is None or value.utcoffset() is None:
             raise ValueError("SOQL datetimes must be timezone-aware")
-        return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        # isoformat, not strftime: the C library writes year 1 as "1".
+        moment = value.astimezone(UTC).replace(microsecond=0, tzinfo=None)
+        return moment.isoformat() + "Z"
     if isinstance(value, date):
         return value.isoformat()
     raise TypeError(f"SOQL has no literal for {type(value).__name__}")

@@ -120,15 +120,58 @@ def plan_select(
     `stamp` (a field that moves whenever the row changes), so that a row
     changed between two groups' statements can be told apart.
 
+    A long condition that cannot be split (no `IN` list to cut) leaves the
+    fields the rest of the budget: they are read in as many groups as that
+    takes.
+
     Raises QueryTooLong when a statement cannot be brought within the limits:
     a single string literal over 4,000 characters, a long `NOT IN` list (its
-    parts would have to be intersected, not merged), or a budget too small
-    for even one field and one value.
+    parts would have to be intersected, not merged) too long to go beside
+    the keys and one field, or a budget too small for even one field and one
+    value.
     """
     _check_literals(where)
+    try:
+        return _plan(
+            sobject=sobject,
+            fields=fields,
+            where=where,
+            budget=budget,
+            select_budget=budget // 2,
+            order_by=order_by,
+            stamp=stamp,
+        )
+    except QueryTooLong:
+        if where is None or _longest_splittable_in(where) is not None:
+            raise
+    # What the condition and the ordering of field groups take of the budget.
+    tail = encoded_size(
+        _statement(["Id"], sobject, where, order_by or ("Id",))
+    ) - encoded_size(_statement(["Id"], sobject, None))
+    return _plan(
+        sobject=sobject,
+        fields=fields,
+        where=where,
+        budget=budget,
+        select_budget=budget - tail,
+        order_by=order_by,
+        stamp=stamp,
+    )
+
+
+def _plan(
+    *,
+    sobject: str,
+    fields: Sequence[str],
+    where: Condition | None,
+    budget: int,
+    select_budget: int,
+    order_by: Sequence[str],
+    stamp: str | None,
+) -> Plan:
     keys = ("Id", stamp) if stamp and stamp.lower() != "id" else ("Id",)
     field_groups = _field_groups(
-        sobject=sobject, fields=fields, budget=budget // 2, keys=keys
+        sobject=sobject, fields=fields, budget=select_budget, keys=keys
     )
     if len(field_groups) == 1:
         keys = ("Id",)

@@ -114,3 +114,8 @@ def mapping_create_defaults(*, connection: SalesforceConnection) -> list[ObjectM
         )
         created.append(mapping)
     return created
+
+
+def default_objects(*, target: str) -> list[str]:
+    """Name the objects a new connection imports as `target`."""
+    return [name for name, kind, *_ in _DEFAULTS if kind == target]

@@ -11,9 +11,10 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from integrations.models import ObjectMapping, SalesforceConnection, SeenRecord, SyncRun
+from integrations.salesforce import soql
 from integrations.salesforce.client import SalesforceClient
 from integrations.salesforce.schema import ObjectSchema, typed_value
-from integrations.sync.plan import ObjectPlan, mapping_shares_model
+from integrations.sync.plan import OPT_OUT, ObjectPlan, mapping_shares_model
 from integrations.transforms import TRANSFORMS, TransformError, transform_apply
 from people import services as people_services
 from people.models import CrmAccount, CrmRecord, Owner, Person
@@ -57,7 +58,16 @@ def rows_from_records(
     is stored as empty and reported; the rest of the record is kept.
     """
     rows, problems, transform_failures = [], [], 0
-    fields = [(fm, name, plan.schema.type_of(name)) for fm, name in plan.fields]
+    fields = [
+        (fm, name, plan.schema.type_of(name))
+        for fm, name in plan.fields
+        # Salesforce's own opt-out is applied below, as Salesforce holds it:
+        # no transform may turn it into an opt-in.
+        if not (plan.applies_opt_out and fm.attribute == OPT_OUT)
+        or name != plan.opt_out_field
+    ]
+    # Other fields mapped to the opt-out can only add opt-outs.
+    opt_out_mapped = any(fm.attribute == OPT_OUT for fm, _, _ in fields)
     for record in records:
         record_id = record.get("Id")
         if not _is_id(record_id):
@@ -89,6 +99,13 @@ def rows_from_records(
                 row[field_mapping.attribute] = value
             else:
                 row.setdefault("custom_values", {})[field_mapping.value_name] = value
+        if plan.applies_opt_out:
+            row[OPT_OUT] = _opt_out(
+                plan=plan,
+                record=record,
+                mapped=row.get(OPT_OUT) if opt_out_mapped else _NOT_MAPPED,
+                problems=problems,
+            )
         row["deleted_at"] = None
         if record.get("IsDeleted") is True:
             row["deleted_at"] = _deleted_at(record, plan)
@@ -104,6 +121,31 @@ def rows_from_records(
             row[key] = value if _is_id(value) else ""
         rows.append(row)
     return rows, problems, transform_failures
+
+
+_NOT_MAPPED = object()
+
+
+def _opt_out(
+    *, plan: ObjectPlan, record: dict[str, Any], mapped: Any, problems: list[Problem]
+) -> bool | None:
+    """Return whether a person has opted out of e-mail: yes if Salesforce or
+    any field mapped to the opt-out says so, unknown (None) if one of them
+    cannot be read, else no."""
+    said: list[bool | None] = [None]
+    name = plan.opt_out_field
+    if name is not None:
+        try:
+            said = [typed_value("boolean", record.get(name))]
+        except ValueError as exc:
+            problems.append(Problem(record["Id"], name, f"left empty: {exc}"))
+    if mapped is not _NOT_MAPPED:
+        said.append(None if mapped is None else bool(mapped))
+    if True in said:
+        return True
+    if None in said:
+        return None
+    return False
 
 
 def rows_upsert(
@@ -250,6 +292,8 @@ def _mark_gone(
         for name in ("IsDeleted", "MasterRecordId", "SystemModstamp")
         if plan.schema.canonical(name)
     ]
+    if plan.opt_out_field is not None:
+        field_names.append(plan.opt_out_field)
     found: dict[str, dict[str, Any]] = {}
     for start in range(0, len(ids), client.IDS_PER_QUERY):
         before_call()
@@ -264,6 +308,7 @@ def _mark_gone(
     now = timezone.now()
     gone: dict[str, datetime] = {}
     survivors: dict[str, str] = {}
+    opt_outs: dict[str, bool | None] = {}
     for record_id in ids:
         record = found.get(record_id)
         if record is None:
@@ -273,12 +318,18 @@ def _mark_gone(
             gone[record_id] = aware_datetime(record.get("SystemModstamp")) or now
             if _is_id(record.get("MasterRecordId")):
                 survivors[record_id] = record["MasterRecordId"]
+        elif plan.applies_opt_out:
+            # Kept as last imported, but for the opt-out, always respected.
+            opt_outs[record_id] = _opt_out(
+                plan=plan, record=record, mapped=_NOT_MAPPED, problems=[]
+            )
     model = _MODELS[plan.mapping.target]
     with transaction.atomic():
         for record_id, deleted_at in gone.items():
             model.objects.filter(
                 connection=run.connection, salesforce_id=record_id
             ).update(deleted_at=deleted_at)
+        _opt_outs_apply(connection=run.connection, opt_outs=opt_outs)
     if survivors:
         rows_merge(
             plan=plan,
@@ -300,6 +351,66 @@ def _mark_gone(
             "returns are checked for deletion by later full syncs"
         )
     return len(gone)
+
+
+def _opt_outs_apply(
+    *, connection: SalesforceConnection, opt_outs: dict[str, bool | None]
+) -> int:
+    """Store opt-outs read of people otherwise kept as they were; return how
+    many rows changed.
+
+    Only ever towards opted out: a row that is, may be so by a field mapped
+    to the opt-out that was not read here. One read as unknown (its field
+    not a yes or no) counts as opted out too.
+    """
+    now = timezone.now()
+    people = Person.objects.filter(connection=connection)
+    changed = 0
+    for value, ids in (
+        (True, [i for i, out in opt_outs.items() if out is True]),
+        (None, [i for i, out in opt_outs.items() if out is None]),
+    ):
+        for start in range(0, len(ids), OPT_OUT_CHUNK):
+            changed += (
+                people.filter(salesforce_id__in=ids[start : start + OPT_OUT_CHUNK])
+                .exclude(has_opted_out_of_email=True)
+                .exclude(has_opted_out_of_email=value)
+                .update(has_opted_out_of_email=value, synced_at=now)
+            )
+    return changed
+
+
+# Ids per statement when opt-outs are stored, under SQLite's variable limit.
+OPT_OUT_CHUNK = 500
+
+
+def rows_opt_outs_left_out(
+    *,
+    plan: ObjectPlan,
+    connection: SalesforceConnection,
+    client: SalesforceClient,
+    since: datetime,
+) -> int:
+    """Opt out the stored people a filtered read left out who opted out
+    since `since`; return how many rows changed.
+
+    A filter such as `HasOptedOutOfEmail = false` leaves out exactly the
+    people who just opted out. Only people already stored are changed.
+    """
+    stamp, opt_out = plan.cursor_field, plan.opt_out_field
+    statement = (
+        f"SELECT Id FROM {plan.schema.name} "
+        f"WHERE {opt_out} = true AND {stamp} >= {soql.quote(since)}"
+    )
+    opted_out = [
+        record["Id"]
+        for page in client.query_pages(soql=statement)
+        for record in page
+        if _is_id(record.get("Id"))
+    ]
+    return _opt_outs_apply(
+        connection=connection, opt_outs=dict.fromkeys(opted_out, True)
+    )
 
 
 def _object_name_kept(mapping: ObjectMapping, described: ObjectSchema) -> str | None:

@@ -11,6 +11,7 @@ from integrations.salesforce import soql
 from integrations.salesforce.schema import ObjectSchema, RunSchema, StoredSchema
 from integrations.salesforce.soql_build import Plan, plan_select
 from integrations.sync.bulk import BulkCandidate, FullReadPlan
+from integrations.sync.defaults import ATTRIBUTES
 
 # Read a little before the cursor: a record committed late can carry a stamp
 # older than the newest one already read. Upserts are idempotent, so reading
@@ -39,6 +40,17 @@ LOOKUP_KEYS = {
 }
 
 
+# The objects people are commonly imported from, and the field that holds
+# each one's e-mail opt-out (a person account's is PersonHasOptedOutOfEmail).
+# https://developer.salesforce.com/docs/atlas.en-us.object_reference.meta/object_reference/sforce_api_objects_contact.htm
+OPT_OUT_FIELDS = {
+    "contact": "HasOptedOutOfEmail",
+    "lead": "HasOptedOutOfEmail",
+    "account": "PersonHasOptedOutOfEmail",
+}
+OPT_OUT = "has_opted_out_of_email"
+
+
 class PlanError(ValueError):
     """The configuration of an object cannot be read as it stands."""
 
@@ -60,6 +72,11 @@ class ObjectPlan:
     # The stamp recent changes are read by, in describe's casing; None when
     # the object has none, and is then read whole every time.
     cursor_field: str | None = None
+    # Whether people are read from an object that holds Salesforce's own
+    # e-mail opt-out, which every row then takes whatever the field
+    # mappings say; and that field, None when the user cannot read it.
+    applies_opt_out: bool = False
+    opt_out_field: str | None = None
     query: Plan = field(init=False)
 
     def __post_init__(self) -> None:
@@ -122,6 +139,8 @@ class ObjectPlan:
     @property
     def select(self) -> list[str]:
         names = ["Id", *(name for _, name in self.fields), *self.lookups.values()]
+        if self.opt_out_field is not None:
+            names.append(self.opt_out_field)
         if self.cursor_field is not None:
             names.append(self.cursor_field)
         if self.include_deleted:
@@ -146,6 +165,20 @@ def object_plan(
     error; so is a lookup. A field that was left out last time and is
     visible again makes this a full read, so every record gets its value.
     """
+    # A row key the target has no column for would overwrite the row's Id or
+    # its custom values.
+    allowed = ATTRIBUTES[mapping.target]
+    foreign = [
+        f"{field_mapping.salesforce_field} fills {field_mapping.attribute}"
+        for field_mapping in mapping.field_mappings.all()
+        if field_mapping.attribute and field_mapping.attribute not in allowed
+    ]
+    if foreign:
+        target = mapping.get_target_display().lower()
+        raise PlanError(
+            f"{' and '.join(foreign)}, which a {target} does not have; it has "
+            f"{', '.join(allowed)}."
+        )
     described = schema.describe(mapping.object_name, fresh=fresh)
     if described.canonical("Id") is None:
         raise PlanError(f"{mapping.object_name} has no Id the connected user can read.")
@@ -175,6 +208,16 @@ def object_plan(
         else:
             lookups[key] = name
 
+    # Opt-outs are always respected: read even when no field mapping names
+    # the field, and reported when it cannot be read.
+    opt_out_name = OPT_OUT_FIELDS.get(described.name.lower())
+    applies_opt_out = (
+        mapping.target == ObjectMapping.Target.PERSON and opt_out_name is not None
+    )
+    opt_out_field = described.canonical(opt_out_name) if applies_opt_out else None
+    if applies_opt_out and opt_out_field is None:
+        skipped.setdefault(opt_out_name, HIDDEN)
+
     visible_again = set(mapping.skipped_fields) - set(skipped)
     is_full_read = (
         is_full_sync
@@ -194,6 +237,7 @@ def object_plan(
             raise PlanError(
                 f"The filter on {mapping.object_name} is not valid: {exc}"
             ) from exc
+        _filter_fits(mapping=mapping, described=described)
     if not is_full_read:
         # A window narrower than "since the checkpoint" is asked for when
         # Salesforce timed out on the wider one.
@@ -218,7 +262,31 @@ def object_plan(
         is_full_read=is_full_read,
         is_backfill=mapping.needs_backfill or bool(visible_again),
         cursor_field=cursor_field,
+        applies_opt_out=applies_opt_out,
+        opt_out_field=opt_out_field,
     )
+
+
+def _filter_fits(*, mapping: ObjectMapping, described: ObjectSchema) -> None:
+    """Refuse a filter that no longer fits the object as described now: a
+    field it names was hidden or deleted, or changed type, since it was saved.
+
+    Salesforce would refuse the query each time; that is no passing change
+    to be read again within the hour, but one for staff to make.
+    """
+    # Imported here: the configuration's checks plan previews with this module.
+    from django.core.exceptions import ValidationError
+
+    from integrations.configuration import filter_check
+
+    try:
+        filter_check(text=mapping.filter, schema=described)
+    except ValidationError as exc:
+        raise PlanError(
+            f"The filter on {described.name} does not fit what the connected user "
+            f"can see now: {' '.join(exc.messages)} Change the filter; until then "
+            "the object is not read."
+        ) from exc
 
 
 # SystemModstamp moves with every change, Salesforce's own included (a

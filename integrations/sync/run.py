@@ -41,6 +41,7 @@ from integrations.sync.load import (
     rows_from_records,
     rows_mark_missing,
     rows_merge,
+    rows_opt_outs_left_out,
     rows_seen,
     rows_upsert,
     seen_release,
@@ -553,6 +554,23 @@ def _sync_object(
                 problem=f"a mapped field was refused; described again: {exc}",
             )
 
+    if (
+        plan.is_filtered
+        and plan.opt_out_field is not None
+        and plan.cursor_field is not None
+        and cursor is not None
+    ):
+        # Opt-outs are always respected, also of people the filter left out
+        # since the last read; a full read also asks after those it finds
+        # missing (see rows_mark_missing).
+        _budget_check(client=client)
+        run.records_updated += rows_opt_outs_left_out(
+            plan=plan,
+            connection=run.connection,
+            client=client,
+            since=cursor.value - CURSOR_OVERLAP,
+        )
+
     for name, reason in plan.skipped.items():
         run.skipped_fields.append(f"{plan.schema.name}.{name}")
         _note(
@@ -617,10 +635,13 @@ def _sync_object(
         )
     elif tally.newest is not None and not plan.is_full_read:
         _checkpoint(run=run, plan=plan, value=tally.newest)
-    ObjectMapping.objects.filter(pk=mapping.pk).update(
-        skipped_fields=plan.skipped,
-        needs_backfill=mapping.needs_backfill and not plan.is_full_read,
-    )
+    ObjectMapping.objects.filter(pk=mapping.pk).update(skipped_fields=plan.skipped)
+    if plan.is_full_read:
+        # Only the configuration this read applied is done with: a change
+        # saved while it ran still asks the next run for a full read.
+        ObjectMapping.objects.filter(pk=mapping.pk, revision=mapping.revision).update(
+            needs_backfill=False
+        )
     # Saved with the object, so that a worker killed on the next one leaves
     # a record of how far it got.
     run.objects_done.append(mapping.object_name)

@@ -60,6 +60,33 @@ def test_it_follows_parent_relationships(api):
     assert records[0]["Owner"]["attributes"]["type"] == "User"
 
 
+def test_it_reads_a_polymorphic_lookup_through_the_name_object(api):
+    soql = (
+        "SELECT Id, Owner.Name, Owner.Type FROM Case "
+        "WHERE Owner.Name = 'Ada Admin' AND Owner.Type = 'User'"
+    )
+
+    records = query(api, soql).json()["records"]
+
+    assert len(records) == 1
+    owner = records[0]["Owner"]
+    # https://developer.salesforce.com/docs/atlas.en-us.object_reference.meta/object_reference/sforce_api_objects_name.htm
+    assert owner["attributes"]["type"] == "Name"
+    assert owner["attributes"]["url"].split("/")[-2] == "User"
+    assert (owner["Name"], owner["Type"]) == ("Ada Admin", "User")
+
+
+def test_it_refuses_a_field_of_a_polymorphic_lookup_the_name_object_lacks(api):
+    response = query(api, "SELECT Id FROM Case WHERE Owner.Department = 'Sales'")
+
+    assert response.status_code == 400
+    assert error_code(response) == "INVALID_FIELD"
+    assert (
+        "No such column 'Department' on entity 'Name'"
+        in (response.json()[0]["message"])
+    )
+
+
 def test_it_gives_null_for_a_missing_parent(api):
     soql = "SELECT Account.Name FROM Contact WHERE AccountId = null LIMIT 1"
 

@@ -81,9 +81,36 @@ def test_staff_add_a_custom_object_in_the_admin_and_sync_it_now(
             "Contact__r.AccountId holds Salesforce Ids; &#x27;001abc&#x27; is not one",
         ),
         ({"object_name": "Nope__c"}, "does not exist in this org"),
+        ({"filter": "NOT " * 500 + "Rating__c = 5"}, "nested more than 100 deep"),
+        (
+            {"filter": "(Rating__c = 5 AND " * 400 + "Name = 'x'" + ")" * 400},
+            "nested more than 100 deep",
+        ),
         ({"object_name": "Guest_Review__c WHERE"}, "is not a Salesforce API name"),
         ({"person_lookup_field": "Guest__c"}, "has no field Guest__c"),
+        (
+            {"person_lookup_field": "Name"},
+            "Guest_Review__c.Name is a string field, not a lookup.",
+        ),
+        (
+            {"person_lookup_field": "Experience__c"},
+            "Experience__c on Guest_Review__c points to Experience__c, which is "
+            "not imported as people; people come from Contact.",
+        ),
+        (
+            {"owner_lookup_field": "Contact__c"},
+            "Contact__c on Guest_Review__c points to Contact, which is not "
+            "imported as owners; owners come from User.",
+        ),
         ({"field_mappings-1-transform": "truncate"}, "number of characters"),
+        (
+            {"field_mappings-1-salesforce_field": "Ratng__c"},
+            "Guest_Review__c has no field Ratng__c the connected user can see.",
+        ),
+        (
+            {"field_mappings-1-salesforce_field": "Contact__r"},
+            "Guest_Review__c has no field Contact__r the connected user can see.",
+        ),
     ],
 )
 def test_the_admin_refuses_a_bad_configuration_with_the_reason(
@@ -194,6 +221,10 @@ def test_a_field_added_in_the_admin_is_backfilled_on_the_next_sync(
             },
             "Two fields would fill the custom value",
         ),
+        (
+            {"field_mappings-1-attribute": "name"},
+            "Name and Rating__c would both fill the attribute name; keep one.",
+        ),
     ],
 )
 def test_the_admin_refuses_a_field_or_custom_value_given_twice(
@@ -240,3 +271,177 @@ def test_a_filter_through_a_lookup_is_accepted_and_applied(
         )
         == expected
     )
+
+
+@pytest.mark.parametrize("attribute", ["custom_values", "salesforce_id", "title"])
+def test_the_admin_refuses_an_attribute_a_new_mappings_target_lacks(
+    org, org_http, connection, staff_client, attribute
+):
+    response = staff_client.post(
+        ADD_URL, _form(connection, **{"field_mappings-0-attribute": attribute})
+    )
+
+    assert response.status_code == 200
+    assert f"A record has no attribute {attribute}; choose one of name." in (
+        response.content.decode()
+    )
+    assert not ObjectMapping.objects.filter(object_name="Guest_Review__c").exists()
+
+
+def test_preview_joins_a_field_list_read_in_groups(
+    org, org_http, connection, staff_client, settings
+):
+    settings.SALESFORCE_QUERY_URL_BUDGET = 400
+    mapping_create_defaults(connection=connection)
+    contact = connection.object_mappings.get(object_name="Contact")
+    for name in ("Department", "MobilePhone", "Birthdate", "LeadSource"):
+        FieldMapping.objects.create(object_mapping=contact, salesforce_field=name)
+    first = sorted(org.store.records("Contact"), key=lambda c: c["Id"])[0]
+    org.store.update(first["Id"], {"Department": "Read in the last group"})
+
+    page = staff_client.get(
+        reverse("admin:integrations_objectmapping_preview", args=[contact.pk])
+    ).content.decode()
+
+    assert page.count('<tr class="preview-row">') == 10
+    assert first["LastName"] in page
+    assert "Read in the last group" in page
+    assert "MALFORMED_QUERY" not in page
+
+
+def test_preview_of_a_filter_too_long_to_send_says_so(
+    org, org_http, connection, staff_client
+):
+    mapping_create_defaults(connection=connection)
+    contact = connection.object_mappings.get(object_name="Contact")
+    ids = ", ".join(f"'0035g0000{n:06d}AAA'" for n in range(1000))
+    ObjectMapping.objects.filter(pk=contact.pk).update(filter=f"Id NOT IN ({ids})")
+
+    response = staff_client.get(
+        reverse("admin:integrations_objectmapping_preview", args=[contact.pk])
+    )
+
+    assert response.status_code == 200
+    assert "too long to send" in response.content.decode()
+
+
+def test_the_admin_takes_lookups_to_what_is_imported_polymorphic_ones_included(
+    org, org_http, connection, staff_client
+):
+    mapping_create_defaults(connection=connection)
+
+    response = staff_client.post(
+        ADD_URL,
+        _form(
+            connection,
+            object_name="Case",
+            person_lookup_field="ContactId",
+            organisation_lookup_field="AccountId",
+            owner_lookup_field="OwnerId",
+            **{
+                "field_mappings-0-salesforce_field": "Subject",
+                "field_mappings-1-salesforce_field": "Status",
+            },
+        ),
+    )
+
+    assert response.status_code == 302, response.content.decode()[:2000]
+    assert ObjectMapping.objects.filter(object_name="Case").exists()
+
+
+def _case_form(connection, **overrides):
+    return _form(
+        connection,
+        object_name="Case",
+        person_lookup_field="ContactId",
+        organisation_lookup_field="AccountId",
+        owner_lookup_field="OwnerId",
+        **{
+            "field_mappings-0-salesforce_field": "Subject",
+            "field_mappings-1-salesforce_field": "Status",
+        },
+        **overrides,
+    )
+
+
+def test_a_filter_through_a_polymorphic_lookup_is_checked_and_applied(
+    org, org_http, connection, staff_client
+):
+    mapping_create_defaults(connection=connection)
+    refused = staff_client.post(
+        ADD_URL, _case_form(connection, filter="Owner.Department = 'Sales'")
+    )
+
+    accepted = staff_client.post(
+        ADD_URL, _case_form(connection, filter="Owner.Name = 'Ada Admin'")
+    )
+    run = connection_sync(connection=connection, object_names=["Case"])
+
+    assert "which has no field Department" in refused.content.decode()
+    assert accepted.status_code == 302, accepted.content.decode()[:2000]
+    assert run.status == SyncRun.Status.SUCCESS
+    expected = {
+        c["Id"] for c in org.store.records("Case") if c["OwnerId"] == org.admin_user_id
+    }
+    assert expected
+    assert (
+        set(
+            CrmRecord.objects.filter(object_name="Case").values_list(
+                "salesforce_id", flat=True
+            )
+        )
+        == expected
+    )
+
+
+def _not_in(count: int) -> str:
+    ids = ", ".join(f"'0035G00000{n:05d}AAA'" for n in range(count))
+    return f"Contact__c NOT IN ({ids})"
+
+
+def test_the_admin_refuses_a_filter_too_long_for_the_sync_to_send(
+    org, org_http, connection, staff_client, settings
+):
+    settings.SALESFORCE_QUERY_URL_BUDGET = 2000
+    fits = staff_client.post(ADD_URL, _form(connection, filter=_not_in(55)))
+    ObjectMapping.objects.filter(object_name="Guest_Review__c").delete()
+
+    refused = staff_client.post(ADD_URL, _form(connection, filter=_not_in(66)))
+
+    assert fits.status_code == 302, fits.content.decode()[:2000]
+    assert refused.status_code == 200
+    assert "too long to send" in refused.content.decode()
+    assert not ObjectMapping.objects.filter(object_name="Guest_Review__c").exists()
+
+
+@pytest.mark.parametrize(
+    "name", ["../limits", "Contact/describe?x=", "Account#", "Guest_Review__c WHERE"]
+)
+def test_an_object_name_that_is_no_api_name_never_reaches_salesforce(
+    org, org_http, connection, staff_client, name
+):
+    before = len(org_http.calls)
+
+    response = staff_client.post(ADD_URL, _form(connection, object_name=name))
+
+    assert response.status_code == 200
+    assert "is not a Salesforce API name" in response.content.decode()
+    assert org_http.calls[before:] == []
+
+
+def test_a_stored_object_name_that_is_no_api_name_fails_that_object_unsent(
+    org, org_http, connection
+):
+    mapping_create_defaults(connection=connection)
+    ObjectMapping.objects.create(
+        connection=connection, object_name="../limits", target="record"
+    )
+
+    run = connection_sync(connection=connection)
+
+    assert run.status == SyncRun.Status.COMPLETED_WITH_ERRORS
+    assert run.object_errors == {
+        "../limits": "'../limits' is not a Salesforce API name; nothing was sent."
+    }
+    assert not [c for c in org_http.calls if "limits/describe" in c.request.url]
+    assert Person.objects.count() == org.store.count("Contact")

@@ -1,5 +1,6 @@
 from contextlib import contextmanager
 from datetime import timedelta
+from urllib.parse import unquote_plus
 
 import pytest
 from django.urls import reverse
@@ -9,6 +10,7 @@ from integrations.models import FieldMapping, ObjectMapping, SyncRun
 from integrations.offline_org import offline_org_connect
 from integrations.salesforce.emulator import OfflineOrg
 from integrations.salesforce.emulator.testing import mocked
+from integrations.salesforce.soql_build import encoded_size
 from integrations.sync.defaults import mapping_create_defaults
 from integrations.sync.run import connection_sync
 from integrations.sync.schedule import sync_enqueue_due
@@ -477,3 +479,278 @@ def test_a_transform_failure_leaves_the_value_empty_and_is_counted(
         "problem": "Country to ISO 3166 alpha-2: 'Atlantis' is not a country",
     } in run.problems
     assert run.status == SyncRun.Status.SUCCESS
+
+
+def test_a_stored_attribute_its_target_lacks_fails_that_object_only(
+    org, org_http, connection
+):
+    reviews = ObjectMapping.objects.create(
+        connection=connection,
+        object_name="Guest_Review__c",
+        target=ObjectMapping.Target.RECORD,
+        position=90,
+    )
+    FieldMapping.objects.create(
+        object_mapping=reviews, salesforce_field="Name", attribute="custom_values"
+    )
+    FieldMapping.objects.create(
+        object_mapping=reviews, salesforce_field="Rating__c", attribute="salesforce_id"
+    )
+
+    run = connection_sync(connection=connection)
+
+    assert run.status == SyncRun.Status.COMPLETED_WITH_ERRORS
+    assert run.object_errors == {
+        "Guest_Review__c": "Name fills custom_values and Rating__c fills "
+        "salesforce_id, which a record does not have; it has name."
+    }
+    assert not CrmRecord.objects.filter(object_name="Guest_Review__c").exists()
+    assert Person.objects.count() == org.store.count("Contact")
+
+
+def test_a_website_transformed_into_a_list_is_left_empty_not_fatal(
+    org, org_http, connection
+):
+    accounts = _mapping(connection, "Account")
+    accounts.field_mappings.filter(salesforce_field="Website").update(transform="split")
+    account = next(a for a in org.store.records("Account") if a.get("Website"))
+
+    run = connection_sync(connection=connection)
+
+    stored = CrmAccount.objects.get(salesforce_id=account["Id"])
+    assert run.status == SyncRun.Status.SUCCESS
+    assert stored.website == ""
+    assert stored.organisation.domain is None
+    assert {
+        "object": "Account",
+        "id": account["Id"],
+        "field": "Website",
+        "problem": "a structure where text was due; left empty",
+    } in run.problems
+    assert CrmAccount.objects.count() == org.store.count("Account")
+    assert Person.objects.count() == org.store.count("Contact")
+
+
+def test_a_field_added_while_its_object_is_read_is_backfilled_next_sync(
+    org, org_http, connection
+):
+    connection_sync(connection=connection)
+    contact = _mapping(connection, "Contact")
+    object_mapping_mark_changed(mapping=contact)
+
+    def staff_add_a_field(object_name, count):
+        # Saved in the admin while the run reads Contacts with the old fields.
+        if object_name == "Contact":
+            FieldMapping.objects.get_or_create(
+                object_mapping=contact, salesforce_field="Preferred_Name__c"
+            )
+            object_mapping_mark_changed(mapping=contact)
+
+    connection_sync(connection=connection, on_page=staff_add_a_field)
+    contact.refresh_from_db()
+    connection_sync(connection=connection, kind=SyncRun.Kind.RECENT)
+
+    expected = sum(
+        1 for c in org.store.records("Contact") if c.get("Preferred_Name__c")
+    )
+    assert contact.needs_backfill is True
+    assert expected > 0
+    assert expected == sum(
+        1 for p in Person.objects.all() if p.custom_values.get("Preferred_Name__c")
+    )
+
+
+def _opted_out_in_salesforce(org, index: int) -> dict:
+    contact = org.store.records("Contact")[index]
+    org.store.update(contact["Id"], {"HasOptedOutOfEmail": True})
+    return contact
+
+
+def test_opt_outs_are_read_when_their_field_is_removed_from_the_mapping(
+    org, org_http, connection
+):
+    contact = _mapping(connection, "Contact")
+    connection_sync(connection=connection)
+    contact.field_mappings.filter(salesforce_field="HasOptedOutOfEmail").delete()
+    opted_out = _opted_out_in_salesforce(org, 3)
+
+    connection_sync(connection=connection, kind=SyncRun.Kind.RECENT)
+
+    person = Person.objects.get(salesforce_id=opted_out["Id"])
+    assert person.has_opted_out_of_email is True
+    assert not person.may_email
+    assert Person.objects.filter(has_opted_out_of_email=False).count() == (
+        Person.objects.count() - 1
+    )
+
+
+def test_a_transform_on_the_opt_out_cannot_opt_anyone_in(org, org_http, connection):
+    contact = _mapping(connection, "Contact")
+    contact.field_mappings.filter(salesforce_field="HasOptedOutOfEmail").update(
+        transform="value_map", transform_argument='{"*": false}'
+    )
+    opted_out = _opted_out_in_salesforce(org, 3)
+
+    connection_sync(connection=connection)
+
+    assert Person.objects.get(salesforce_id=opted_out["Id"]).has_opted_out_of_email
+    assert Person.objects.filter(has_opted_out_of_email=True).count() == 1
+
+
+def test_another_field_filling_the_opt_out_only_adds_opt_outs(
+    org, org_http, connection
+):
+    contact = _mapping(connection, "Contact")
+    contact.field_mappings.filter(salesforce_field="HasOptedOutOfEmail").update(
+        salesforce_field="DoNotCall"
+    )
+    opted_out = _opted_out_in_salesforce(org, 3)
+    not_to_call = org.store.records("Contact")[4]
+    org.store.update(not_to_call["Id"], {"DoNotCall": True})
+
+    connection_sync(connection=connection)
+
+    opted_out_ids = set(
+        Person.objects.filter(has_opted_out_of_email=True).values_list(
+            "salesforce_id", flat=True
+        )
+    )
+    assert opted_out_ids == {opted_out["Id"], not_to_call["Id"]}
+    assert Person.objects.filter(has_opted_out_of_email=False).count() == (
+        Person.objects.count() - 2
+    )
+
+
+def test_an_opt_out_hidden_after_import_makes_people_unknown_not_opted_in(
+    org, org_http, connection
+):
+    contact = _mapping(connection, "Contact")
+    contact.field_mappings.filter(salesforce_field="HasOptedOutOfEmail").delete()
+    connection_sync(connection=connection)
+    assert Person.objects.filter(has_opted_out_of_email=False).exists()
+    org.hide_field("Contact", "HasOptedOutOfEmail")
+
+    run = connection_sync(connection=connection)
+
+    assert not any(p.may_email for p in Person.objects.all())
+    assert "Contact.HasOptedOutOfEmail" in run.skipped_fields
+
+
+def _people_filtered_on_opt_in(org, connection) -> ObjectMapping:
+    contact = _mapping(connection, "Contact")
+    contact.filter = "HasOptedOutOfEmail = false"
+    contact.save()
+    never_imported = org.store.records("Contact")[7]
+    org.store.update(never_imported["Id"], {"HasOptedOutOfEmail": True})
+    connection_sync(connection=connection)
+    assert not Person.objects.filter(salesforce_id=never_imported["Id"]).exists()
+    return contact
+
+
+def test_a_person_who_opts_out_and_so_leaves_the_filter_is_opted_out_next_sync(
+    org, org_http, connection
+):
+    _people_filtered_on_opt_in(org, connection)
+    stored = Person.objects.count()
+    opted_out = _opted_out_in_salesforce(org, 3)
+
+    run = connection_sync(connection=connection, kind=SyncRun.Kind.RECENT)
+
+    person = Person.objects.get(salesforce_id=opted_out["Id"])
+    assert run.status == SyncRun.Status.SUCCESS
+    assert person.has_opted_out_of_email is True
+    assert Person.objects.count() == stored
+    assert Person.objects.filter(has_opted_out_of_email=True).count() == 1
+
+
+def test_a_full_sync_reads_the_opt_out_of_people_the_filter_now_leaves_out(
+    org, org_http, connection
+):
+    _people_filtered_on_opt_in(org, connection)
+    stored = Person.objects.count()
+    opted_out = _opted_out_in_salesforce(org, 3)
+
+    run = connection_sync(connection=connection)
+
+    person = Person.objects.get(salesforce_id=opted_out["Id"])
+    assert run.status == SyncRun.Status.SUCCESS
+    assert person.has_opted_out_of_email is True
+    assert person.deleted_at is None
+    assert Person.objects.count() == stored
+
+
+def test_a_full_sync_asks_each_person_the_filter_leaves_out_for_the_opt_out(
+    org, org_http, connection
+):
+    _people_filtered_on_opt_in(org, connection)
+    contact = org.store.records("Contact")[3]
+    # Changed without a new stamp, as an import back-dating it would.
+    org.store.lookup(contact["Id"])[1]["HasOptedOutOfEmail"] = True
+
+    connection_sync(connection=connection)
+
+    person = Person.objects.get(salesforce_id=contact["Id"])
+    assert person.has_opted_out_of_email is True
+    assert person.deleted_at is None
+
+
+def test_a_filter_on_a_field_hidden_later_fails_its_object_with_the_reason(
+    org, org_http, connection
+):
+    accounts = _mapping(connection, "Account")
+    accounts.filter = "Industry != null"
+    accounts.save()
+    accounts.field_mappings.filter(salesforce_field="Industry").delete()
+    connection_sync(connection=connection)
+    stored = CrmAccount.objects.filter(deleted_at__isnull=True).count()
+    org.hide_field("Account", "Industry")
+    calls_before = len(org_http.calls)
+
+    run = connection_sync(connection=connection)
+
+    # A first page guessed from the stored describe may ride in a Composite
+    # request; no query of its own is sent, nor refused and sent again.
+    account_reads = [
+        c for c in org_http.calls[calls_before:] if "FROM+Account" in c.request.url
+    ]
+    assert run.status == SyncRun.Status.COMPLETED_WITH_ERRORS
+    assert run.object_errors == {
+        "Account": "The filter on Account does not fit what the connected user "
+        "can see now: Account has no field Industry that the connected user can "
+        "see. Change the filter; until then the object is not read."
+    }
+    assert account_reads == []
+    assert CrmAccount.objects.filter(deleted_at__isnull=True).count() == stored
+    assert "Contact" in run.objects_done
+
+
+def test_a_filter_that_cannot_be_split_leaves_the_fields_narrower_groups(
+    org, org_http, connection, settings
+):
+    settings.SALESFORCE_QUERY_URL_BUDGET = 2000
+    contact = _mapping(connection, "Contact")
+    for name in ("Department", "MobilePhone", "Birthdate", "LeadSource"):
+        FieldMapping.objects.create(object_mapping=contact, salesforce_field=name)
+    left_out = [c["Id"] for c in org.store.records("Contact")][:64]
+    contact.filter = "Id NOT IN (" + ", ".join(f"'{i}'" for i in left_out) + ")"
+    contact.save()
+    sample = next(
+        c
+        for c in org.store.records("Contact")
+        if c["Id"] not in left_out and c.get("MobilePhone")
+    )
+
+    run = connection_sync(connection=connection, object_names=["Account", "Contact"])
+
+    contact_urls = [
+        c.request.url for c in org_http.calls if "FROM+Contact" in c.request.url
+    ]
+    assert run.status == SyncRun.Status.SUCCESS, run.object_errors
+    person = Person.objects.get(salesforce_id=sample["Id"])
+    assert len(contact_urls) > 1
+    assert all(
+        encoded_size(unquote_plus(url.split("q=")[1])) <= 2000 for url in contact_urls
+    )
+    assert person.custom_values["MobilePhone"] == sample["MobilePhone"]
+    assert person.last_name == sample["LastName"]
+    assert Person.objects.count() == org.store.count("Contact") - len(left_out)

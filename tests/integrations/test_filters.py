@@ -50,6 +50,10 @@ def test_it_accepts_conditions_on_fields_the_user_can_see(account, text):
         ("Nope.Name = 'x'", "has no relationship Nope"),
         ("AnnualRevenue = 'lots'", "is a currency field"),
         ("CreatedDate > 2024-01-01", "is a datetime field"),
+        (
+            "CreatedDate < 9999-12-31T23:59:59-05:00",
+            "invalid datetime: 9999-12-31T23:59:59-05:00",
+        ),
         ("Name = 5", "is a string field"),
         ("Name INCLUDES ('a')", "multi-select picklists only"),
         ("AnnualRevenue LIKE '1%'", "LIKE works on text fields"),
@@ -71,27 +75,12 @@ def _schema(described: dict) -> ObjectSchema:
     )
 
 
-# A queue, as describe shows a Group: the offline org has no such object.
-QUEUE = _schema(
-    {
-        "name": "Group",
-        "fields": [
-            {"name": "Id", "type": "id", "filterable": True},
-            {"name": "Name", "type": "string", "filterable": True},
-            {"name": "Type", "type": "picklist", "filterable": True},
-        ],
-    }
-)
-
-
 @pytest.fixture(scope="module")
 def describe():
     """Describe objects as the offline org does; None for what it lacks."""
     org = OfflineOrg(load_sample=False)
 
     def describe(object_name: str) -> ObjectSchema | None:
-        if object_name == "Group":
-            return QUEUE
         found = org.schema.get(object_name)
         return _schema(found.describe) if found else None
 
@@ -108,10 +97,12 @@ ACCOUNT_ID = "0015g00003HVxF2AAL"
         ("Contact", "Account.Owner.Name = 'Ada Admin'"),
         ("Contact", "account.owner.IsActive = true AND Account.Industry = 'Retail'"),
         ("Contact", f"{REPORTS_TO_4}.Account.Name = 'Five levels up'"),
-        # Polymorphic: a Case's owner is a User or a queue; either's field.
+        # Polymorphic: a Case's owner is a User or a queue, read through the
+        # Name object whichever it is.
         ("Case", "Owner.Name = 'Support'"),
         ("Case", "Owner.Type = 'Queue'"),
         ("Case", "Owner.Username = 'ada@example.com'"),
+        ("Case", "Owner.IsActive = true AND Owner.Email LIKE '%@example.com'"),
         ("Contact", f"AccountId = '{ACCOUNT_ID}'"),
         ("Contact", f"AccountId IN ('{ACCOUNT_ID[:15]}', '{ACCOUNT_ID.lower()}')"),
         ("Contact", "Account.OwnerId != null"),
@@ -158,7 +149,13 @@ def test_it_follows_each_step_of_a_parent_path(describe, sobject, text):
             f"{REPORTS_TO_4}.ReportsTo.Account.Name = 'x'",
             "follows 6 relationships; Salesforce follows at most 5",
         ),
-        ("Case", "Owner.Shoe = 'x'", "Group or User has no field Shoe"),
+        (
+            "Case",
+            "Owner.Department = 'Sales'",
+            "Owner in Owner.Department may lead to Group or User: Salesforce reads "
+            "it through its Name object, which has no field Department.",
+        ),
+        ("Case", "Owner.IsActive = 'yes'", "Owner.IsActive is a boolean field"),
         (
             "Contact",
             "Individual.Name = 'x'",
@@ -202,6 +199,7 @@ def test_it_refuses_a_path_or_an_id_that_cannot_work_saying_what_is_wrong(
         "NOT (A = 1 OR B = 2.5) AND C = true",
         "D >= 2024-03-10T02:30:00Z AND E = 2024-01-01 AND F = LAST_N_DAYS:30",
         "G INCLUDES ('a;b', 'c') AND H LIKE 'x\\_%'",
+        "I > 0001-01-01T00:00:00Z AND J < 0999-12-31T23:00:00-02:00",
     ],
 )
 def test_a_parsed_condition_is_written_back_to_the_same_condition(text):
@@ -321,3 +319,16 @@ def test_every_field_group_of_a_wide_select_carries_id_and_the_stamp():
         [f.name for f in names[:2]] == ["Id", "SystemModstamp"] for names in selected
     )
     assert sorted({f.name for names in selected for f in names}) == sorted(fields)
+
+
+def test_a_condition_nested_deeper_than_checked_is_refused_where_it_is():
+    text = "Name = 'x' AND " + "NOT (" * 101 + "Name = 'y'" + ")" * 101
+
+    with pytest.raises(soql.SoqlError) as refused:
+        soql.parse_condition(text)
+
+    assert refused.value.reason == "conditions nested more than 100 deep"
+    assert (refused.value.line, refused.value.column) == (
+        1,
+        text.index("Name = 'y'") + 1,
+    )

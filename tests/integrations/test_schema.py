@@ -71,8 +71,8 @@ def test_a_describe_primed_from_elsewhere_serves_the_run_and_is_stored(
     }
     assert set(stored.fields[0]) <= {
         "name", "label", "type", "length", "updateable", "custom", "referenceTo",
-        "relationshipName", "compoundFieldName", "picklistValues", "nillable",
-        "filterable",
+        "relationshipName", "polymorphicForeignKey", "compoundFieldName",
+        "picklistValues", "nillable", "filterable",
     }  # fmt: skip
 
 

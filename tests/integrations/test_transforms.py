@@ -92,6 +92,10 @@ def test_a_phone_number_it_cannot_read_says_why_in_plain_words(
         ("phone_e164", "Narnia"),
         ("value_map", "Hot=high"),
         ("value_map", "[1, 2]"),
+        # Python reads these, but they are no JSON: PostgreSQL refuses to
+        # store them, and every record of the object would be lost.
+        ("value_map", '{"Hot": NaN}'),
+        ("value_map", '{"*": -Infinity}'),
         ("truncate", "ten"),
         ("truncate", "0"),
         ("default", ""),
@@ -106,3 +110,8 @@ def test_an_unusable_argument_is_refused_when_staff_save_it(name, argument):
 def test_every_transform_is_documented_for_staff():
     assert all(t.label and t.help for t in TRANSFORMS.values())
     assert len(TRANSFORMS) == 13
+
+
+def test_a_value_map_saved_with_a_number_json_lacks_leaves_values_empty():
+    with pytest.raises(TransformError, match="NaN is not a JSON value"):
+        transform_apply(name="value_map", argument='{"Hot": NaN}', value="Hot")

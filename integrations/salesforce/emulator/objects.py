@@ -470,3 +470,38 @@ RECORDED_OBJECTS = ("Account", "Case", "Contact", "Lead", "Opportunity")
 
 # Objects whose Name Salesforce builds from FirstName and LastName.
 PERSON_NAMED_OBJECTS = frozenset({"Contact", "Lead", "User"})
+
+# What a polymorphic lookup (a Case's Owner, a User or a queue) reads its
+# parent through, whatever object the parent is: only these fields.
+# https://developer.salesforce.com/docs/atlas.en-us.object_reference.meta/object_reference/sforce_api_objects_name.htm
+NAME_OBJECT_FIELDS = (
+    FieldSpec("Id", "id", nillable=False, writable=False),
+    FieldSpec("Alias", "string", length=8),
+    FieldSpec("Email", "email", length=80),
+    FieldSpec("FirstName", "string", length=40),
+    FieldSpec("IsActive", "boolean"),
+    FieldSpec("LastName", "string", length=80),
+    FieldSpec("LastReferencedDate", "datetime"),
+    FieldSpec("LastViewedDate", "datetime"),
+    FieldSpec("Name", "string", length=255),
+    FieldSpec("NameOrAlias", "string", length=80),
+    FieldSpec("Phone", "phone", length=40),
+    FieldSpec(
+        "ProfileId", "reference", reference_to=("Profile",), relationship_name="Profile"
+    ),
+    FieldSpec(
+        "RecordTypeId",
+        "reference",
+        reference_to=("RecordType",),
+        relationship_name="RecordType",
+    ),
+    FieldSpec("Title", "string", length=80),
+    FieldSpec("Type", "picklist", length=40),
+    FieldSpec(
+        "UserRoleId",
+        "reference",
+        reference_to=("UserRole",),
+        relationship_name="UserRole",
+    ),
+    FieldSpec("Username", "string", length=80),
+)

@@ -23,6 +23,7 @@ from integrations.salesforce.emulator.schema import (
     TEXT_TYPES,
     Schema,
     SObjectType,
+    name_object,
     serialise,
 )
 from integrations.salesforce.emulator.store import Store
@@ -230,12 +231,13 @@ class QueryEngine:
     def _value(self, record: dict[str, Any], path: _Path) -> tuple[Any, Any]:
         """Return (the record holding the final field, its raw value)."""
         holder: dict[str, Any] | None = record
+        holder_type = path.target.name
         for hop in path.hops:
             found = self.store.lookup(holder.get(hop["name"]) or "")
             if found is None:
                 return None, None
-            holder = found[1]
-        return holder, holder.get(path.final["name"])
+            holder_type, holder = found
+        return holder, _field_value(path, holder, holder_type)
 
     def _filter_value(self, record: dict[str, Any], path: _Path) -> Any:
         _, value = self._value(record, path)
@@ -276,16 +278,22 @@ class QueryEngine:
         }
         for path in paths:
             if path.hops:
-                self._put(row, record, path, depth=0)
+                self._put(row, record, sobject.name, path, depth=0)
             else:
-                row[path.final["name"]] = self._output(path, record)
+                row[path.final["name"]] = self._output(path, record, sobject.name)
         return row
 
     def _put(
-        self, row: dict[str, Any], record: dict[str, Any], path: _Path, *, depth: int
+        self,
+        row: dict[str, Any],
+        record: dict[str, Any],
+        record_type: str,
+        path: _Path,
+        *,
+        depth: int,
     ) -> None:
         if depth == len(path.hops):
-            row[path.final["name"]] = self._output(path, record)
+            row[path.final["name"]] = self._output(path, record, record_type)
             return
 
         hop = path.hops[depth]
@@ -297,16 +305,17 @@ class QueryEngine:
             row[relationship] = None
             return
         parent_type, parent = found
-        nested = row.get(relationship) or {
-            "attributes": self._attributes(parent_type, parent["Id"])
-        }
+        attributes = self._attributes(parent_type, parent["Id"])
+        if _is_polymorphic(hop):
+            attributes["type"] = NAME_TYPE.name
+        nested = row.get(relationship) or {"attributes": attributes}
         row[relationship] = nested
-        self._put(nested, parent, path, depth=depth + 1)
+        self._put(nested, parent, parent_type, path, depth=depth + 1)
 
-    def _output(self, path: _Path, record: dict[str, Any]) -> Any:
+    def _output(self, path: _Path, record: dict[str, Any], record_type: str) -> Any:
         final = path.final
         if final["type"] not in COMPOUND_TYPES:
-            return serialise(final, record.get(final["name"]))
+            return serialise(final, _field_value(path, record, record_type))
 
         # Compound fields come back as an object built from their parts.
         # https://developer.salesforce.com/docs/atlas.en-us.object_reference.meta/object_reference/compound_fields.htm
@@ -317,6 +326,23 @@ class QueryEngine:
         if all(value is None for value in parts.values()):
             return None
         return dict(sorted(parts.items()))
+
+
+# A polymorphic lookup's parent is read through the Name object.
+# https://developer.salesforce.com/docs/atlas.en-us.soql_sosl.meta/soql_sosl/sforce_api_calls_soql_relationships_and_polymorph_keys.htm
+NAME_TYPE = name_object()
+
+
+def _is_polymorphic(hop: dict[str, Any]) -> bool:
+    return bool(hop.get("polymorphicForeignKey")) or len(hop["referenceTo"]) > 1
+
+
+def _field_value(path: _Path, holder: dict[str, Any], holder_type: str) -> Any:
+    """Return the final field's stored value; read through the Name object,
+    `Type` is the object the parent is."""
+    if path.target is NAME_TYPE and path.final["name"] == "Type":
+        return holder_type
+    return holder.get(path.final["name"])
 
 
 def _part_key(compound: str, part: str) -> str:
@@ -382,9 +408,21 @@ class _Binder:
                     f"{_RELATIONSHIP_HINT}"
                 )
                 raise self.error("INVALID_FIELD", item.position, reason)
+            parent = (
+                NAME_TYPE
+                if _is_polymorphic(hop)
+                else self.engine.schema.get(hop["referenceTo"][0])
+            )
+            if parent is None:
+                # It points to an object this org does not have.
+                reason = (
+                    f"Didn't understand relationship '{part}' in field path. "
+                    f"{_RELATIONSHIP_HINT}"
+                )
+                raise self.error("INVALID_FIELD", item.position, reason)
             hops.append(hop)
             names.append(hop["relationshipName"])
-            current = self.engine.schema.get(hop["referenceTo"][0])
+            current = parent
 
         final = current.field(item.path[-1])
         if final is None or not visible(current.name, final["name"]):

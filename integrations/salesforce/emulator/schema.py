@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from integrations.salesforce.emulator.objects import (
+    NAME_OBJECT_FIELDS,
     SYSTEM_FIELD_NAMES,
     FieldSpec,
     ObjectSpec,
@@ -308,6 +309,17 @@ def build_object(spec: ObjectSpec) -> SObjectType:
     for field_spec in spec.all_fields():
         sobject.add_field(build_field(field_spec))
     return sobject
+
+
+def name_object() -> SObjectType:
+    """Build the Name object, which polymorphic lookups are read through."""
+    return SObjectType(
+        {
+            "name": "Name",
+            "keyPrefix": None,
+            "fields": [build_field(spec) for spec in NAME_OBJECT_FIELDS],
+        }
+    )
 
 
 def build_field(spec: FieldSpec) -> dict[str, Any]:
