@@ -78,12 +78,14 @@ class SalesforceConnection(models.Model):
     sync_claimed_at = models.DateTimeField(null=True, blank=True)
 
     # The org's API usage as the last response reported it.
-    api_usage_used = models.PositiveIntegerField(null=True, blank=True)
-    api_usage_max = models.PositiveIntegerField(null=True, blank=True)
-    api_usage_seen_at = models.DateTimeField(null=True, blank=True)
+    api_usage_used = models.PositiveIntegerField(
+        "API usage used", null=True, blank=True
+    )
+    api_usage_max = models.PositiveIntegerField("API allocation", null=True, blank=True)
+    api_usage_seen_at = models.DateTimeField("API usage seen at", null=True, blank=True)
     # Salesforce's `Warning` header on the last run's answers, such as the
     # deprecation of the pinned API version; empty when there was none.
-    api_warning = models.TextField(blank=True)
+    api_warning = models.TextField("API warning", blank=True)
 
     class Meta:
         constraints = [
@@ -173,7 +175,7 @@ class SyncRun(models.Model):
     drift_repaired = models.PositiveIntegerField(default=0)
     # Signal rules that fired on the rows the run wrote: one event each.
     signals_raised = models.PositiveIntegerField(default=0)
-    api_calls = models.PositiveIntegerField(default=0)
+    api_calls = models.PositiveIntegerField("API calls", default=0)
 
     # Values that could not be stored as they came, one entry per record
     # and field: {"object", "id", "field", "problem"}. Capped; see

@@ -86,6 +86,7 @@ class Event(models.Model):
         blank=True,
         on_delete=models.SET_NULL,
         related_name="events",
+        verbose_name="API key",
     )
 
     class Meta:
@@ -113,6 +114,7 @@ class RejectedEvent(models.Model):
         blank=True,
         on_delete=models.SET_NULL,
         related_name="rejected_events",
+        verbose_name="API key",
     )
     received_at = models.DateTimeField(default=timezone.now)
     kind = models.CharField(max_length=100, blank=True)
@@ -264,7 +266,7 @@ class JobRun(models.Model):
     writes_waiting = models.PositiveIntegerField(default=0)
     # sObject Collections requests sent, and every API call made.
     update_calls = models.PositiveIntegerField(default=0)
-    api_calls = models.PositiveIntegerField(default=0)
+    api_calls = models.PositiveIntegerField("API calls", default=0)
     error_message = models.TextField(blank=True)
 
     class Meta:

@@ -1,6 +1,10 @@
 import pytest
 from django.urls import reverse
 
+from integrations.models import SyncRun
+from jobs.models import JobRun
+from tests.factories import SalesforceConnectionFactory
+
 pytestmark = pytest.mark.django_db
 
 
@@ -11,3 +15,21 @@ def test_it_names_salesforce_accounts_and_records_as_crm_ones(admin_client):
     assert "CRM accounts" in page
     assert "CRM records" in page
     assert "Crm" not in page
+
+
+def test_it_spells_api_in_capitals_in_the_admin(staff_client):
+    connection = SalesforceConnectionFactory()
+    run = SyncRun.objects.create(connection=connection, kind=SyncRun.Kind.FULL)
+    job_run = JobRun.objects.create(connection=connection)
+    pages = [
+        reverse("admin:integrations_salesforceconnection_change", args=[connection.pk]),
+        reverse("admin:integrations_syncrun_change", args=[run.pk]),
+        reverse("admin:jobs_jobrun_change", args=[job_run.pk]),
+        reverse("admin:jobs_event_changelist"),
+    ]
+
+    texts = [staff_client.get(page).content.decode() for page in pages]
+
+    assert all("API calls" in text for text in texts[1:3])
+    assert "API warning" in texts[0]
+    assert not [text for text in texts if "Api " in text]
