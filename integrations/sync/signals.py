@@ -7,6 +7,7 @@ costs nothing on a page where it does not fire: the rows it compares with
 are the ones the upsert reads anyway.
 """
 
+import dataclasses
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from django.utils import timezone
 
 from integrations.models import ObjectMapping, SignalRule, SyncRun
 from integrations.salesforce import soql
+from integrations.salesforce.names import id_suffix
 from integrations.salesforce.schema import ObjectSchema
 from integrations.sync.load import aware_datetime
 from integrations.sync.plan import HIDDEN_WORDS, ObjectPlan
@@ -33,6 +35,7 @@ CONDITION_OPERATORS = frozenset(
     {"=", "!=", "<", "<=", ">", ">=", "IN", "NOT IN", "LIKE"}
 )
 NUMBER_TYPES = frozenset({"int", "double", "currency", "percent"})
+ID_TYPES = frozenset({"id", "reference"})
 # Types a "moved to" value cannot be written for: structures and binaries.
 # A multi-select holds several values at once; a condition suits it better.
 UNCOMPARABLE_TYPES = frozenset(
@@ -193,7 +196,45 @@ def _compile(rule: SignalRule, plan: ObjectPlan) -> _Compiled:
     problems = condition_problems(condition=condition, readable=selected)
     if problems:
         raise RuleUnusable(" ".join(problems))
-    return _Compiled(rule=rule, condition=condition)
+    # Imported here: the configuration's checks use this module's.
+    from django.core.exceptions import ValidationError
+
+    from integrations.configuration import filter_check
+
+    # A field can change type after the rule was saved; a literal of the old
+    # type could not be compared with the values read now.
+    try:
+        filter_check(text=rule.condition, schema=schema)
+    except ValidationError as exc:
+        raise RuleUnusable(" ".join(exc.messages)) from exc
+    return _Compiled(rule=rule, condition=_long_ids(condition, schema))
+
+
+def _long_ids(condition: soql.Condition, schema: ObjectSchema) -> soql.Condition:
+    """Return `condition` with the Ids it names in their 18-character form.
+
+    Salesforce takes either form in a condition, and records carry the 18
+    characters; the longer form compares whatever its case.
+    """
+    if isinstance(condition, soql.Not):
+        return soql.Not(_long_ids(condition.condition, schema))
+    if isinstance(condition, soql.And | soql.Or):
+        parts = tuple(_long_ids(part, schema) for part in condition.conditions)
+        return type(condition)(parts)
+    name = schema.canonical(condition.field.name) or condition.field.name
+    if schema.type_of(name) not in ID_TYPES:
+        return condition
+    if isinstance(condition.value, tuple):
+        value: Any = tuple(_long_id(item) for item in condition.value)
+    else:
+        value = _long_id(condition.value)
+    return dataclasses.replace(condition, value=value)
+
+
+def _long_id(value: Any) -> Any:
+    if isinstance(value, str) and len(value) == 15 and value.isalnum():
+        return value + id_suffix(value)
+    return value
 
 
 def _unread(name: str, schema: ObjectSchema) -> str:

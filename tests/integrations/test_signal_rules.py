@@ -445,3 +445,63 @@ def test_a_page_where_no_rule_fires_costs_no_more_queries(clocked):
     # Reading the object's rules, once per run.
     assert with_rule - without == 1
     assert not Event.objects.exists()
+
+
+def _new_opportunity_of(org, account_id: str) -> str:
+    return org.store.insert(
+        "Opportunity",
+        {
+            "Name": "Expansion",
+            "StageName": "Prospecting",
+            "CloseDate": "2026-12-01",
+            "AccountId": account_id,
+        },
+    )
+
+
+def test_a_condition_naming_a_lookup_by_its_15_character_id_matches(clocked):
+    org, clock, connection, _ = clocked
+    _synced(clocked)
+    account_id = org.store.records("Account")[0]["Id"]
+    # Salesforce takes either form of an Id in a condition; records carry 18.
+    SignalRule.objects.create(
+        object_mapping=_mapping(connection, "Opportunity"),
+        name="New business of a key account",
+        kind=SignalRule.Kind.NEW_MATCHING,
+        condition=f"AccountId IN ('{account_id[:15]}')",
+    )
+    opportunity = _new_opportunity_of(org, account_id)
+    _new_opportunity_of(org, org.store.records("Account")[1]["Id"])
+
+    run = _recent(connection)
+
+    event = Event.objects.get(kind=Event.Kind.SIGNAL_RAISED)
+    assert event.record_id == opportunity
+    assert run.signals_raised == 1
+
+
+def test_a_rule_whose_condition_no_longer_fits_its_field_is_skipped_with_a_note(
+    clocked,
+):
+    org, clock, connection, _ = clocked
+    _synced(clocked)
+    # Saved when Company held numbers; the field is text now.
+    SignalRule.objects.create(
+        object_mapping=_mapping(connection, "Lead"),
+        name="Large company",
+        kind=SignalRule.Kind.NEW_MATCHING,
+        condition="Company > 5",
+    )
+    lead = org.store.insert("Lead", {"LastName": "Typed", "Company": "Bank"})
+
+    run = _recent(connection)
+
+    assert run.status == SyncRun.Status.SUCCESS
+    assert CrmRecord.objects.filter(salesforce_id=lead).exists()
+    assert not Event.objects.exists()
+    notes = [p["problem"] for p in run.problems if p["object"] == "Lead"]
+    assert any(
+        note.startswith("signal rule 'Large company' skipped: ")
+        and "Company is a string field" in note
+        for note in notes
+    ), notes
