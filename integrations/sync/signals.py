@@ -173,7 +173,10 @@ def _compile(rule: SignalRule, plan: ObjectPlan) -> _Compiled:
         if found is None:
             raise RuleUnusable(_unread(rule.field_name, schema))
         field_mapping, name = found
-        literal = rule_literal(field_type=schema.type_of(name), text=rule.value)
+        field_type = schema.type_of(name)
+        literal = rule_literal(field_type=field_type, text=rule.value)
+        if field_type in ID_TYPES:
+            literal = _long_id(literal)
         stored = (
             _Stored(field_mapping.attribute)
             if field_mapping.attribute

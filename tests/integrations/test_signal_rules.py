@@ -505,3 +505,31 @@ def test_a_rule_whose_condition_no_longer_fits_its_field_is_skipped_with_a_note(
         and "Company is a string field" in note
         for note in notes
     ), notes
+
+
+def test_a_move_to_a_user_named_by_a_15_character_id_raises_one(clocked):
+    org, clock, connection, _ = clocked
+    FieldMapping.objects.create(
+        object_mapping=_mapping(connection, "Opportunity"), salesforce_field="OwnerId"
+    )
+    _synced(clocked)
+    opportunity = _open_opportunity(org)
+    other = next(
+        user["Id"]
+        for user in org.store.records("User")
+        if user["Id"] != opportunity["OwnerId"]
+    )
+    SignalRule.objects.create(
+        object_mapping=_mapping(connection, "Opportunity"),
+        name="Handed over",
+        kind=SignalRule.Kind.MOVED_TO,
+        field_name="OwnerId",
+        value=other[:15],
+    )
+    org.store.update(opportunity["Id"], {"OwnerId": other})
+
+    run = _recent(connection)
+
+    event = Event.objects.get(kind=Event.Kind.SIGNAL_RAISED)
+    assert event.record_id == opportunity["Id"]
+    assert run.signals_raised == 1
