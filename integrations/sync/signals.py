@@ -8,6 +8,7 @@ are the ones the upsert reads anyway.
 """
 
 import dataclasses
+import json
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -43,6 +44,11 @@ UNCOMPARABLE_TYPES = frozenset(
 )
 
 _MISSING = object()
+# What an event's payload keeps of a value moved from or to, or of a
+# condition: the payload is held to a few kilobytes, and a long text area or
+# IN list holds far more. Even escaped to six bytes a character, two values
+# this long leave room for the rest.
+PAYLOAD_VALUE_CHARACTERS = 500
 
 
 class RuleUnusable(ValueError):
@@ -453,12 +459,23 @@ class SignalWatch:
             "object": self.plan.schema.name,
             "salesforce_id": firing.written.salesforce_id,
             "field": firing.compiled.field,
-            "from": firing.before,
-            "to": firing.after,
+            "from": _bounded(firing.before),
+            "to": _bounded(firing.after),
             # Unknown counts as opted out: nothing may e-mail on a guess.
             "has_opted_out_of_email": opted_out,
             "may_email": may_email,
         }
         if rule.kind == SignalRule.Kind.NEW_MATCHING:
-            payload["condition"] = rule.condition
+            payload["condition"] = _bounded(rule.condition)
         return payload
+
+
+def _bounded(value: Any) -> Any:
+    """Return a value cut short enough for an event's payload."""
+    limit = PAYLOAD_VALUE_CHARACTERS
+    if not isinstance(value, str):
+        text = json.dumps(value, default=str)
+        if len(text) <= limit:
+            return value
+        value = text
+    return value if len(value) <= limit else value[: limit - 1] + "…"

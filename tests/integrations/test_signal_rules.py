@@ -533,3 +533,52 @@ def test_a_move_to_a_user_named_by_a_15_character_id_raises_one(clocked):
     event = Event.objects.get(kind=Event.Kind.SIGNAL_RAISED)
     assert event.record_id == opportunity["Id"]
     assert run.signals_raised == 1
+
+
+def test_a_move_from_a_long_text_raises_one_signal_with_the_text_cut(clocked):
+    org, clock, connection, _ = clocked
+    FieldMapping.objects.create(
+        object_mapping=_mapping(connection, "Opportunity"),
+        salesforce_field="Description",
+    )
+    opportunity = _open_opportunity(org)
+    org.store.update(opportunity["Id"], {"Description": "Call notes. " * 1000})
+    _synced(clocked)
+    SignalRule.objects.create(
+        object_mapping=_mapping(connection, "Opportunity"),
+        name="Notes cleared",
+        kind=SignalRule.Kind.MOVED_TO,
+        field_name="Description",
+        value="Cleared",
+    )
+    org.store.update(opportunity["Id"], {"Description": "Cleared"})
+
+    run = _recent(connection)
+
+    event = Event.objects.get(kind=Event.Kind.SIGNAL_RAISED)
+    assert run.status == SyncRun.Status.SUCCESS
+    assert event.payload["to"] == "Cleared"
+    assert event.payload["from"].startswith("Call notes. Call notes.")
+    assert len(event.payload["from"]) == 500
+    stored = CrmRecord.objects.get(salesforce_id=opportunity["Id"])
+    assert stored.custom_values["Description"] == "Cleared"
+
+
+def test_a_new_record_matching_a_long_condition_raises_one_signal(clocked):
+    org, clock, connection, _ = clocked
+    _synced(clocked)
+    companies = ", ".join(f"'Key Account {n}'" for n in range(600))
+    rule = SignalRule.objects.create(
+        object_mapping=_mapping(connection, "Lead"),
+        name="Lead from a key account",
+        kind=SignalRule.Kind.NEW_MATCHING,
+        condition=f"Company IN ({companies})",
+    )
+    lead = org.store.insert("Lead", {"LastName": "Key", "Company": "Key Account 7"})
+
+    run = _recent(connection)
+
+    event = Event.objects.get(kind=Event.Kind.SIGNAL_RAISED)
+    assert run.status == SyncRun.Status.SUCCESS
+    assert event.record_id == lead
+    assert rule.condition.startswith(event.payload["condition"].removesuffix("…"))
