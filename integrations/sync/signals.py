@@ -7,6 +7,8 @@ costs nothing on a page where it does not fire: the rows it compares with
 are the ones the upsert reads anyway.
 """
 
+import dataclasses
+import json
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -19,6 +21,7 @@ from django.utils import timezone
 
 from integrations.models import ObjectMapping, SignalRule, SyncRun
 from integrations.salesforce import soql
+from integrations.salesforce.names import id_suffix
 from integrations.salesforce.schema import ObjectSchema
 from integrations.sync.load import aware_datetime
 from integrations.sync.plan import HIDDEN_WORDS, ObjectPlan
@@ -33,6 +36,7 @@ CONDITION_OPERATORS = frozenset(
     {"=", "!=", "<", "<=", ">", ">=", "IN", "NOT IN", "LIKE"}
 )
 NUMBER_TYPES = frozenset({"int", "double", "currency", "percent"})
+ID_TYPES = frozenset({"id", "reference"})
 # Types a "moved to" value cannot be written for: structures and binaries.
 # A multi-select holds several values at once; a condition suits it better.
 UNCOMPARABLE_TYPES = frozenset(
@@ -40,6 +44,11 @@ UNCOMPARABLE_TYPES = frozenset(
 )
 
 _MISSING = object()
+# What an event's payload keeps of a value moved from or to, or of a
+# condition: the payload is held to a few kilobytes, and a long text area or
+# IN list holds far more. Even escaped to six bytes a character, two values
+# this long leave room for the rest.
+PAYLOAD_VALUE_CHARACTERS = 500
 
 
 class RuleUnusable(ValueError):
@@ -170,7 +179,10 @@ def _compile(rule: SignalRule, plan: ObjectPlan) -> _Compiled:
         if found is None:
             raise RuleUnusable(_unread(rule.field_name, schema))
         field_mapping, name = found
-        literal = rule_literal(field_type=schema.type_of(name), text=rule.value)
+        field_type = schema.type_of(name)
+        literal = rule_literal(field_type=field_type, text=rule.value)
+        if field_type in ID_TYPES:
+            literal = _long_id(literal)
         stored = (
             _Stored(field_mapping.attribute)
             if field_mapping.attribute
@@ -193,7 +205,45 @@ def _compile(rule: SignalRule, plan: ObjectPlan) -> _Compiled:
     problems = condition_problems(condition=condition, readable=selected)
     if problems:
         raise RuleUnusable(" ".join(problems))
-    return _Compiled(rule=rule, condition=condition)
+    # Imported here: the configuration's checks use this module's.
+    from django.core.exceptions import ValidationError
+
+    from integrations.configuration import filter_check
+
+    # A field can change type after the rule was saved; a literal of the old
+    # type could not be compared with the values read now.
+    try:
+        filter_check(text=rule.condition, schema=schema)
+    except ValidationError as exc:
+        raise RuleUnusable(" ".join(exc.messages)) from exc
+    return _Compiled(rule=rule, condition=_long_ids(condition, schema))
+
+
+def _long_ids(condition: soql.Condition, schema: ObjectSchema) -> soql.Condition:
+    """Return `condition` with the Ids it names in their 18-character form.
+
+    Salesforce takes either form in a condition, and records carry the 18
+    characters; the longer form compares whatever its case.
+    """
+    if isinstance(condition, soql.Not):
+        return soql.Not(_long_ids(condition.condition, schema))
+    if isinstance(condition, soql.And | soql.Or):
+        parts = tuple(_long_ids(part, schema) for part in condition.conditions)
+        return type(condition)(parts)
+    name = schema.canonical(condition.field.name) or condition.field.name
+    if schema.type_of(name) not in ID_TYPES:
+        return condition
+    if isinstance(condition.value, tuple):
+        value: Any = tuple(_long_id(item) for item in condition.value)
+    else:
+        value = _long_id(condition.value)
+    return dataclasses.replace(condition, value=value)
+
+
+def _long_id(value: Any) -> Any:
+    if isinstance(value, str) and len(value) == 15 and value.isalnum():
+        return value + id_suffix(value)
+    return value
 
 
 def _unread(name: str, schema: ObjectSchema) -> str:
@@ -409,12 +459,23 @@ class SignalWatch:
             "object": self.plan.schema.name,
             "salesforce_id": firing.written.salesforce_id,
             "field": firing.compiled.field,
-            "from": firing.before,
-            "to": firing.after,
+            "from": _bounded(firing.before),
+            "to": _bounded(firing.after),
             # Unknown counts as opted out: nothing may e-mail on a guess.
             "has_opted_out_of_email": opted_out,
             "may_email": may_email,
         }
         if rule.kind == SignalRule.Kind.NEW_MATCHING:
-            payload["condition"] = rule.condition
+            payload["condition"] = _bounded(rule.condition)
         return payload
+
+
+def _bounded(value: Any) -> Any:
+    """Return a value cut short enough for an event's payload."""
+    limit = PAYLOAD_VALUE_CHARACTERS
+    if not isinstance(value, str):
+        text = json.dumps(value, default=str)
+        if len(text) <= limit:
+            return value
+        value = text
+    return value if len(value) <= limit else value[: limit - 1] + "…"

@@ -445,3 +445,140 @@ def test_a_page_where_no_rule_fires_costs_no_more_queries(clocked):
     # Reading the object's rules, once per run.
     assert with_rule - without == 1
     assert not Event.objects.exists()
+
+
+def _new_opportunity_of(org, account_id: str) -> str:
+    return org.store.insert(
+        "Opportunity",
+        {
+            "Name": "Expansion",
+            "StageName": "Prospecting",
+            "CloseDate": "2026-12-01",
+            "AccountId": account_id,
+        },
+    )
+
+
+def test_a_condition_naming_a_lookup_by_its_15_character_id_matches(clocked):
+    org, clock, connection, _ = clocked
+    _synced(clocked)
+    account_id = org.store.records("Account")[0]["Id"]
+    # Salesforce takes either form of an Id in a condition; records carry 18.
+    SignalRule.objects.create(
+        object_mapping=_mapping(connection, "Opportunity"),
+        name="New business of a key account",
+        kind=SignalRule.Kind.NEW_MATCHING,
+        condition=f"AccountId IN ('{account_id[:15]}')",
+    )
+    opportunity = _new_opportunity_of(org, account_id)
+    _new_opportunity_of(org, org.store.records("Account")[1]["Id"])
+
+    run = _recent(connection)
+
+    event = Event.objects.get(kind=Event.Kind.SIGNAL_RAISED)
+    assert event.record_id == opportunity
+    assert run.signals_raised == 1
+
+
+def test_a_rule_whose_condition_no_longer_fits_its_field_is_skipped_with_a_note(
+    clocked,
+):
+    org, clock, connection, _ = clocked
+    _synced(clocked)
+    # Saved when Company held numbers; the field is text now.
+    SignalRule.objects.create(
+        object_mapping=_mapping(connection, "Lead"),
+        name="Large company",
+        kind=SignalRule.Kind.NEW_MATCHING,
+        condition="Company > 5",
+    )
+    lead = org.store.insert("Lead", {"LastName": "Typed", "Company": "Bank"})
+
+    run = _recent(connection)
+
+    assert run.status == SyncRun.Status.SUCCESS
+    assert CrmRecord.objects.filter(salesforce_id=lead).exists()
+    assert not Event.objects.exists()
+    notes = [p["problem"] for p in run.problems if p["object"] == "Lead"]
+    assert any(
+        note.startswith("signal rule 'Large company' skipped: ")
+        and "Company is a string field" in note
+        for note in notes
+    ), notes
+
+
+def test_a_move_to_a_user_named_by_a_15_character_id_raises_one(clocked):
+    org, clock, connection, _ = clocked
+    FieldMapping.objects.create(
+        object_mapping=_mapping(connection, "Opportunity"), salesforce_field="OwnerId"
+    )
+    _synced(clocked)
+    opportunity = _open_opportunity(org)
+    other = next(
+        user["Id"]
+        for user in org.store.records("User")
+        if user["Id"] != opportunity["OwnerId"]
+    )
+    SignalRule.objects.create(
+        object_mapping=_mapping(connection, "Opportunity"),
+        name="Handed over",
+        kind=SignalRule.Kind.MOVED_TO,
+        field_name="OwnerId",
+        value=other[:15],
+    )
+    org.store.update(opportunity["Id"], {"OwnerId": other})
+
+    run = _recent(connection)
+
+    event = Event.objects.get(kind=Event.Kind.SIGNAL_RAISED)
+    assert event.record_id == opportunity["Id"]
+    assert run.signals_raised == 1
+
+
+def test_a_move_from_a_long_text_raises_one_signal_with_the_text_cut(clocked):
+    org, clock, connection, _ = clocked
+    FieldMapping.objects.create(
+        object_mapping=_mapping(connection, "Opportunity"),
+        salesforce_field="Description",
+    )
+    opportunity = _open_opportunity(org)
+    org.store.update(opportunity["Id"], {"Description": "Call notes. " * 1000})
+    _synced(clocked)
+    SignalRule.objects.create(
+        object_mapping=_mapping(connection, "Opportunity"),
+        name="Notes cleared",
+        kind=SignalRule.Kind.MOVED_TO,
+        field_name="Description",
+        value="Cleared",
+    )
+    org.store.update(opportunity["Id"], {"Description": "Cleared"})
+
+    run = _recent(connection)
+
+    event = Event.objects.get(kind=Event.Kind.SIGNAL_RAISED)
+    assert run.status == SyncRun.Status.SUCCESS
+    assert event.payload["to"] == "Cleared"
+    assert event.payload["from"].startswith("Call notes. Call notes.")
+    assert len(event.payload["from"]) == 500
+    stored = CrmRecord.objects.get(salesforce_id=opportunity["Id"])
+    assert stored.custom_values["Description"] == "Cleared"
+
+
+def test_a_new_record_matching_a_long_condition_raises_one_signal(clocked):
+    org, clock, connection, _ = clocked
+    _synced(clocked)
+    companies = ", ".join(f"'Key Account {n}'" for n in range(600))
+    rule = SignalRule.objects.create(
+        object_mapping=_mapping(connection, "Lead"),
+        name="Lead from a key account",
+        kind=SignalRule.Kind.NEW_MATCHING,
+        condition=f"Company IN ({companies})",
+    )
+    lead = org.store.insert("Lead", {"LastName": "Key", "Company": "Key Account 7"})
+
+    run = _recent(connection)
+
+    event = Event.objects.get(kind=Event.Kind.SIGNAL_RAISED)
+    assert run.status == SyncRun.Status.SUCCESS
+    assert event.record_id == lead
+    assert rule.condition.startswith(event.payload["condition"].removesuffix("…"))
