@@ -255,6 +255,9 @@ class SyncRunAdmin(admin.ModelAdmin):
         "error_message",
     ]
     date_hierarchy = "started_at"
+    # A run's page: its notes as a table, not as the JSON they are kept in.
+    exclude = ["problems"]
+    readonly_fields = ["notes"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -266,6 +269,37 @@ class SyncRunAdmin(admin.ModelAdmin):
     def outcome(self, obj: SyncRun) -> str:
         return obj.outcome
 
+    @admin.display(description="Notes")
+    def notes(self, obj: SyncRun) -> str:
+        if not obj.problems:
+            return "-"
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (
+                    note.get("object", ""),
+                    note.get("id", ""),
+                    note.get("field", ""),
+                    note.get("problem", ""),
+                )
+                for note in obj.problems
+                if isinstance(note, dict)
+            ),
+        )
+        kept = len(obj.problems)
+        more = (
+            f"The first {kept:,} of {obj.problem_count:,} are kept."
+            if obj.problem_count > kept
+            else ""
+        )
+        return format_html(
+            "<table><tr><th>Object</th><th>Record</th><th>Field</th>"
+            "<th>Note</th></tr>{}</table>{}",
+            rows,
+            more,
+        )
+
 
 @admin.register(SyncCursor)
 class SyncCursorAdmin(admin.ModelAdmin):
@@ -273,6 +307,10 @@ class SyncCursorAdmin(admin.ModelAdmin):
     list_select_related = ["connection"]
     search_fields = ["connection__org_id", "connection__org_name", "object_name"]
     readonly_fields = ["connection", "object_name", "field_name", "updated_at"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        # A cursor is set by the sync; staff may move one back to read again.
+        return False
 
 
 class FieldMappingFormSet(BaseInlineFormSet):

@@ -63,6 +63,10 @@ class OrganisationAdmin(admin.ModelAdmin):
     inlines = [CrmAccountInline]
     readonly_fields = ["workspace", "domain", "created_at"]
 
+    def has_add_permission(self, request) -> bool:
+        # Organisations come from the Accounts the sync reads, by website.
+        return False
+
 
 @admin.register(CrmAccount)
 class CrmAccountAdmin(_SyncedAdmin):

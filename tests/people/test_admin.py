@@ -33,3 +33,29 @@ def test_it_spells_api_in_capitals_in_the_admin(staff_client):
     assert all("API calls" in text for text in texts[1:3])
     assert "API warning" in texts[0]
     assert not [text for text in texts if "Api " in text]
+
+
+def test_it_shows_a_runs_notes_as_a_table_and_offers_no_add_for_synced_rows(
+    staff_client,
+):
+    connection = SalesforceConnectionFactory()
+    run = SyncRun.objects.create(
+        connection=connection,
+        kind=SyncRun.Kind.FULL,
+        problems=[
+            {"object": "Contact", "id": "003A", "field": "Phone", "problem": "<b>x"}
+        ],
+        problem_count=3,
+    )
+
+    page = staff_client.get(
+        reverse("admin:integrations_syncrun_change", args=[run.pk])
+    ).content.decode()
+    cursor_add = staff_client.get(reverse("admin:integrations_synccursor_add"))
+    organisation_add = staff_client.get(reverse("admin:people_organisation_add"))
+
+    assert "<td>Contact</td><td>003A</td><td>Phone</td><td>&lt;b&gt;x</td>" in page
+    assert "The first 1 of 3 are kept." in page
+    assert '"problem"' not in page
+    assert cursor_add.status_code == 403
+    assert organisation_add.status_code == 403
