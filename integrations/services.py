@@ -423,7 +423,7 @@ def connection_disconnect(*, connection: SalesforceConnection) -> bool:
             access_token="",
             refresh_token="",
             status=SalesforceConnection.Status.DISCONNECTED,
-            status_reason="Disconnected by the customer.",
+            status_reason="Disconnected from Trig: Trig holds no access to this org.",
         )
     connection.refresh_from_db()
     if not refresh_token:

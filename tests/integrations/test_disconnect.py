@@ -118,7 +118,7 @@ def test_a_sync_under_way_stops_at_its_next_call_once_disconnected(
     # Its session went with the grant; it sends no refresh.
     sent = [c.request.url for c in org_http.calls[before:]]
     assert run.status == SyncRun.Status.FAILED
-    assert "Disconnected by the customer" in run.error_message
+    assert "Disconnected from Trig" in run.error_message
     assert len(sent) == 1 and "/oauth2/" not in sent[0]
     assert Person.objects.count() == 0
     assert _stored_tokens(connection) == ("", "")
