@@ -5,33 +5,85 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('integrations', '0013_sync_run_objects_asked'),
+        ("integrations", "0013_sync_run_objects_asked"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='syncrun',
-            name='signals_raised',
+            model_name="syncrun",
+            name="signals_raised",
             field=models.PositiveIntegerField(default=0),
         ),
         migrations.CreateModel(
-            name='SignalRule',
+            name="SignalRule",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(help_text='Shown on each signal, e.g. Opportunity won.', max_length=200)),
-                ('kind', models.CharField(choices=[('moved_to', 'A field moved to a value'), ('new_matching', 'A record new to Trig matches a condition')], max_length=20)),
-                ('field_name', models.CharField(blank=True, help_text="For a move: the field's API name, e.g. StageName. It must be one of the object's mapped fields.", max_length=100)),
-                ('value', models.CharField(blank=True, help_text='For a move: the value it moved to, e.g. Closed Won (true or false for a checkbox).', max_length=255)),
-                ('condition', models.TextField(blank=True, help_text="For a new record: a SOQL condition on mapped fields, e.g. LeadSource = 'Web' AND Industry IN ('Banking', 'Insurance').")),
-                ('is_enabled', models.BooleanField(default=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('object_mapping', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='signal_rules', to='integrations.objectmapping')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True,
+                        primary_key=True,
+                        serialize=False,
+                        verbose_name="ID",
+                    ),
+                ),
+                (
+                    "name",
+                    models.CharField(
+                        help_text="Shown on each signal, e.g. Opportunity won.",
+                        max_length=200,
+                    ),
+                ),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("moved_to", "A field moved to a value"),
+                            (
+                                "new_matching",
+                                "A record new to Trig matches a condition",
+                            ),
+                        ],
+                        max_length=20,
+                    ),
+                ),
+                (
+                    "field_name",
+                    models.CharField(
+                        blank=True,
+                        help_text="For a move: the field's API name, e.g. StageName. It must be one of the object's mapped fields.",
+                        max_length=100,
+                    ),
+                ),
+                (
+                    "value",
+                    models.CharField(
+                        blank=True,
+                        help_text="For a move: the value it moved to, e.g. Closed Won (true or false for a checkbox).",
+                        max_length=255,
+                    ),
+                ),
+                (
+                    "condition",
+                    models.TextField(
+                        blank=True,
+                        help_text="For a new record: a SOQL condition on mapped fields, e.g. LeadSource = 'Web' AND Industry IN ('Banking', 'Insurance').",
+                    ),
+                ),
+                ("is_enabled", models.BooleanField(default=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "object_mapping",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="signal_rules",
+                        to="integrations.objectmapping",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['pk'],
+                "ordering": ["pk"],
             },
         ),
     ]

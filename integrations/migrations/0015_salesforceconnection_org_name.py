@@ -4,15 +4,14 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('integrations', '0014_signal_rules'),
+        ("integrations", "0014_signal_rules"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='salesforceconnection',
-            name='org_name',
+            model_name="salesforceconnection",
+            name="org_name",
             field=models.CharField(blank=True, max_length=255),
         ),
     ]

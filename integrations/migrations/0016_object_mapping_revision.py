@@ -4,15 +4,14 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('integrations', '0015_salesforceconnection_org_name'),
+        ("integrations", "0015_salesforceconnection_org_name"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='objectmapping',
-            name='revision',
+            model_name="objectmapping",
+            name="revision",
             field=models.PositiveIntegerField(default=0),
         ),
     ]

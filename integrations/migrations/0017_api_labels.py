@@ -4,35 +4,40 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('integrations', '0016_object_mapping_revision'),
+        ("integrations", "0016_object_mapping_revision"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='salesforceconnection',
-            name='api_usage_max',
-            field=models.PositiveIntegerField(blank=True, null=True, verbose_name='API allocation'),
+            model_name="salesforceconnection",
+            name="api_usage_max",
+            field=models.PositiveIntegerField(
+                blank=True, null=True, verbose_name="API allocation"
+            ),
         ),
         migrations.AlterField(
-            model_name='salesforceconnection',
-            name='api_usage_seen_at',
-            field=models.DateTimeField(blank=True, null=True, verbose_name='API usage seen at'),
+            model_name="salesforceconnection",
+            name="api_usage_seen_at",
+            field=models.DateTimeField(
+                blank=True, null=True, verbose_name="API usage seen at"
+            ),
         ),
         migrations.AlterField(
-            model_name='salesforceconnection',
-            name='api_usage_used',
-            field=models.PositiveIntegerField(blank=True, null=True, verbose_name='API usage used'),
+            model_name="salesforceconnection",
+            name="api_usage_used",
+            field=models.PositiveIntegerField(
+                blank=True, null=True, verbose_name="API usage used"
+            ),
         ),
         migrations.AlterField(
-            model_name='salesforceconnection',
-            name='api_warning',
-            field=models.TextField(blank=True, verbose_name='API warning'),
+            model_name="salesforceconnection",
+            name="api_warning",
+            field=models.TextField(blank=True, verbose_name="API warning"),
         ),
         migrations.AlterField(
-            model_name='syncrun',
-            name='api_calls',
-            field=models.PositiveIntegerField(default=0, verbose_name='API calls'),
+            model_name="syncrun",
+            name="api_calls",
+            field=models.PositiveIntegerField(default=0, verbose_name="API calls"),
         ),
     ]

@@ -4,15 +4,14 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('jobs', '0002_field_write_merged_into_index'),
+        ("jobs", "0002_field_write_merged_into_index"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='action',
-            name='field_type',
+            model_name="action",
+            name="field_type",
             field=models.CharField(blank=True, editable=False, max_length=40),
         ),
     ]

@@ -5,25 +5,38 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('jobs', '0003_action_field_type'),
+        ("jobs", "0003_action_field_type"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='event',
-            name='api_key',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='events', to='jobs.apikey', verbose_name='API key'),
+            model_name="event",
+            name="api_key",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="events",
+                to="jobs.apikey",
+                verbose_name="API key",
+            ),
         ),
         migrations.AlterField(
-            model_name='jobrun',
-            name='api_calls',
-            field=models.PositiveIntegerField(default=0, verbose_name='API calls'),
+            model_name="jobrun",
+            name="api_calls",
+            field=models.PositiveIntegerField(default=0, verbose_name="API calls"),
         ),
         migrations.AlterField(
-            model_name='rejectedevent',
-            name='api_key',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='rejected_events', to='jobs.apikey', verbose_name='API key'),
+            model_name="rejectedevent",
+            name="api_key",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="rejected_events",
+                to="jobs.apikey",
+                verbose_name="API key",
+            ),
         ),
     ]

@@ -4,18 +4,17 @@ from django.db import migrations
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('people', '0006_connection_index_in_unique'),
+        ("people", "0006_connection_index_in_unique"),
     ]
 
     operations = [
         migrations.AlterModelOptions(
-            name='crmaccount',
-            options={'verbose_name': 'CRM account'},
+            name="crmaccount",
+            options={"verbose_name": "CRM account"},
         ),
         migrations.AlterModelOptions(
-            name='crmrecord',
-            options={'verbose_name': 'CRM record'},
+            name="crmrecord",
+            options={"verbose_name": "CRM record"},
         ),
     ]
