@@ -327,7 +327,6 @@ def _upsert(
                 name: copy.deepcopy(getattr(obj, name))
                 for name in hook.watched
             }
-            previous["pk"] = obj.pk
             written[salesforce_id] = Written(salesforce_id, previous, values)
         for name in changed:
             setattr(obj, name, values[name])

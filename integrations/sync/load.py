@@ -63,8 +63,11 @@ def rows_from_records(
         for fm, name in plan.fields
         # Salesforce's own opt-out is applied below, as Salesforce holds it:
         # no transform may turn it into an opt-in.
-        if not (plan.applies_opt_out and fm.attribute == OPT_OUT)
-        or name != plan.opt_out_field
+        if not (
+            plan.applies_opt_out
+            and fm.attribute == OPT_OUT
+            and name == plan.opt_out_field
+        )
     ]
     # Other fields mapped to the opt-out can only add opt-outs.
     opt_out_mapped = any(fm.attribute == OPT_OUT for fm, _, _ in fields)
