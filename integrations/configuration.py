@@ -20,7 +20,7 @@ from integrations.models import (
 from integrations.salesforce import soql
 from integrations.salesforce.client import SalesforceClientError
 from integrations.salesforce.names import id_problem
-from integrations.salesforce.schema import ObjectSchema, RunSchema
+from integrations.salesforce.schema import ObjectSchema, RunSchema, picklist_values
 from integrations.salesforce.soql_build import QueryTooLong, plan_select
 from integrations.services import connection_client
 from integrations.sync.load import rows_from_records
@@ -476,7 +476,7 @@ def _moved_to_checked(
     except RuleUnusable as exc:
         raise ValidationError({"value": f"{name}: {exc}."}) from exc
     value = rule.value.strip()
-    allowed = _picklist_values(described)
+    allowed = picklist_values(described)
     if allowed:
         chosen = next((v for v in allowed if v.lower() == value.lower()), None)
         if chosen is None:
@@ -490,20 +490,11 @@ def _moved_to_checked(
     return name, value
 
 
-def _picklist_values(described: dict[str, Any]) -> list[str]:
-    if described.get("type") != "picklist":
-        return []
-    return [
-        entry["value"]
-        for entry in described.get("picklistValues") or []
-        if isinstance(entry, dict) and entry.get("active", True)
-    ]
-
-
 def _picklist_problems(
     comparison: soql.Comparison, described: dict[str, Any]
 ) -> list[str]:
-    allowed = _picklist_values(described)
+    # A multi-select's value names several of its values at once.
+    allowed = picklist_values(described) if described["type"] == "picklist" else []
     if not allowed or comparison.operator == "LIKE":
         return []
     values = (

@@ -14,6 +14,9 @@ from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.utils.dateparse import parse_date, parse_datetime
 
+from integrations.salesforce.names import id_suffix
+from integrations.salesforce.schema import picklist_values
+
 TEXT_TYPES = frozenset(
     {
         "string",
@@ -308,11 +311,7 @@ def _text(field: dict[str, Any], value: Any) -> str:
                 f"{name} takes an e-mail address, not '{text}'."
             ) from None
     if kind in {"picklist", "multipicklist"}:
-        allowed = [
-            item["value"]
-            for item in field.get("picklistValues", [])
-            if item.get("active", True)
-        ]
+        allowed = picklist_values(field)
         chosen = text.split(";") if kind == "multipicklist" else [text]
         wrong = [part for part in chosen if part not in allowed]
         if wrong:
@@ -323,12 +322,6 @@ def _text(field: dict[str, Any], value: Any) -> str:
     return text
 
 
-# The last three characters of an 18-character Id: one per block of five,
-# whose bits say which of the five are capitals.
-# https://developer.salesforce.com/docs/atlas.en-us.object_reference.meta/object_reference/field_types.htm#i1435616
-_ID_SUFFIX = "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"
-
-
 def record_id_18(value: str) -> str | None:
     """Return the 18-character form of a Salesforce Id, or None if it is not one."""
     if not (isinstance(value, str) and value.isascii() and value.isalnum()):
@@ -337,9 +330,4 @@ def record_id_18(value: str) -> str | None:
         return value
     if len(value) != 15:
         return None
-    suffix = ""
-    for start in (0, 5, 10):
-        block = value[start : start + 5]
-        bits = sum(1 << n for n, char in enumerate(block) if "A" <= char <= "Z")
-        suffix += _ID_SUFFIX[bits]
-    return value + suffix
+    return value + id_suffix(value)

@@ -46,6 +46,18 @@ class ObjectSchema:
         return self.fields[field_name.lower()]["type"]
 
 
+def picklist_values(described: dict[str, Any]) -> list[str]:
+    """Return the active values of a picklist field's describe, in its order;
+    none for a field of any other type."""
+    if described.get("type") not in ("picklist", "multipicklist"):
+        return []
+    return [
+        entry["value"]
+        for entry in described.get("picklistValues") or []
+        if isinstance(entry, dict) and entry.get("active", True)
+    ]
+
+
 class RunSchema:
     """Describe each object once per run, and remember what was seen.
 
