@@ -1,5 +1,7 @@
 """Forms for the import configuration, checked against what describe shows."""
 
+from collections import defaultdict
+
 from django import forms
 from django.core.exceptions import ValidationError
 
@@ -57,14 +59,17 @@ class ObjectMappingForm(forms.ModelForm):
         # the filter and lookups are checked against its fields.
         schema = describe_fresh(connection=connection, object_name=object_name)
         cleaned["object_name"] = schema.name
-        for name, target in LOOKUP_TARGETS.items():
-            value = cleaned.get(name)
-            if value:
-                problem = self._lookup_problem(
-                    connection=connection, schema=schema, field=value, target=target
-                )
-                if problem:
-                    self.add_error(name, problem)
+        lookups = {n: t for n, t in LOOKUP_TARGETS.items() if cleaned.get(n)}
+        imported = self._imported(connection) if lookups else {}
+        for name, target in lookups.items():
+            problem = self._lookup_problem(
+                schema=schema,
+                field=cleaned[name],
+                target=target,
+                imported=imported.get(target, []),
+            )
+            if problem:
+                self.add_error(name, problem)
         try:
             condition = filter_check(
                 text=cleaned.get("filter", ""),
@@ -80,13 +85,28 @@ class ObjectMappingForm(forms.ModelForm):
             self.add_error("filter", exc)
         return cleaned
 
+    def _imported(self, connection: SalesforceConnection) -> dict[str, list[str]]:
+        """Name the objects imported as each target: by the connection's other
+        mappings, or, before it has any, by those a new connection gets."""
+        rows = list(
+            ObjectMapping.objects.filter(connection=connection)
+            .exclude(pk=self.instance.pk)
+            .values_list("target", "object_name")
+        )
+        if not rows:
+            return {t: default_objects(target=t) for t in LOOKUP_TARGETS.values()}
+        imported: dict[str, list[str]] = defaultdict(list)
+        for target, object_name in rows:
+            imported[target].append(object_name)
+        return imported
+
     def _lookup_problem(
         self,
         *,
-        connection: SalesforceConnection,
         schema: ObjectSchema,
         field: str,
         target: str,
+        imported: list[str],
     ) -> str | None:
         """Say why a lookup cannot link rows to what is imported as `target`.
 
@@ -102,14 +122,6 @@ class ObjectMappingForm(forms.ModelForm):
                 f"{schema.name}.{described['name']} is a {described.get('type')} "
                 "field, not a lookup."
             )
-        mappings = ObjectMapping.objects.filter(connection=connection).exclude(
-            pk=self.instance.pk
-        )
-        imported = (
-            list(mappings.filter(target=target).values_list("object_name", flat=True))
-            if mappings.exists()
-            else default_objects(target=target)
-        )
         # A polymorphic lookup (a Case's owner, a User or a queue) links the
         # rows whose Id is of an imported object.
         points_to = described.get("referenceTo") or []

@@ -264,6 +264,8 @@ class FailedWriteInline(admin.TabularInline):
             super()
             .get_queryset(request)
             .filter(status=FieldWrite.Status.FAILED)
+            # Each row's outcome reads its connection.
+            .select_related("connection")
             .order_by("record_id")
         )
 
@@ -386,7 +388,8 @@ class WriteInline(admin.TabularInline):
         return False
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[FieldWrite]:
-        return super().get_queryset(request).select_related("action")
+        # Each row's value reads its Action, and its outcome its connection.
+        return super().get_queryset(request).select_related("action", "connection")
 
     @admin.display(description="Value")
     def value_shown(self, obj: FieldWrite) -> str:

@@ -1,6 +1,9 @@
 import pytest
+from django.db import connection as db_connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
+from integrations.admin_forms import ObjectMappingForm
 from integrations.models import FieldMapping, ObjectMapping, SyncRun
 from integrations.sync.defaults import mapping_create_defaults
 from integrations.sync.run import connection_sync
@@ -445,3 +448,27 @@ def test_a_stored_object_name_that_is_no_api_name_fails_that_object_unsent(
     }
     assert not [c for c in org_http.calls if "limits/describe" in c.request.url]
     assert Person.objects.count() == org.store.count("Contact")
+
+
+def test_it_reads_what_is_imported_once_however_many_lookups_are_checked(
+    org, org_http, connection
+):
+    mapping_create_defaults(connection=connection)
+    three_lookups = _case_form(connection)
+    one_lookup = {
+        **three_lookups,
+        "organisation_lookup_field": "",
+        "owner_lookup_field": "",
+    }
+    # Once first, for the describe it stores.
+    ObjectMappingForm(data=three_lookups).is_valid()
+
+    counts = []
+    for data in (one_lookup, three_lookups):
+        form = ObjectMappingForm(data=data)
+        with CaptureQueriesContext(db_connection) as queries:
+            is_valid = form.is_valid()
+        assert is_valid, form.errors
+        counts.append(len(queries))
+
+    assert counts[0] == counts[1]

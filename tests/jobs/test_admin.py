@@ -2,6 +2,8 @@ import re
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from django.db import connection as connection_for_queries
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from jobs.models import Action, ApiKey, FieldWrite, Job, JobRun
@@ -378,3 +380,57 @@ def test_a_run_learns_the_field_type_of_an_action_saved_before_types_were_kept(
     assert org.store.get(person.salesforce_id)["Last_Trig_Email__c"].isoformat() == (
         "2025-03-13"
     )
+
+
+def _queries_for(staff_client, url: str) -> int:
+    with CaptureQueriesContext(connection_for_queries) as queries:
+        response = staff_client.get(url)
+    assert response.status_code == 200
+    return len(queries)
+
+
+def _retryable_failures(count: int, **fields) -> None:
+    for number in range(count):
+        FieldWriteFactory(
+            record_id=f"003000000000{number:03d}AAA",
+            status=FieldWrite.Status.FAILED,
+            is_retryable=True,
+            status_code="UNABLE_TO_LOCK_ROW",
+            **fields,
+        )
+
+
+def test_it_shows_the_writes_of_an_event_and_a_run_in_a_fixed_number_of_queries(
+    connection, people, staff_client
+):
+    # Each write's outcome reads its connection: one query for the page, not
+    # one per write.
+    action = ActionFactory(connection=connection)
+    small_run, large_run = (
+        JobRun.objects.create(connection=connection, status=JobRun.Status.COMPLETED)
+        for _ in "ab"
+    )
+    small_event, large_event = (
+        EventFactory(workspace=connection.workspace, person=people[0]) for _ in "ab"
+    )
+    _retryable_failures(1, action=action, event=small_event, run=small_run)
+    _retryable_failures(4, action=action, event=large_event, run=large_run)
+    # Once each, for what Django caches on a first visit.
+    for url in (
+        reverse("admin:jobs_event_change", args=[small_event.pk]),
+        reverse("admin:jobs_jobrun_change", args=[small_run.pk]),
+    ):
+        staff_client.get(url)
+
+    small_event_page, large_event_page, small_run_page, large_run_page = (
+        _queries_for(staff_client, reverse(f"admin:jobs_{name}_change", args=[pk]))
+        for name, pk in (
+            ("event", small_event.pk),
+            ("event", large_event.pk),
+            ("jobrun", small_run.pk),
+            ("jobrun", large_run.pk),
+        )
+    )
+
+    assert small_event_page == large_event_page
+    assert small_run_page == large_run_page
