@@ -1,6 +1,6 @@
 import logging
 import secrets
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
@@ -218,10 +218,9 @@ def connection_org_name_read(*, connection: SalesforceConnection) -> None:
     # TODO: calls made outside runs (this one, the admin's describes) are
     # in no run's api_calls, so "Calls by Trig's syncs" leaves them out; a
     # per-connection tally of such calls would show them.
-    if client is not None and client.api_usage:
-        used, allowed = client.api_usage
-        SalesforceConnection.objects.filter(pk=connection.pk).update(
-            api_usage_used=used, api_usage_max=allowed, api_usage_seen_at=timezone.now()
+    if client is not None:
+        connection_api_usage_store(
+            connection_id=connection.pk, client=client, seen_at=timezone.now()
         )
     if name:
         connection_org_name_store(connection=connection, name=name)
@@ -231,6 +230,28 @@ def connection_org_name_read(*, connection: SalesforceConnection) -> None:
         bool(name),
         client.calls if client else 0,
     )
+
+
+def api_usage_columns(*, client: SalesforceClient, seen_at: datetime) -> dict:
+    """Return the connection's columns for the org's API usage as the client
+    last saw it in `Sforce-Limit-Info`; none when no answer carried it."""
+    if not client.api_usage:
+        return {}
+    used, allowed = client.api_usage
+    return {
+        "api_usage_used": used,
+        "api_usage_max": allowed,
+        "api_usage_seen_at": seen_at,
+    }
+
+
+def connection_api_usage_store(
+    *, connection_id: int, client: SalesforceClient, seen_at: datetime
+) -> None:
+    """Keep the org's API usage the client last saw on its connection."""
+    columns = api_usage_columns(client=client, seen_at=seen_at)
+    if columns:
+        SalesforceConnection.objects.filter(pk=connection_id).update(**columns)
 
 
 def connection_org_name_store(*, connection: SalesforceConnection, name: str) -> None:

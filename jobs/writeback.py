@@ -44,7 +44,7 @@ from integrations.salesforce.client import (
     SalesforceRejectedError,
     SalesforceTransientError,
 )
-from integrations.services import connection_client
+from integrations.services import connection_api_usage_store, connection_client
 from jobs import selectors
 from jobs.models import (
     ROLLED_BACK_CODES,
@@ -938,12 +938,9 @@ def _finish(*, run: JobRun, client: SalesforceClient | None) -> None:
         )
     run.save()
 
-    if client and client.api_usage:
-        used, allowed = client.api_usage
-        SalesforceConnection.objects.filter(pk=run.connection_id).update(
-            api_usage_used=used,
-            api_usage_max=allowed,
-            api_usage_seen_at=run.finished_at,
+    if client:
+        connection_api_usage_store(
+            connection_id=run.connection_id, client=client, seen_at=run.finished_at
         )
     logger.info(
         "Writeback run finished connection_id=%s run_id=%s status=%s written=%s "

@@ -32,7 +32,7 @@ from integrations.salesforce.client import (
 from integrations.salesforce.schema import RunSchema
 from integrations.salesforce.soql_build import QueryTooLong
 from integrations.selectors import signal_rules_enabled
-from integrations.services import connection_client
+from integrations.services import api_usage_columns, connection_client
 from integrations.sync.counts import counts_compare
 from integrations.sync.defaults import mapping_create_defaults
 from integrations.sync.first_reads import FirstReads
@@ -882,13 +882,8 @@ def _record(*, run: SyncRun, client: SalesforceClient | None, is_whole: bool) ->
     run.save()
 
     updates: dict = {}
-    if client and client.api_usage:
-        used, allowed = client.api_usage
-        updates.update(
-            api_usage_used=used,
-            api_usage_max=allowed,
-            api_usage_seen_at=run.finished_at,
-        )
+    if client:
+        updates.update(api_usage_columns(client=client, seen_at=run.finished_at))
     if client and client.calls:
         # Kept until a run's answers carry none: the pinned version changed.
         updates["api_warning"] = clean_text(client.api_warning)[:1000]
