@@ -886,11 +886,21 @@ class SalesforceClient:
                 "GET", sf.base_url + url, name=url, params=params, stream=True
             )
         )
-        next_locator = response.headers.get("Sforce-Locator") or ""
+        # Salesforce says "null" after the last page. A page without the
+        # header cannot tell whether more follow: taken for the last, it
+        # would leave the rest of the records unread and then marked deleted.
+        next_locator = response.headers.get("Sforce-Locator")
+        if next_locator is None or not next_locator.strip():
+            response.close()
+            raise SalesforceRejectedError(
+                "Salesforce sent a Bulk result page without its Sforce-Locator "
+                "header, so whether more pages follow is unknown.",
+                status=response.status_code,
+                code="BULK_LOCATOR_MISSING",
+            )
         count = response.headers.get("Sforce-NumberOfRecords", "")
         return BulkResultsPage(
-            # Salesforce says "null" after the last page.
-            next_locator=None if next_locator in ("", "null") else next_locator,
+            next_locator=None if next_locator.strip() == "null" else next_locator,
             records=int(count) if count.isdigit() else None,
             lines=_text_lines(response.iter_content(chunk_size=64 * 1024)),
         )

@@ -508,3 +508,67 @@ def test_after_a_capped_job_no_other_is_tried_until_limits_show_room(two_large):
     assert len(_creates(mock)) - creates == 2
     assert len(_paths(mock, "/limits")) - limits == 2
     assert _notes(again) == []
+
+
+def _results_answered(monkeypatch, change) -> None:
+    """Let `change(response, locator_asked)` alter each Bulk results answer."""
+    plain = OfflineOrg._api_bulk_results
+
+    def answer(self, context, job_id):
+        response = plain(self, context, job_id)
+        change(response, context.request.args.get("locator"))
+        return response
+
+    monkeypatch.setattr(OfflineOrg, "_api_bulk_results", answer)
+
+
+def test_a_result_page_without_its_locator_takes_nothing_as_deleted(
+    org, org_http, connection, monkeypatch
+):
+    connection_sync(connection=connection)
+    _results_answered(
+        monkeypatch, lambda response, _: response.headers.pop("Sforce-Locator")
+    )
+
+    run = connection_sync(connection=connection)
+
+    assert run.status == SyncRun.Status.COMPLETED_WITH_ERRORS
+    assert "Sforce-Locator" in run.object_errors["Contact"]
+    assert Person.objects.count() == CONTACTS
+    assert not Person.objects.filter(deleted_at__isnull=False).exists()
+
+
+def test_results_leading_back_to_a_page_already_read_stop_the_read(
+    org, org_http, connection, monkeypatch
+):
+    pages = []
+
+    def back_to_the_second(response, locator):
+        pages.append(locator)
+        if locator:
+            response.headers["Sforce-Locator"] = locator
+
+    _results_answered(monkeypatch, back_to_the_second)
+
+    run = connection_sync(connection=connection)
+
+    assert run.status == SyncRun.Status.COMPLETED_WITH_ERRORS
+    assert "led back to a page already read" in run.object_errors["Contact"]
+    assert len(pages) == 2
+
+
+def test_results_ending_short_of_what_the_job_found_take_nothing_as_deleted(
+    org, org_http, connection, monkeypatch
+):
+    connection_sync(connection=connection)
+
+    def last_page_at_once(response, _):
+        response.headers["Sforce-Locator"] = "null"
+
+    _results_answered(monkeypatch, last_page_at_once)
+
+    run = connection_sync(connection=connection)
+
+    assert run.status == SyncRun.Status.COMPLETED_WITH_ERRORS
+    assert f"where the job found {CONTACTS:,}" in run.object_errors["Contact"]
+    assert not Person.objects.filter(deleted_at__isnull=False).exists()
