@@ -804,10 +804,22 @@ class SalesforceClient:
         stored, the next one is already asked for (see `_ReadAhead`).
         """
         ahead = _ReadAhead(self)
+        # A locator that leads back to a page already read would be followed
+        # until the run's budget is spent, run after run.
+        followed: set[str] = set()
         try:
             while True:
                 records = _page_records(page)
                 next_url, refusal = _next_page_url(page)
+                if next_url in followed:
+                    next_url, refusal = (
+                        "",
+                        SalesforceRejectedError(
+                            "Salesforce's next page of a query led back to a page "
+                            "already read; the read stopped there."
+                        ),
+                    )
+                followed.add(next_url)
                 if next_url and self._reads_ahead:
                     ahead.start(next_url)
                 yield records
