@@ -915,3 +915,29 @@ def test_a_saved_cursor_never_moves_back_from_one_run_to_the_next(clocked):
     assert Person.objects.get(salesforce_id=late["Id"]).title == "Committed late"
     assert saved == sorted(saved)
     assert saved[2] == saved[1] == clock.now - timedelta(minutes=8)
+
+
+def test_a_chain_of_merges_in_one_second_hands_the_history_to_the_last_survivor(
+    clocked,
+):
+    org, clock, connection, _ = clocked
+    connection_sync(connection=connection)
+    # Read in order of stamp, then Id: the middle record comes first.
+    middle, first, last = sorted(c["Id"] for c in org.store.records("Contact"))[:3]
+    opened = Event.objects.create(
+        workspace=connection.workspace,
+        kind=Event.Kind.EMAIL_OPENED,
+        idempotency_key="opened-1",
+        person=Person.objects.get(salesforce_id=first),
+        occurred_at=clock.now,
+    )
+    clock.now += timedelta(hours=1)
+    org.store.merge(first, middle)
+    org.store.merge(middle, last)
+
+    _recent(connection)
+
+    opened.refresh_from_db()
+    survivor = Person.objects.get(salesforce_id=last)
+    assert opened.person == survivor
+    assert Person.objects.get(salesforce_id=middle).merged_into == survivor
