@@ -371,6 +371,8 @@ class SalesforceClient:
         self.connection = connection
         self.calls = 0
         self._asking_limits = False
+        # Whether /limits was asked because no answer told the usage.
+        self._limits_asked = False
         # Off once Salesforce says too many long requests run at once.
         self._reads_ahead = True
         self._on_token_expired = on_token_expired
@@ -510,11 +512,29 @@ class SalesforceClient:
         try:
             daily = self._call(lambda sf: sf.limits()).get("DailyApiRequests", {})
             maximum, remaining = int(daily["Max"]), int(daily["Remaining"])
-        except (SalesforceClientError, KeyError, TypeError, ValueError):
+        except (
+            SalesforceClientError,
+            AttributeError,
+            KeyError,
+            TypeError,
+            ValueError,
+        ):
             return None
         finally:
             self._asking_limits = False
         self._usage = (maximum - remaining, maximum)
+        return self._usage
+
+    def api_usage_or_limits(self) -> tuple[int, int] | None:
+        """Return the org's daily usage as last reported or, when no answer
+        carried a readable `Sforce-Limit-Info` (a proxy that drops headers),
+        as /limits tells it: asked once per client, so a run still knows its
+        share. None when neither says, or before any call was answered.
+        https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/resources_limits.htm
+        """
+        if self._usage is None and self.calls and not self._limits_asked:
+            self._limits_asked = True
+            self._usage_from_limits()
         return self._usage
 
     def _read(self, request: Callable[[Salesforce], T]) -> T:
