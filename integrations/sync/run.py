@@ -341,8 +341,7 @@ def _read_object(
         include_deleted=plan.include_deleted,
         on_note=on_note,
         first_page=first_reads.take(plan=plan) if first_reads else None,
-        # A long Bulk job is waited for within the run's budget too.
-        before_poll=lambda: _budget_check(client=client),
+        before_poll=lambda: _before_poll(client=client, claim=claim),
     )
     # Only an object with rules does any work for them.
     watch = SignalWatch(run=run, plan=plan, rules=rules) if rules else None
@@ -403,6 +402,13 @@ def _read_object(
         if on_page:
             on_page(object_name, len(records))
         _budget_check(client=client)
+
+
+def _before_poll(*, client: SalesforceClient, claim: _Claim) -> None:
+    """Wait for a Bulk job within the run's budget, and hold the claim while
+    waiting: a job can run for longer than a claim outlives its last page."""
+    _budget_check(client=client)
+    claim.renew()
 
 
 def _note_rules(run: SyncRun, *, plan: ObjectPlan, rules: list[SignalRule]) -> None:

@@ -1,8 +1,10 @@
 import csv
 import re
+from datetime import timedelta
 
 import pytest
 from django.forms.models import model_to_dict
+from django.utils import timezone
 
 from integrations.models import FieldMapping, ObjectMapping, SyncRun
 from integrations.offline_org import offline_org_connect
@@ -10,7 +12,7 @@ from integrations.salesforce.client import _text_lines
 from integrations.salesforce.emulator import OfflineOrg
 from integrations.salesforce.emulator import bulk as emulator_bulk
 from integrations.salesforce.emulator.testing import mocked
-from integrations.sync.run import connection_sync
+from integrations.sync.run import connection_sync, sync_claim
 from people.models import CrmAccount, Person
 from tests.conftest import OFFLINE_HOST
 
@@ -572,3 +574,46 @@ def test_results_ending_short_of_what_the_job_found_take_nothing_as_deleted(
     assert run.status == SyncRun.Status.COMPLETED_WITH_ERRORS
     assert f"where the job found {CONTACTS:,}" in run.object_errors["Contact"]
     assert not Person.objects.filter(deleted_at__isnull=False).exists()
+
+
+class _OrgWhoseJobsTakeHours(OfflineOrg):
+    """An org where each status read of a Bulk job finds an hour gone by, and
+    where `on_poll` runs then."""
+
+    on_poll = None
+
+    def _api_bulk_job(self, context, job_id):
+        self.on_poll()
+        return super()._api_bulk_job(context, job_id)
+
+
+def test_a_long_wait_for_a_bulk_job_keeps_the_runs_claim(member, settings, monkeypatch):
+    settings.SALESFORCE_SYNC_CLAIM_TIMEOUT_SECONDS = 3 * 60 * 60
+    org = _OrgWhoseJobsTakeHours(
+        generate={"contacts": CONTACTS},
+        seed=1,
+        load_sample=False,
+        bulk_polls_to_complete=5,
+    )
+    real_now = timezone.now
+    hours = []
+    monkeypatch.setattr(
+        timezone, "now", lambda: real_now() + timedelta(hours=len(hours))
+    )
+    others = []
+
+    def an_hour_later():
+        hours.append(1)
+        others.append(sync_claim(connection=connection))
+
+    org.on_poll = an_hour_later
+
+    with mocked(org, base_url=f"https://{OFFLINE_HOST}"):
+        connection = offline_org_connect(
+            workspace=member.workspace, user=member.user, login_host=OFFLINE_HOST
+        )
+        run = connection_sync(connection=connection)
+
+    assert len(hours) > 3
+    assert others and all(claim is None for claim in others)
+    assert run.status == SyncRun.Status.SUCCESS
