@@ -519,6 +519,8 @@ def _sync_object(
         connection=run.connection, object_name=mapping.object_name
     ).first()
     tally = _Tally()
+    # Salesforce stamps a change made from here on no earlier than this.
+    began = timezone.now()
     if cursor is not None:
         # A record stamped since then is read by the next recent-changes
         # sync; only what a full read writes from before was missed.
@@ -644,7 +646,12 @@ def _sync_object(
             value=min(tally.newest, run.started_at - CURSOR_OVERLAP),
         )
     elif tally.newest is not None and not plan.is_full_read:
-        _checkpoint(run=run, plan=plan, value=tally.newest)
+        # Statements of a split read run one after another: a record one
+        # part had already passed can change before a later part reads
+        # something newer. Past the moment the read began, only the newest
+        # stamp of a single ordered statement tells what was read.
+        newest = min(tally.newest, began) if plan.query.is_split else tally.newest
+        _checkpoint(run=run, plan=plan, value=newest)
     ObjectMapping.objects.filter(pk=mapping.pk).update(skipped_fields=plan.skipped)
     if plan.is_full_read:
         # Only the configuration this read applied is done with: a change

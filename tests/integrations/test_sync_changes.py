@@ -27,6 +27,7 @@ from people.models import CrmAccount, CrmRecord, Person
 from people.rows import rows_insert
 from tests.conftest import OFFLINE_HOST
 from tests.emulator.support import FakeClock
+from tests.integrations.support import sent_queries
 
 pytestmark = pytest.mark.django_db
 
@@ -941,3 +942,47 @@ def test_a_chain_of_merges_in_one_second_hands_the_history_to_the_last_survivor(
     survivor = Person.objects.get(salesforce_id=last)
     assert opened.person == survivor
     assert Person.objects.get(salesforce_id=middle).merged_into == survivor
+
+
+def test_a_change_behind_a_part_already_read_is_read_by_the_next_sync(member, settings):
+    # An org whose clock runs with ours.
+    clock = FakeClock(datetime.now(UTC))
+    org = _OrgChangingBetweenGroups(clock=clock)
+    with mocked(org, base_url=f"https://{OFFLINE_HOST}") as mock:
+        connection = offline_org_connect(
+            workspace=member.workspace, user=member.user, login_host=OFFLINE_HOST
+        )
+        mapping_create_defaults(connection=connection)
+        contacts = org.store.records("Contact")
+        names = sorted({c["LastName"] for c in contacts})
+        # A filter too long for one statement: read in parts, one by one.
+        quoted = ", ".join(f"'{name}'" for name in names if "'" not in name)
+        connection.object_mappings.filter(object_name="Contact").update(
+            filter=f"LastName IN ({quoted})"
+        )
+        settings.SALESFORCE_QUERY_URL_BUDGET = 1500
+        connection_sync(connection=connection)
+        first_part = next(c for c in contacts if c["LastName"] == names[0])
+        last_part = next(c for c in contacts if c["LastName"] == names[-1])
+
+        def between():
+            clock.now += timedelta(minutes=10)
+            org.store.update(first_part["Id"], {"Title": "Behind the read"})
+            clock.now += timedelta(minutes=10)
+            org.store.update(last_part["Id"], {"Title": "Ahead of the read"})
+
+        org.between = between
+        before = len(sent_queries(mock))
+        _recent(connection)
+        clock.now += timedelta(minutes=1)
+
+        _recent(connection)
+        parts = [q for q in sent_queries(mock)[before:] if "FROM Contact" in q]
+
+    assert len(parts) > 2
+    assert Person.objects.get(salesforce_id=last_part["Id"]).title == (
+        "Ahead of the read"
+    )
+    assert Person.objects.get(salesforce_id=first_part["Id"]).title == (
+        "Behind the read"
+    )
