@@ -4,6 +4,7 @@ import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import router, transaction
 from django.db.models import Exists, OuterRef, Q
@@ -806,6 +807,15 @@ def connection_sync(
         # goes on from them.
         run.status = SyncRun.Status.PARTIAL
         run.error_message = str(exc)
+    except SoftTimeLimitExceeded:
+        # Stopped as a worker that died is: what it read counts, and the
+        # next full sync goes on from it instead of starting again, to be
+        # stopped again at the same limit.
+        run.status = SyncRun.Status.FAILED
+        run.error_message = (
+            f"{INTERRUPTED} the run reached its time limit before it finished."
+        )
+        raise
     except Exception as exc:
         run.status = SyncRun.Status.FAILED
         run.error_message = f"Internal error: {type(exc).__name__}"

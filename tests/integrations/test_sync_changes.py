@@ -4,6 +4,7 @@ import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from celery.exceptions import SoftTimeLimitExceeded
 from django.urls import reverse
 
 from integrations.configuration import object_mapping_mark_changed
@@ -986,3 +987,26 @@ def test_a_change_behind_a_part_already_read_is_read_by_the_next_sync(member, se
     assert Person.objects.get(salesforce_id=first_part["Id"]).title == (
         "Behind the read"
     )
+
+
+def test_a_full_sync_stopped_by_its_time_limit_is_followed_by_one_that_goes_on(
+    clocked,
+):
+    org, clock, connection, mock = clocked
+
+    def out_of_time_in_contacts(object_name, count):
+        if object_name == "Contact":
+            raise SoftTimeLimitExceeded()
+
+    with pytest.raises(SoftTimeLimitExceeded):
+        connection_sync(connection=connection, on_page=out_of_time_in_contacts)
+    stopped = SyncRun.objects.get()
+    before = len(mock.calls)
+    resumed = connection_sync(connection=connection)
+
+    queried = [c.request.url for c in mock.calls[before:] if "/query" in c.request.url]
+    assert stopped.status == SyncRun.Status.FAILED
+    assert stopped.error_message.startswith("Interrupted:")
+    assert resumed.status == SyncRun.Status.SUCCESS
+    assert not any("FROM+User" in url or "FROM+Account" in url for url in queried)
+    assert Person.objects.count() == org.store.count("Contact")
