@@ -301,6 +301,8 @@ def _get_quietly(
         return None
 
 
+# Far beyond any org's daily allocation, and what the connection's columns hold.
+MAX_API_USAGE = 2**31 - 1
 _API_USAGE = re.compile(r"(?:^|[;,\s])api-usage=(\d+)/(\d+)")
 
 
@@ -406,7 +408,14 @@ class SalesforceClient:
         https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/headers_api_usage.htm
         """
         found = _API_USAGE.search(response.headers.get("Sforce-Limit-Info", ""))
-        if found:
+        # A figure no org has (an allocation of none, more digits than a
+        # count holds) is a garbled header: taken as said, it would stop
+        # every sync at once, or fail the run when it is stored.
+        if (
+            found
+            and 0 < int(found[2]) <= MAX_API_USAGE
+            and int(found[1]) <= (MAX_API_USAGE)
+        ):
             self._usage = (int(found[1]), int(found[2]))
         # A deprecated API version still answers, with a warning that it will
         # stop: the only notice before it does.
