@@ -376,9 +376,15 @@ def _read_object(
                     if row["salesforce_id"] not in result.written_ids
                 ],
             )
-        for row in rows:
-            if row.get("merged_into_salesforce_id"):
-                tally.survivors[row["salesforce_id"]] = row["merged_into_salesforce_id"]
+        merged = [row for row in rows if row.get("merged_into_salesforce_id")]
+        if merged:
+            # Handed over before the checkpoint passes the losers: a run that
+            # stops after this page would not read them again. A survivor
+            # not stored yet comes later in the read; all are applied again
+            # once it ends.
+            rows_merge(plan=plan, connection=connection, rows=merged)
+        for row in merged:
+            tally.survivors[row["salesforce_id"]] = row["merged_into_salesforce_id"]
         deleted = sum(1 for row in rows if row.get("deleted_at"))
 
         run.records_fetched += len(records)

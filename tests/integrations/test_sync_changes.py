@@ -1010,3 +1010,35 @@ def test_a_full_sync_stopped_by_its_time_limit_is_followed_by_one_that_goes_on(
     assert resumed.status == SyncRun.Status.SUCCESS
     assert not any("FROM+User" in url or "FROM+Account" in url for url in queried)
     assert Person.objects.count() == org.store.count("Contact")
+
+
+def test_a_merge_read_before_the_run_was_killed_is_still_handed_over(clocked):
+    org, clock, connection, _ = clocked
+    connection_sync(connection=connection)
+    loser_id, survivor_id = _merge_pair(org, "Contact")
+    opened = Event.objects.create(
+        workspace=connection.workspace,
+        kind=Event.Kind.EMAIL_OPENED,
+        idempotency_key="opened-1",
+        person=Person.objects.get(salesforce_id=loser_id),
+        occurred_at=clock.now,
+    )
+    clock.now += timedelta(hours=1)
+    org.store.merge(loser_id, survivor_id)
+    # Later changes fill the rest of the first page, past the overlap.
+    clock.now += timedelta(minutes=10)
+    for contact in org.store.records("Contact")[:300]:
+        org.store.update(contact["Id"], {"Title": "Changed later"})
+
+    def killed_after_the_first_page(object_name, count):
+        if object_name == "Contact":
+            raise KeyboardInterrupt("worker killed")
+
+    with pytest.raises(KeyboardInterrupt):
+        _recent(connection, batch_size=200, on_page=killed_after_the_first_page)
+    _recent(connection, batch_size=200)
+
+    opened.refresh_from_db()
+    survivor = Person.objects.get(salesforce_id=survivor_id)
+    assert Person.objects.get(salesforce_id=loser_id).merged_into == survivor
+    assert opened.person == survivor
