@@ -274,6 +274,58 @@ class _Tally:
         self.unseen_before: datetime | None = None
         # Merges met on the way: losing Id -> surviving Id.
         self.survivors: dict[str, str] = {}
+        # When the object's read began, by our clock.
+        self.began = timezone.now()
+        # Whether the opt-outs a filter leaves out were read before the
+        # records; checkpoints then stay at `began` (see _opt_outs_read).
+        self.opt_outs_read = False
+
+    def capped(self, stamp: datetime) -> datetime:
+        """Return how far a checkpoint may move for a read up to `stamp`."""
+        return min(stamp, self.began) if self.opt_outs_read else stamp
+
+
+def _opt_outs_due(*, plan: ObjectPlan, tally: _Tally) -> bool:
+    return (
+        not tally.opt_outs_read
+        and tally.unseen_before is not None
+        and plan.is_filtered
+        and plan.opt_out_field is not None
+        and plan.cursor_field is not None
+    )
+
+
+def _opt_outs_read(
+    *, run: SyncRun, client: SalesforceClient, plan: ObjectPlan, tally: _Tally
+) -> None:
+    """Opt out the stored people a filter left out who opted out since the
+    last read, before the records are read.
+
+    Opt-outs are always respected. A filter such as `HasOptedOutOfEmail =
+    false` leaves exactly those people out, so nothing the read stores moves
+    past their stamps; read after the records, a run stopped midway (its
+    budget, its worker) would leave its checkpoints past them. Checkpoints
+    then stay at the moment the read began, so an opt-out stamped while it
+    ran is read by the next. A full read also asks after the people it
+    finds missing (see rows_mark_missing).
+    """
+    if not _opt_outs_due(plan=plan, tally=tally):
+        return
+    _budget_check(client=client)
+    try:
+        run.records_updated += rows_opt_outs_left_out(
+            plan=plan,
+            connection=run.connection,
+            client=client,
+            since=tally.unseen_before,
+        )
+    except SalesforceTransientError as exc:
+        # Narrowed windows would time out on it again: it is read once the
+        # records are, as a last step.
+        if exc.code != "QUERY_TIMEOUT":
+            raise
+        return
+    tally.opt_outs_read = True
 
 
 def _stamped_since(record: dict, field: str | None, since: datetime) -> bool:
@@ -335,6 +387,7 @@ def _read_object(
         # Told, not counted as an error: every record is still read.
         _note(run, object_name=object_name, record_id="", field="", problem=text)
 
+    _opt_outs_read(run=run, client=client, plan=plan, tally=tally)
     pages = read_records(
         client=client,
         plan=plan.query,
@@ -404,7 +457,7 @@ def _read_object(
             )
         _note_all(run, plan=plan, problems=problems + result.problems)
         if checkpoints and page_newest is not None:
-            _checkpoint(run=run, plan=plan, value=page_newest)
+            _checkpoint(run=run, plan=plan, value=tally.capped(page_newest))
         claim.renew()
         if on_page:
             on_page(object_name, len(records))
@@ -526,8 +579,6 @@ def _sync_object(
         connection=run.connection, object_name=mapping.object_name
     ).first()
     tally = _Tally()
-    # Salesforce stamps a change made from here on no earlier than this.
-    began = timezone.now()
     if cursor is not None:
         # A record stamped since then is read by the next recent-changes
         # sync; only what a full read writes from before was missed.
@@ -573,21 +624,14 @@ def _sync_object(
                 problem=f"a mapped field was refused; described again: {exc}",
             )
 
-    if (
-        plan.is_filtered
-        and plan.opt_out_field is not None
-        and plan.cursor_field is not None
-        and cursor is not None
-    ):
-        # Opt-outs are always respected, also of people the filter left out
-        # since the last read; a full read also asks after those it finds
-        # missing (see rows_mark_missing).
+    if _opt_outs_due(plan=plan, tally=tally):
+        # Not read before the records (the query timed out): read now.
         _budget_check(client=client)
         run.records_updated += rows_opt_outs_left_out(
             plan=plan,
             connection=run.connection,
             client=client,
-            since=cursor.value - CURSOR_OVERLAP,
+            since=tally.unseen_before,
         )
 
     for name, reason in plan.skipped.items():
@@ -657,8 +701,8 @@ def _sync_object(
         # part had already passed can change before a later part reads
         # something newer. Past the moment the read began, only the newest
         # stamp of a single ordered statement tells what was read.
-        newest = min(tally.newest, began) if plan.query.is_split else tally.newest
-        _checkpoint(run=run, plan=plan, value=newest)
+        newest = min(tally.newest, tally.began) if plan.query.is_split else tally.newest
+        _checkpoint(run=run, plan=plan, value=tally.capped(newest))
     ObjectMapping.objects.filter(pk=mapping.pk).update(skipped_fields=plan.skipped)
     if plan.is_full_read:
         # Only the configuration this read applied is done with: a change

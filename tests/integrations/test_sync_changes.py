@@ -1042,3 +1042,33 @@ def test_a_merge_read_before_the_run_was_killed_is_still_handed_over(clocked):
     survivor = Person.objects.get(salesforce_id=survivor_id)
     assert Person.objects.get(salesforce_id=loser_id).merged_into == survivor
     assert opened.person == survivor
+
+
+def test_an_opt_out_the_filter_leaves_out_survives_a_run_killed_midway(clocked):
+    org, clock, connection, _ = clocked
+    mapping_create_defaults(connection=connection)
+    connection.object_mappings.filter(object_name="Contact").update(
+        filter="HasOptedOutOfEmail = false"
+    )
+    connection_sync(connection=connection)
+    contacts = [
+        c for c in org.store.records("Contact") if not c.get("HasOptedOutOfEmail")
+    ]
+    leaving = contacts[0]
+    clock.now += timedelta(hours=1)
+    org.store.update(leaving["Id"], {"HasOptedOutOfEmail": True})
+    # Later changes the filter lets through fill the first page.
+    clock.now += timedelta(minutes=10)
+    for contact in contacts[1:301]:
+        org.store.update(contact["Id"], {"Title": "Changed later"})
+
+    def killed_after_the_first_page(object_name, count):
+        if object_name == "Contact":
+            raise KeyboardInterrupt("worker killed")
+
+    with pytest.raises(KeyboardInterrupt):
+        _recent(connection, batch_size=200, on_page=killed_after_the_first_page)
+    _recent(connection, batch_size=200)
+
+    person = Person.objects.get(salesforce_id=leaving["Id"])
+    assert person.has_opted_out_of_email is True
