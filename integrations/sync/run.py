@@ -279,6 +279,8 @@ class _Tally:
         # Whether the opt-outs a filter leaves out were read before the
         # records; checkpoints then stay at `began` (see _opt_outs_read).
         self.opt_outs_read = False
+        # Whether reading them first timed out: they are then read last.
+        self.opt_outs_deferred = False
 
     def capped(self, stamp: datetime) -> datetime:
         """Return how far a checkpoint may move for a read up to `stamp`."""
@@ -309,7 +311,7 @@ def _opt_outs_read(
     ran is read by the next. A full read also asks after the people it
     finds missing (see rows_mark_missing).
     """
-    if not _opt_outs_due(plan=plan, tally=tally):
+    if tally.opt_outs_deferred or not _opt_outs_due(plan=plan, tally=tally):
         return
     _budget_check(client=client)
     try:
@@ -324,6 +326,7 @@ def _opt_outs_read(
         # records are, as a last step.
         if exc.code != "QUERY_TIMEOUT":
             raise
+        tally.opt_outs_deferred = True
         return
     tally.opt_outs_read = True
 
