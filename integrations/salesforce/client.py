@@ -301,6 +301,8 @@ def _get_quietly(
         return None
 
 
+# Far beyond any org's daily allocation, and what the connection's columns hold.
+MAX_API_USAGE = 2**31 - 1
 _API_USAGE = re.compile(r"(?:^|[;,\s])api-usage=(\d+)/(\d+)")
 
 
@@ -371,6 +373,8 @@ class SalesforceClient:
         self.connection = connection
         self.calls = 0
         self._asking_limits = False
+        # Whether /limits was asked because no answer told the usage.
+        self._limits_asked = False
         # Off once Salesforce says too many long requests run at once.
         self._reads_ahead = True
         self._on_token_expired = on_token_expired
@@ -404,7 +408,14 @@ class SalesforceClient:
         https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/headers_api_usage.htm
         """
         found = _API_USAGE.search(response.headers.get("Sforce-Limit-Info", ""))
-        if found:
+        # A figure no org has (an allocation of none, more digits than a
+        # count holds) is a garbled header: taken as said, it would stop
+        # every sync at once, or fail the run when it is stored.
+        if (
+            found
+            and 0 < int(found[2]) <= MAX_API_USAGE
+            and int(found[1]) <= (MAX_API_USAGE)
+        ):
             self._usage = (int(found[1]), int(found[2]))
         # A deprecated API version still answers, with a warning that it will
         # stop: the only notice before it does.
@@ -510,11 +521,29 @@ class SalesforceClient:
         try:
             daily = self._call(lambda sf: sf.limits()).get("DailyApiRequests", {})
             maximum, remaining = int(daily["Max"]), int(daily["Remaining"])
-        except (SalesforceClientError, KeyError, TypeError, ValueError):
+        except (
+            SalesforceClientError,
+            AttributeError,
+            KeyError,
+            TypeError,
+            ValueError,
+        ):
             return None
         finally:
             self._asking_limits = False
         self._usage = (maximum - remaining, maximum)
+        return self._usage
+
+    def api_usage_or_limits(self) -> tuple[int, int] | None:
+        """Return the org's daily usage as last reported or, when no answer
+        carried a readable `Sforce-Limit-Info` (a proxy that drops headers),
+        as /limits tells it: asked once per client, so a run still knows its
+        share. None when neither says, or before any call was answered.
+        https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/resources_limits.htm
+        """
+        if self._usage is None and self.calls and not self._limits_asked:
+            self._limits_asked = True
+            self._usage_from_limits()
         return self._usage
 
     def _read(self, request: Callable[[Salesforce], T]) -> T:
@@ -804,10 +833,22 @@ class SalesforceClient:
         stored, the next one is already asked for (see `_ReadAhead`).
         """
         ahead = _ReadAhead(self)
+        # A locator that leads back to a page already read would be followed
+        # until the run's budget is spent, run after run.
+        followed: set[str] = set()
         try:
             while True:
                 records = _page_records(page)
                 next_url, refusal = _next_page_url(page)
+                if next_url in followed:
+                    next_url, refusal = (
+                        "",
+                        SalesforceRejectedError(
+                            "Salesforce's next page of a query led back to a page "
+                            "already read; the read stopped there."
+                        ),
+                    )
+                followed.add(next_url)
                 if next_url and self._reads_ahead:
                     ahead.start(next_url)
                 yield records
@@ -886,11 +927,21 @@ class SalesforceClient:
                 "GET", sf.base_url + url, name=url, params=params, stream=True
             )
         )
-        next_locator = response.headers.get("Sforce-Locator") or ""
+        # Salesforce says "null" after the last page. A page without the
+        # header cannot tell whether more follow: taken for the last, it
+        # would leave the rest of the records unread and then marked deleted.
+        next_locator = response.headers.get("Sforce-Locator")
+        if next_locator is None or not next_locator.strip():
+            response.close()
+            raise SalesforceRejectedError(
+                "Salesforce sent a Bulk result page without its Sforce-Locator "
+                "header, so whether more pages follow is unknown.",
+                status=response.status_code,
+                code="BULK_LOCATOR_MISSING",
+            )
         count = response.headers.get("Sforce-NumberOfRecords", "")
         return BulkResultsPage(
-            # Salesforce says "null" after the last page.
-            next_locator=None if next_locator in ("", "null") else next_locator,
+            next_locator=None if next_locator.strip() == "null" else next_locator,
             records=int(count) if count.isdigit() else None,
             lines=_text_lines(response.iter_content(chunk_size=64 * 1024)),
         )

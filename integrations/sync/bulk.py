@@ -85,7 +85,8 @@ class BulkCountMismatch(SalesforceRejectedError):
 
 
 class BulkResultsMalformed(SalesforceRejectedError):
-    """A result page was not the CSV of the columns the job selected."""
+    """A result page was not the CSV of the columns the job selected, or the
+    pages led back to one already read."""
 
 
 def _setting(name: str, default: Any) -> Any:
@@ -191,7 +192,7 @@ def bulk_pages(
             note(f"Bulk refused the query ({exc}); the object was read through REST.")
         return None
 
-    state = _await(client=client, job_id=job_id, before_poll=before_poll)
+    state, processed = _await(client=client, job_id=job_id, before_poll=before_poll)
     if state == "TimedOut":
         _abort(client=client, job_id=job_id)
         minutes = _setting("SALESFORCE_BULK_MAX_WAIT_SECONDS", DEFAULT_MAX_WAIT_SECONDS)
@@ -213,7 +214,9 @@ def bulk_pages(
             state,
         )
         return None
-    return _results(client=client, candidate=candidate, job_id=job_id)
+    return _results(
+        client=client, candidate=candidate, job_id=job_id, processed=processed
+    )
 
 
 def _bulk_cap_reached(*, client: SalesforceClient) -> str:
@@ -259,8 +262,9 @@ def _abort(*, client: SalesforceClient, job_id: str) -> None:
 
 def _await(
     *, client: SalesforceClient, job_id: str, before_poll: Callable[[], None]
-) -> str:
-    """Poll a job with growing waits until it ends; return its last state.
+) -> tuple[str, int | None]:
+    """Poll a job with growing waits until it ends; return its last state and
+    the number of records it says it found, if it says.
 
     "TimedOut" when it has not ended by SALESFORCE_BULK_MAX_WAIT_SECONDS.
     `before_poll` may stop the wait by raising (the run's API budget spent);
@@ -276,23 +280,38 @@ def _await(
         except Exception:
             _abort(client=client, job_id=job_id)
             raise
-        state = client.bulk_query_state(job_id=job_id)["state"]
+        job = client.bulk_query_state(job_id=job_id)
+        state = job["state"]
         if state in ("JobComplete", "Failed", "Aborted"):
-            return state
+            processed = job.get("numberRecordsProcessed")
+            is_count = isinstance(processed, int) and not isinstance(processed, bool)
+            return state, processed if is_count else None
         if time.monotonic() + wait > deadline:
-            return "TimedOut"
+            return "TimedOut", None
         time.sleep(wait)
         wait = min(wait * 2, 30.0) if wait else 0
 
 
 def _results(
-    *, client: SalesforceClient, candidate: BulkCandidate, job_id: str
+    *,
+    client: SalesforceClient,
+    candidate: BulkCandidate,
+    job_id: str,
+    processed: int | None = None,
 ) -> Iterator[list[Record]]:
-    """Stream the job's CSV pages, checking each one's declared row count."""
+    """Stream the job's CSV pages, checking each one's declared row count,
+    and all of them together against the records the job found.
+
+    A read that ends short, or that goes round in circles, raises rather
+    than ending: what it did not return would be taken as deleted.
+    """
     max_records = _setting("SALESFORCE_BULK_MAX_RECORDS", DEFAULT_MAX_RECORDS)
     convert = _converter(candidate)
     columns = bulk_columns(candidate.schema, candidate.fields)
+    object_name = candidate.schema.name
     locator: str | None = None
+    locators: set[str] = set()
+    total = 0
     while True:
         page = client.bulk_query_results(
             job_id=job_id, max_records=max_records, locator=locator
@@ -317,9 +336,25 @@ def _results(
             )
         if batch:
             yield batch
+        total += rows
         if page.next_locator is None:
-            return
+            break
+        if page.next_locator in locators:
+            raise BulkResultsMalformed(
+                f"The Bulk results of {object_name} led back to a page already "
+                "read; the read stopped so nothing is taken as deleted.",
+                code="BULK_LOCATOR_LOOP",
+            )
+        locators.add(page.next_locator)
         locator = page.next_locator
+    if processed is not None and total != processed:
+        # https://developer.salesforce.com/docs/atlas.en-us.api_asynch.meta/api_asynch/query_get_one_job.htm
+        raise BulkCountMismatch(
+            f"The Bulk results of {object_name} held {total:,} rows where the "
+            f"job found {processed:,}; the read stopped so nothing is taken as "
+            "deleted.",
+            code="BULK_COUNT_MISMATCH",
+        )
 
 
 def _rows(

@@ -401,6 +401,9 @@ def rows_opt_outs_left_out(
     people who just opted out. Only people already stored are changed.
     """
     stamp, opt_out = plan.cursor_field, plan.opt_out_field
+    # TODO: a QUERY_TIMEOUT here fails the object's read, where the records'
+    # own read is narrowed into halves of its window (see _read_narrowing);
+    # this statement should be narrowed the same way.
     statement = (
         f"SELECT Id FROM {plan.schema.name} "
         f"WHERE {opt_out} = true AND {stamp} >= {soql.quote(since)}"

@@ -4,6 +4,7 @@ import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import router, transaction
 from django.db.models import Exists, OuterRef, Q
@@ -120,8 +121,12 @@ def _budget_check(*, client: SalesforceClient) -> None:
     for writes. The customer's other integrations need the rest.
     https://developer.salesforce.com/docs/atlas.en-us.salesforce_app_limits_cheatsheet.meta/salesforce_app_limits_cheatsheet/salesforce_app_limits_platform_api.htm
     """
-    usage = client.api_usage
+    usage = client.api_usage_or_limits()
     if usage is None:
+        # TODO: with neither Sforce-Limit-Info nor /limits readable (a proxy
+        # dropping headers, a user without "View Setup and Configuration"),
+        # a run has no share to stop at; a configured allocation per
+        # connection would give it one.
         return
     used, maximum = usage
     if client.calls >= maximum * settings.SALESFORCE_RUN_BUDGET_PERCENT / 100:
@@ -269,6 +274,61 @@ class _Tally:
         self.unseen_before: datetime | None = None
         # Merges met on the way: losing Id -> surviving Id.
         self.survivors: dict[str, str] = {}
+        # When the object's read began, by our clock.
+        self.began = timezone.now()
+        # Whether the opt-outs a filter leaves out were read before the
+        # records; checkpoints then stay at `began` (see _opt_outs_read).
+        self.opt_outs_read = False
+        # Whether reading them first timed out: they are then read last.
+        self.opt_outs_deferred = False
+
+    def capped(self, stamp: datetime) -> datetime:
+        """Return how far a checkpoint may move for a read up to `stamp`."""
+        return min(stamp, self.began) if self.opt_outs_read else stamp
+
+
+def _opt_outs_due(*, plan: ObjectPlan, tally: _Tally) -> bool:
+    return (
+        not tally.opt_outs_read
+        and tally.unseen_before is not None
+        and plan.is_filtered
+        and plan.opt_out_field is not None
+        and plan.cursor_field is not None
+    )
+
+
+def _opt_outs_read(
+    *, run: SyncRun, client: SalesforceClient, plan: ObjectPlan, tally: _Tally
+) -> None:
+    """Opt out the stored people a filter left out who opted out since the
+    last read, before the records are read.
+
+    Opt-outs are always respected. A filter such as `HasOptedOutOfEmail =
+    false` leaves exactly those people out, so nothing the read stores moves
+    past their stamps; read after the records, a run stopped midway (its
+    budget, its worker) would leave its checkpoints past them. Checkpoints
+    then stay at the moment the read began, so an opt-out stamped while it
+    ran is read by the next. A full read also asks after the people it
+    finds missing (see rows_mark_missing).
+    """
+    if tally.opt_outs_deferred or not _opt_outs_due(plan=plan, tally=tally):
+        return
+    _budget_check(client=client)
+    try:
+        run.records_updated += rows_opt_outs_left_out(
+            plan=plan,
+            connection=run.connection,
+            client=client,
+            since=tally.unseen_before,
+        )
+    except SalesforceTransientError as exc:
+        # Narrowed windows would time out on it again: it is read once the
+        # records are, as a last step.
+        if exc.code != "QUERY_TIMEOUT":
+            raise
+        tally.opt_outs_deferred = True
+        return
+    tally.opt_outs_read = True
 
 
 def _stamped_since(record: dict, field: str | None, since: datetime) -> bool:
@@ -330,6 +390,7 @@ def _read_object(
         # Told, not counted as an error: every record is still read.
         _note(run, object_name=object_name, record_id="", field="", problem=text)
 
+    _opt_outs_read(run=run, client=client, plan=plan, tally=tally)
     pages = read_records(
         client=client,
         plan=plan.query,
@@ -337,8 +398,7 @@ def _read_object(
         include_deleted=plan.include_deleted,
         on_note=on_note,
         first_page=first_reads.take(plan=plan) if first_reads else None,
-        # A long Bulk job is waited for within the run's budget too.
-        before_poll=lambda: _budget_check(client=client),
+        before_poll=lambda: _before_poll(client=client, claim=claim),
     )
     # Only an object with rules does any work for them.
     watch = SignalWatch(run=run, plan=plan, rules=rules) if rules else None
@@ -372,9 +432,15 @@ def _read_object(
                     if row["salesforce_id"] not in result.written_ids
                 ],
             )
-        for row in rows:
-            if row.get("merged_into_salesforce_id"):
-                tally.survivors[row["salesforce_id"]] = row["merged_into_salesforce_id"]
+        merged = [row for row in rows if row.get("merged_into_salesforce_id")]
+        if merged:
+            # Handed over before the checkpoint passes the losers: a run that
+            # stops after this page would not read them again. A survivor
+            # not stored yet comes later in the read; all are applied again
+            # once it ends.
+            rows_merge(plan=plan, connection=connection, rows=merged)
+        for row in merged:
+            tally.survivors[row["salesforce_id"]] = row["merged_into_salesforce_id"]
         deleted = sum(1 for row in rows if row.get("deleted_at"))
 
         run.records_fetched += len(records)
@@ -394,11 +460,18 @@ def _read_object(
             )
         _note_all(run, plan=plan, problems=problems + result.problems)
         if checkpoints and page_newest is not None:
-            _checkpoint(run=run, plan=plan, value=page_newest)
+            _checkpoint(run=run, plan=plan, value=tally.capped(page_newest))
         claim.renew()
         if on_page:
             on_page(object_name, len(records))
         _budget_check(client=client)
+
+
+def _before_poll(*, client: SalesforceClient, claim: _Claim) -> None:
+    """Wait for a Bulk job within the run's budget, and hold the claim while
+    waiting: a job can run for longer than a claim outlives its last page."""
+    _budget_check(client=client)
+    claim.renew()
 
 
 def _note_rules(run: SyncRun, *, plan: ObjectPlan, rules: list[SignalRule]) -> None:
@@ -554,21 +627,14 @@ def _sync_object(
                 problem=f"a mapped field was refused; described again: {exc}",
             )
 
-    if (
-        plan.is_filtered
-        and plan.opt_out_field is not None
-        and plan.cursor_field is not None
-        and cursor is not None
-    ):
-        # Opt-outs are always respected, also of people the filter left out
-        # since the last read; a full read also asks after those it finds
-        # missing (see rows_mark_missing).
+    if _opt_outs_due(plan=plan, tally=tally):
+        # Not read before the records (the query timed out): read now.
         _budget_check(client=client)
         run.records_updated += rows_opt_outs_left_out(
             plan=plan,
             connection=run.connection,
             client=client,
-            since=cursor.value - CURSOR_OVERLAP,
+            since=tally.unseen_before,
         )
 
     for name, reason in plan.skipped.items():
@@ -634,7 +700,12 @@ def _sync_object(
             value=min(tally.newest, run.started_at - CURSOR_OVERLAP),
         )
     elif tally.newest is not None and not plan.is_full_read:
-        _checkpoint(run=run, plan=plan, value=tally.newest)
+        # Statements of a split read run one after another: a record one
+        # part had already passed can change before a later part reads
+        # something newer. Past the moment the read began, only the newest
+        # stamp of a single ordered statement tells what was read.
+        newest = min(tally.newest, tally.began) if plan.query.is_split else tally.newest
+        _checkpoint(run=run, plan=plan, value=tally.capped(newest))
     ObjectMapping.objects.filter(pk=mapping.pk).update(skipped_fields=plan.skipped)
     if plan.is_full_read:
         # Only the configuration this read applied is done with: a change
@@ -789,6 +860,15 @@ def connection_sync(
         # goes on from them.
         run.status = SyncRun.Status.PARTIAL
         run.error_message = str(exc)
+    except SoftTimeLimitExceeded:
+        # Stopped as a worker that died is: what it read counts, and the
+        # next full sync goes on from it instead of starting again, to be
+        # stopped again at the same limit.
+        run.status = SyncRun.Status.FAILED
+        run.error_message = (
+            f"{INTERRUPTED} the run reached its time limit before it finished."
+        )
+        raise
     except Exception as exc:
         run.status = SyncRun.Status.FAILED
         run.error_message = f"Internal error: {type(exc).__name__}"

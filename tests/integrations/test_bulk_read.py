@@ -1,8 +1,10 @@
 import csv
 import re
+from datetime import timedelta
 
 import pytest
 from django.forms.models import model_to_dict
+from django.utils import timezone
 
 from integrations.models import FieldMapping, ObjectMapping, SyncRun
 from integrations.offline_org import offline_org_connect
@@ -10,7 +12,7 @@ from integrations.salesforce.client import _text_lines
 from integrations.salesforce.emulator import OfflineOrg
 from integrations.salesforce.emulator import bulk as emulator_bulk
 from integrations.salesforce.emulator.testing import mocked
-from integrations.sync.run import connection_sync
+from integrations.sync.run import connection_sync, sync_claim
 from people.models import CrmAccount, Person
 from tests.conftest import OFFLINE_HOST
 
@@ -508,3 +510,110 @@ def test_after_a_capped_job_no_other_is_tried_until_limits_show_room(two_large):
     assert len(_creates(mock)) - creates == 2
     assert len(_paths(mock, "/limits")) - limits == 2
     assert _notes(again) == []
+
+
+def _results_answered(monkeypatch, change) -> None:
+    """Let `change(response, locator_asked)` alter each Bulk results answer."""
+    plain = OfflineOrg._api_bulk_results
+
+    def answer(self, context, job_id):
+        response = plain(self, context, job_id)
+        change(response, context.request.args.get("locator"))
+        return response
+
+    monkeypatch.setattr(OfflineOrg, "_api_bulk_results", answer)
+
+
+def test_a_result_page_without_its_locator_takes_nothing_as_deleted(
+    org, org_http, connection, monkeypatch
+):
+    connection_sync(connection=connection)
+    _results_answered(
+        monkeypatch, lambda response, _: response.headers.pop("Sforce-Locator")
+    )
+
+    run = connection_sync(connection=connection)
+
+    assert run.status == SyncRun.Status.COMPLETED_WITH_ERRORS
+    assert "Sforce-Locator" in run.object_errors["Contact"]
+    assert Person.objects.count() == CONTACTS
+    assert not Person.objects.filter(deleted_at__isnull=False).exists()
+
+
+def test_results_leading_back_to_a_page_already_read_stop_the_read(
+    org, org_http, connection, monkeypatch
+):
+    pages = []
+
+    def back_to_the_second(response, locator):
+        pages.append(locator)
+        if locator:
+            response.headers["Sforce-Locator"] = locator
+
+    _results_answered(monkeypatch, back_to_the_second)
+
+    run = connection_sync(connection=connection)
+
+    assert run.status == SyncRun.Status.COMPLETED_WITH_ERRORS
+    assert "led back to a page already read" in run.object_errors["Contact"]
+    assert len(pages) == 2
+
+
+def test_results_ending_short_of_what_the_job_found_take_nothing_as_deleted(
+    org, org_http, connection, monkeypatch
+):
+    connection_sync(connection=connection)
+
+    def last_page_at_once(response, _):
+        response.headers["Sforce-Locator"] = "null"
+
+    _results_answered(monkeypatch, last_page_at_once)
+
+    run = connection_sync(connection=connection)
+
+    assert run.status == SyncRun.Status.COMPLETED_WITH_ERRORS
+    assert f"where the job found {CONTACTS:,}" in run.object_errors["Contact"]
+    assert not Person.objects.filter(deleted_at__isnull=False).exists()
+
+
+class _OrgWhoseJobsTakeHours(OfflineOrg):
+    """An org where each status read of a Bulk job finds an hour gone by, and
+    where `on_poll` runs then."""
+
+    on_poll = None
+
+    def _api_bulk_job(self, context, job_id):
+        self.on_poll()
+        return super()._api_bulk_job(context, job_id)
+
+
+def test_a_long_wait_for_a_bulk_job_keeps_the_runs_claim(member, settings, monkeypatch):
+    settings.SALESFORCE_SYNC_CLAIM_TIMEOUT_SECONDS = 3 * 60 * 60
+    org = _OrgWhoseJobsTakeHours(
+        generate={"contacts": CONTACTS},
+        seed=1,
+        load_sample=False,
+        bulk_polls_to_complete=5,
+    )
+    real_now = timezone.now
+    hours = []
+    monkeypatch.setattr(
+        timezone, "now", lambda: real_now() + timedelta(hours=len(hours))
+    )
+    others = []
+
+    def an_hour_later():
+        hours.append(1)
+        others.append(sync_claim(connection=connection))
+
+    org.on_poll = an_hour_later
+
+    with mocked(org, base_url=f"https://{OFFLINE_HOST}"):
+        connection = offline_org_connect(
+            workspace=member.workspace, user=member.user, login_host=OFFLINE_HOST
+        )
+        run = connection_sync(connection=connection)
+
+    assert len(hours) > 3
+    assert others and all(claim is None for claim in others)
+    assert run.status == SyncRun.Status.SUCCESS

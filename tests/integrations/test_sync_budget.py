@@ -125,3 +125,25 @@ def test_runs_skipped_for_the_budget_go_on_only_within_a_day_of_the_first(
 
     assert "skipped without reading any data" in later.error_message
     assert later.objects_done == []
+
+
+@pytest.mark.parametrize(
+    "header",
+    ["", "api-usage=unknown", "api-usage=5/0", "api-usage=99999999999999999999/60"],
+)
+def test_a_run_without_readable_usage_headers_still_stops_at_its_share(
+    small_org, monkeypatch, header
+):
+    org, connection, mock = small_org
+    # A proxy in front of the org drops or garbles Sforce-Limit-Info.
+    monkeypatch.setattr(org.usage, "header", lambda: header)
+    before = len(mock.calls)
+
+    run = connection_sync(connection=connection, batch_size=50)
+
+    limits = [c for c in mock.calls[before:] if c.request.url.endswith("/limits/")]
+    assert run.status == SyncRun.Status.PARTIAL
+    assert "Partial — API budget" in run.error_message
+    assert _api_calls(mock, before) <= 6 + 1
+    assert len(limits) == 1
+    assert "of the org's 60 a day" in run.error_message

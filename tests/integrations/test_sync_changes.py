@@ -4,6 +4,7 @@ import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from celery.exceptions import SoftTimeLimitExceeded
 from django.urls import reverse
 
 from integrations.configuration import object_mapping_mark_changed
@@ -27,6 +28,7 @@ from people.models import CrmAccount, CrmRecord, Person
 from people.rows import rows_insert
 from tests.conftest import OFFLINE_HOST
 from tests.emulator.support import FakeClock
+from tests.integrations.support import sent_queries
 
 pytestmark = pytest.mark.django_db
 
@@ -915,3 +917,158 @@ def test_a_saved_cursor_never_moves_back_from_one_run_to_the_next(clocked):
     assert Person.objects.get(salesforce_id=late["Id"]).title == "Committed late"
     assert saved == sorted(saved)
     assert saved[2] == saved[1] == clock.now - timedelta(minutes=8)
+
+
+def test_a_chain_of_merges_in_one_second_hands_the_history_to_the_last_survivor(
+    clocked,
+):
+    org, clock, connection, _ = clocked
+    connection_sync(connection=connection)
+    # Read in order of stamp, then Id: the middle record comes first.
+    middle, first, last = sorted(c["Id"] for c in org.store.records("Contact"))[:3]
+    opened = Event.objects.create(
+        workspace=connection.workspace,
+        kind=Event.Kind.EMAIL_OPENED,
+        idempotency_key="opened-1",
+        person=Person.objects.get(salesforce_id=first),
+        occurred_at=clock.now,
+    )
+    clock.now += timedelta(hours=1)
+    org.store.merge(first, middle)
+    org.store.merge(middle, last)
+
+    _recent(connection)
+
+    opened.refresh_from_db()
+    survivor = Person.objects.get(salesforce_id=last)
+    assert opened.person == survivor
+    assert Person.objects.get(salesforce_id=middle).merged_into == survivor
+
+
+def test_a_change_behind_a_part_already_read_is_read_by_the_next_sync(member, settings):
+    # An org whose clock runs with ours.
+    clock = FakeClock(datetime.now(UTC))
+    org = _OrgChangingBetweenGroups(clock=clock)
+    with mocked(org, base_url=f"https://{OFFLINE_HOST}") as mock:
+        connection = offline_org_connect(
+            workspace=member.workspace, user=member.user, login_host=OFFLINE_HOST
+        )
+        mapping_create_defaults(connection=connection)
+        contacts = org.store.records("Contact")
+        names = sorted({c["LastName"] for c in contacts})
+        # A filter too long for one statement: read in parts, one by one.
+        quoted = ", ".join(f"'{name}'" for name in names if "'" not in name)
+        connection.object_mappings.filter(object_name="Contact").update(
+            filter=f"LastName IN ({quoted})"
+        )
+        settings.SALESFORCE_QUERY_URL_BUDGET = 1500
+        connection_sync(connection=connection)
+        first_part = next(c for c in contacts if c["LastName"] == names[0])
+        last_part = next(c for c in contacts if c["LastName"] == names[-1])
+
+        def between():
+            clock.now += timedelta(minutes=10)
+            org.store.update(first_part["Id"], {"Title": "Behind the read"})
+            clock.now += timedelta(minutes=10)
+            org.store.update(last_part["Id"], {"Title": "Ahead of the read"})
+
+        org.between = between
+        before = len(sent_queries(mock))
+        _recent(connection)
+        clock.now += timedelta(minutes=1)
+
+        _recent(connection)
+        parts = [q for q in sent_queries(mock)[before:] if "FROM Contact" in q]
+
+    assert len(parts) > 2
+    assert Person.objects.get(salesforce_id=last_part["Id"]).title == (
+        "Ahead of the read"
+    )
+    assert Person.objects.get(salesforce_id=first_part["Id"]).title == (
+        "Behind the read"
+    )
+
+
+def test_a_full_sync_stopped_by_its_time_limit_is_followed_by_one_that_goes_on(
+    clocked,
+):
+    org, clock, connection, mock = clocked
+
+    def out_of_time_in_contacts(object_name, count):
+        if object_name == "Contact":
+            raise SoftTimeLimitExceeded()
+
+    with pytest.raises(SoftTimeLimitExceeded):
+        connection_sync(connection=connection, on_page=out_of_time_in_contacts)
+    stopped = SyncRun.objects.get()
+    before = len(mock.calls)
+    resumed = connection_sync(connection=connection)
+
+    queried = [c.request.url for c in mock.calls[before:] if "/query" in c.request.url]
+    assert stopped.status == SyncRun.Status.FAILED
+    assert stopped.error_message.startswith("Interrupted:")
+    assert resumed.status == SyncRun.Status.SUCCESS
+    assert not any("FROM+User" in url or "FROM+Account" in url for url in queried)
+    assert Person.objects.count() == org.store.count("Contact")
+
+
+def test_a_merge_read_before_the_run_was_killed_is_still_handed_over(clocked):
+    org, clock, connection, _ = clocked
+    connection_sync(connection=connection)
+    loser_id, survivor_id = _merge_pair(org, "Contact")
+    opened = Event.objects.create(
+        workspace=connection.workspace,
+        kind=Event.Kind.EMAIL_OPENED,
+        idempotency_key="opened-1",
+        person=Person.objects.get(salesforce_id=loser_id),
+        occurred_at=clock.now,
+    )
+    clock.now += timedelta(hours=1)
+    org.store.merge(loser_id, survivor_id)
+    # Later changes fill the rest of the first page, past the overlap.
+    clock.now += timedelta(minutes=10)
+    for contact in org.store.records("Contact")[:300]:
+        org.store.update(contact["Id"], {"Title": "Changed later"})
+
+    def killed_after_the_first_page(object_name, count):
+        if object_name == "Contact":
+            raise KeyboardInterrupt("worker killed")
+
+    with pytest.raises(KeyboardInterrupt):
+        _recent(connection, batch_size=200, on_page=killed_after_the_first_page)
+    _recent(connection, batch_size=200)
+
+    opened.refresh_from_db()
+    survivor = Person.objects.get(salesforce_id=survivor_id)
+    assert Person.objects.get(salesforce_id=loser_id).merged_into == survivor
+    assert opened.person == survivor
+
+
+def test_an_opt_out_the_filter_leaves_out_survives_a_run_killed_midway(clocked):
+    org, clock, connection, _ = clocked
+    mapping_create_defaults(connection=connection)
+    connection.object_mappings.filter(object_name="Contact").update(
+        filter="HasOptedOutOfEmail = false"
+    )
+    connection_sync(connection=connection)
+    contacts = [
+        c for c in org.store.records("Contact") if not c.get("HasOptedOutOfEmail")
+    ]
+    leaving = contacts[0]
+    clock.now += timedelta(hours=1)
+    org.store.update(leaving["Id"], {"HasOptedOutOfEmail": True})
+    # Later changes the filter lets through fill the first page.
+    clock.now += timedelta(minutes=10)
+    for contact in contacts[1:301]:
+        org.store.update(contact["Id"], {"Title": "Changed later"})
+
+    def killed_after_the_first_page(object_name, count):
+        if object_name == "Contact":
+            raise KeyboardInterrupt("worker killed")
+
+    with pytest.raises(KeyboardInterrupt):
+        _recent(connection, batch_size=200, on_page=killed_after_the_first_page)
+    _recent(connection, batch_size=200)
+
+    person = Person.objects.get(salesforce_id=leaving["Id"])
+    assert person.has_opted_out_of_email is True

@@ -437,3 +437,29 @@ def test_the_next_run_after_paged_reads_starts_past_the_first_page(faulty):
     [statement] = [q for q in sent_queries(mock)[read:] if "FROM Contact" in q]
     since = datetime(2026, 1, 1, 12, tzinfo=UTC) - CURSOR_OVERLAP
     assert f"WHERE SystemModstamp >= {since:%Y-%m-%dT%H:%M:%SZ}" in statement
+
+
+def test_a_next_page_leading_back_to_one_already_read_stops_the_read(faulty):
+    org, connection, mock = faulty
+    paged = _paged_contacts(3)
+
+    def round_in_circles(environ):
+        status, content_type, body = paged(environ) or (None, None, None)
+        if status is None:
+            return None
+        page = json.loads(body)
+        if not page["done"]:
+            # The second page names itself as the next one.
+            page["nextRecordsUrl"] = _NEXT_PAGES[0]
+        return status, content_type, json.dumps(page)
+
+    org.answer = round_in_circles
+
+    run = connection_sync(
+        connection=connection, kind=SyncRun.Kind.RECENT, batch_size=1000
+    )
+
+    assert run.status == SyncRun.Status.COMPLETED_WITH_ERRORS
+    assert "already read" in run.object_errors["Contact"]
+    assert len(_contact_reads(mock)) == 2
+    assert Person.objects.count() == 2

@@ -266,3 +266,30 @@ def test_every_record_is_stored_once_whatever_the_page_sizes(
     assert run.records_fetched == run.records_created == contacts
     pages = (3 if short else 0) + -(-(contacts - 3 * short) // batch_size)
     assert _contact_page_calls(org_http, before) == pages
+
+
+def test_opt_outs_timing_out_before_a_narrowed_read_are_asked_for_once_more(
+    org, org_http, connection
+):
+    from django.utils import timezone
+
+    from integrations.models import SyncCursor
+
+    contact = connection.object_mappings.get(object_name="Contact")
+    contact.filter = "HasOptedOutOfEmail = false"
+    contact.save()
+    connection_sync(connection=connection)
+    SyncCursor.objects.filter(connection=connection, object_name="Contact").update(
+        value=timezone.now() - timedelta(days=8)
+    )
+    org.faults.time_out_queries(wider_than=timedelta(days=3), sobject="Contact")
+    before = len(org_http.calls)
+
+    connection_sync(connection=connection, kind=SyncRun.Kind.RECENT)
+
+    opt_out_queries = [
+        c
+        for c in org_http.calls[before:]
+        if "HasOptedOutOfEmail+%3D+true" in c.request.url
+    ]
+    assert len(opt_out_queries) == 2
