@@ -74,14 +74,6 @@ def authorization_start(
     )
 
 
-def _is_salesforce_url(url: str) -> bool:
-    host = host_of(url)
-    allowed = {h.lower() for h in settings.SALESFORCE_EXTRA_LOGIN_HOSTS}
-    return host in allowed or host.split(":")[0].endswith(
-        (".salesforce.com", ".force.com")
-    )
-
-
 def authorization_complete(
     *,
     user: AbstractBaseUser,
@@ -134,12 +126,6 @@ def authorization_complete(
             code_verifier=pending.code_verifier,
             redirect_uri=pending.redirect_uri,
         )
-        if not _is_salesforce_url(token.identity_url) or not _is_salesforce_url(
-            token.instance_url
-        ):
-            raise ConnectError(
-                "Salesforce answered with an address outside Salesforce."
-            )
         identity = oauth.identity_fetch(
             identity_url=token.identity_url, access_token=token.access_token
         )
@@ -387,10 +373,6 @@ def connection_refresh_token(
             )
             grant_error = exc
         else:
-            if not _is_salesforce_url(token.instance_url):
-                raise SalesforceTransientError(
-                    "Refreshing the access token gave an address outside Salesforce."
-                )
             locked.access_token = token.access_token
             # Some Connected App policies rotate the refresh token on every use.
             if token.refresh_token:
