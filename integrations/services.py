@@ -1,4 +1,5 @@
 import logging
+import re
 import secrets
 from datetime import datetime, timedelta
 
@@ -26,6 +27,9 @@ from trig_crm.selectors import workspace_member_emails
 logger = logging.getLogger(__name__)
 
 AUTHORIZATION_TTL = timedelta(minutes=15)
+# The shape of the states `authorization_start` issues. Anything else is
+# refused before the lookup: PostgreSQL fails a query holding a NUL.
+_STATE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 class ConnectError(Exception):
@@ -92,7 +96,7 @@ def authorization_complete(
             PendingAuthorization.objects.select_for_update(of=("self",))
             .filter(state=state, user=user, workspace__memberships__user=user)
             .first()
-            if state and user.is_authenticated
+            if _STATE.fullmatch(state) and user.is_authenticated
             else None
         )
         if pending is None:

@@ -61,10 +61,10 @@ def salesforce_connect(request: HttpRequest) -> HttpResponse:
     # Reconnecting: the org's own login host and environment, so that the
     # customer signs in where the grant was issued.
     reconnecting = None
-    if request.GET.get("connection", "").isdigit():
-        reconnecting = selectors.connection_get(
-            workspace=workspace, pk=int(request.GET["connection"])
-        )
+    pk = request.GET.get("connection", "")
+    # ASCII digits only: str.isdigit() also takes "²", which int() refuses.
+    if pk.isascii() and pk.isdigit():
+        reconnecting = selectors.connection_get(workspace=workspace, pk=int(pk))
     initial = {}
     if reconnecting is not None:
         initial = {
