@@ -2,7 +2,7 @@ from datetime import timedelta
 from urllib.parse import urlencode
 
 from django.contrib import admin, messages
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import QuerySet, Sum
 from django.forms.models import BaseInlineFormSet
 from django.http import HttpRequest, HttpResponse
@@ -204,7 +204,9 @@ class SalesforceConnectionAdmin(admin.ModelAdmin):
             '<a href="{}" target="_blank">{}</a>', obj.instance_url, obj.instance_url
         )
 
-    @admin.action(description="Sync now (full)")
+    # Actions are offered to whoever may view the list; a sync spends the
+    # customer's API allocation, so it takes the right to change connections.
+    @admin.action(description="Sync now (full)", permissions=["change"])
     def sync_now(
         self, request: HttpRequest, queryset: QuerySet[SalesforceConnection]
     ) -> None:
@@ -499,6 +501,10 @@ class ObjectMappingAdmin(admin.ModelAdmin):
 
     def preview_view(self, request: HttpRequest, pk: int) -> HttpResponse:
         mapping = get_object_or_404(ObjectMapping, pk=pk)
+        # admin_view() lets in any staff member; the preview shows the
+        # customer's records, so it asks what the mapping's own page asks.
+        if not self.has_view_permission(request, mapping):
+            raise PermissionDenied
         context = {
             **self.admin_site.each_context(request),
             "title": f"Preview of {mapping}",
@@ -511,7 +517,7 @@ class ObjectMappingAdmin(admin.ModelAdmin):
             context["error"] = str(exc)
         return TemplateResponse(request, "admin/integrations/preview.html", context)
 
-    @admin.action(description="Sync this object now")
+    @admin.action(description="Sync this object now", permissions=["change"])
     def sync_object_now(
         self, request: HttpRequest, queryset: QuerySet[ObjectMapping]
     ) -> None:
