@@ -111,6 +111,10 @@ class ActionForm(forms.ModelForm):
         cleaned = super().clean()
         if self.errors or self.job is None or not cleaned.get("connection"):
             return cleaned
+        # A Job posted without a workspace is refused by its own form; its
+        # Actions have no workspace to be checked against.
+        if not self.job.workspace_id:
+            return cleaned
         action = self.instance
         for name in self.Meta.fields:
             setattr(action, name, cleaned.get(name))

@@ -471,3 +471,15 @@ def test_staff_who_may_only_view_api_keys_cannot_revoke_one(member, staff_who_ma
     )
 
     assert api_key_authenticate(secret=secret) == api_key
+
+
+def test_a_job_posted_without_a_workspace_is_refused_with_the_form(
+    org_http, connection, staff_client
+):
+    form = {**_job_form(connection), "workspace": ""}
+
+    response = staff_client.post(reverse("admin:jobs_job_add"), form)
+
+    assert response.status_code == 200
+    assert "This field is required." in response.content.decode()
+    assert not Job.objects.exists()
