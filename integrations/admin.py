@@ -339,7 +339,9 @@ class FieldMappingFormSet(BaseInlineFormSet):
         )
         for form in self.forms:
             data = getattr(form, "cleaned_data", None)
-            if not data or data.get("DELETE"):
+            # A row refused on its own (no field named, say) shows why; it is
+            # not compared with the others.
+            if not data or data.get("DELETE") or form.errors:
                 continue
             field_name = data.get("salesforce_field") or ""
             if (
