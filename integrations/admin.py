@@ -33,7 +33,7 @@ from integrations.models import (
 )
 from integrations.salesforce.client import SalesforceClientError
 from integrations.salesforce.soql_build import QueryTooLong
-from integrations.services import connection_disconnect
+from integrations.services import connection_disconnect, connection_sync_request
 from integrations.sync.defaults import ATTRIBUTES
 from integrations.sync.plan import HIDDEN_WORDS, PlanError
 from integrations.sync.schedule import sync_enqueue
@@ -131,6 +131,7 @@ class SalesforceConnectionAdmin(admin.ModelAdmin):
         "last_recent_sync_at",
         "next_recent_sync_at",
         "sync_claimed_at",
+        "sync_requested_at",
         "api_usage_seen_at",
         "api_usage",
         "api_warning",
@@ -219,12 +220,15 @@ class SalesforceConnectionAdmin(admin.ModelAdmin):
                     level=messages.WARNING,
                 )
                 continue
-            sync_enqueue(
-                connection=connection,
-                kind=SyncRun.Kind.FULL,
-                trigger=SyncRun.Trigger.MANUAL,
-            )
-            queued += 1
+            if connection_sync_request(connection=connection):
+                queued += 1
+            else:
+                self.message_user(
+                    request,
+                    f"{connection}: a sync asked for earlier has not finished yet; "
+                    "no other was queued.",
+                    level=messages.WARNING,
+                )
         if queued:
             self.message_user(request, f"Sync requested for {queued} connection(s).")
 

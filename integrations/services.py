@@ -7,11 +7,12 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.mail import send_mail
 from django.db import transaction
+from django.db.models import Q
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 
-from integrations.models import PendingAuthorization, SalesforceConnection
+from integrations.models import PendingAuthorization, SalesforceConnection, SyncRun
 from integrations.salesforce import oauth
 from integrations.salesforce.client import (
     ReconnectRequired,
@@ -20,6 +21,7 @@ from integrations.salesforce.client import (
     SalesforceTransientError,
 )
 from integrations.salesforce.http import host_of
+from integrations.sync.schedule import sync_enqueue
 from people.services import clean_text
 from trig_crm.models import Workspace
 from trig_crm.selectors import workspace_member_emails
@@ -412,6 +414,43 @@ def connection_client(
         on_token_expired=lambda c: connection_refresh_token(connection=c),
         batch_size=batch_size,
     )
+
+
+# A request this old is taken to have been lost with its task: a requested
+# sync may wait for the one going (up to the task's 6-hour limit) and then
+# run as long itself.
+SYNC_REQUEST_TIMEOUT = timedelta(hours=12)
+
+
+def connection_sync_request(*, connection: SalesforceConnection) -> bool:
+    """Queue a full sync someone asked for; False if one asked for earlier
+    has not ended, in which case nothing more is queued.
+
+    Pressing "Sync now" again and again would otherwise queue a full sync
+    per press, each waiting for the one before and then reading the whole
+    org again.
+    """
+    now = timezone.now()
+    claimed = (
+        SalesforceConnection.objects.filter(pk=connection.pk)
+        .filter(
+            Q(sync_requested_at__isnull=True)
+            | Q(sync_requested_at__lt=now - SYNC_REQUEST_TIMEOUT)
+        )
+        .update(sync_requested_at=now)
+    )
+    if not claimed:
+        return False
+
+    sync_enqueue(
+        connection=connection, kind=SyncRun.Kind.FULL, trigger=SyncRun.Trigger.MANUAL
+    )
+    return True
+
+
+def connection_sync_request_end(*, connection_id: int) -> None:
+    """Let the next "Sync now" queue a sync again."""
+    SalesforceConnection.objects.filter(pk=connection_id).update(sync_requested_at=None)
 
 
 def connection_disconnect(*, connection: SalesforceConnection) -> bool:

@@ -11,9 +11,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from integrations import selectors, services
 from integrations.forms import ConnectSalesforceForm
-from integrations.models import SyncRun
 from integrations.salesforce.oauth import LoginHostError
-from integrations.sync.schedule import sync_enqueue
 from trig_crm.selectors import workspace_for_user
 
 
@@ -147,13 +145,14 @@ def connection_sync_now(request: HttpRequest, pk: int) -> HttpResponse:
         raise Http404("No such connection.")
     if not connection.is_usable:
         messages.error(request, "Reconnect the org before syncing it.")
-    else:
-        sync_enqueue(
-            connection=connection,
-            kind=SyncRun.Kind.FULL,
-            trigger=SyncRun.Trigger.MANUAL,
-        )
+    elif services.connection_sync_request(connection=connection):
         messages.success(request, "A sync has been requested.")
+    else:
+        messages.info(
+            request,
+            "A sync asked for earlier has not finished yet, so no other was "
+            "queued. Ask again once it has.",
+        )
     return redirect("integrations:connection-detail", pk=pk)
 
 
