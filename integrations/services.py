@@ -87,8 +87,9 @@ def authorization_complete(
     code: str,
     error: str = "",
     error_description: str = "",
-) -> SalesforceConnection:
-    """Turn the callback of an authorization into a connection.
+) -> tuple[SalesforceConnection, bool]:
+    """Turn the callback of an authorization into a connection; True with it
+    if the org is new to the workspace, False if its connection was updated.
 
     The pending authorization is used up whatever happens, so a callback can
     never be replayed. Nothing is stored unless the whole exchange succeeds.
@@ -180,7 +181,7 @@ def authorization_complete(
         connection.org_id,
         created,
     )
-    return connection
+    return connection, created
 
 
 def connection_org_name_read(*, connection: SalesforceConnection) -> None:

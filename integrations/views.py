@@ -96,7 +96,7 @@ def salesforce_connect(request: HttpRequest) -> HttpResponse:
 @_members_only
 def salesforce_callback(request: HttpRequest) -> HttpResponse:
     try:
-        connection = services.authorization_complete(
+        connection, created = services.authorization_complete(
             user=request.user,
             state=request.GET.get("state", ""),
             code=request.GET.get("code", ""),
@@ -112,7 +112,20 @@ def salesforce_callback(request: HttpRequest) -> HttpResponse:
             {"reason": str(exc)},
             status=status,
         )
-    messages.success(request, "Salesforce is connected.")
+    if created:
+        messages.success(request, "Salesforce is connected.")
+    else:
+        # Each approval is a grant of its own, and Salesforce keeps five per
+        # user and app: connecting an org again evicts older ones unseen.
+        # https://help.salesforce.com/apex/HTViewSolution?id=000205876&language=en_US
+        messages.warning(
+            request,
+            f"{connection} was already connected here: its connection was "
+            "updated, and keeps what it imported. Salesforce keeps five "
+            "approvals of Trig per Salesforce user and revokes the oldest "
+            "without notice, so connect each org once, with a user no other "
+            "Trig connection uses.",
+        )
     return redirect("integrations:connection-detail", pk=connection.pk)
 
 
