@@ -151,6 +151,14 @@ def authorization_complete(
             "the 'refresh_token' scope."
         )
 
+    # TODO: an org is one connection per workspace only. Connected from two
+    # workspaces it becomes two connections, each syncing the whole org and
+    # holding an approval of its own (which count toward the five per
+    # Salesforce user); neither workspace is told. And a reconnect that
+    # signs in to another org than the one being reconnected adds that org
+    # and leaves the first waiting: the pending authorization does not say
+    # which connection it reconnects. Both need a product decision (may
+    # workspaces share an org? refuse or ask on a mismatch?) before code.
     connection, created = SalesforceConnection.objects.update_or_create(
         workspace=pending.workspace,
         org_id=token.org_id,

@@ -1,6 +1,7 @@
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+import responses
 from django.urls import reverse
 
 from integrations.models import PendingAuthorization, SalesforceConnection, SyncRun
@@ -209,3 +210,19 @@ def test_a_reconnect_link_naming_no_connection_offers_a_new_connection(
     assert response.status_code == 200
     assert response.context["reconnecting"] is None
     assert response.context["form"].initial == {}
+
+
+def test_a_callback_after_the_member_left_the_workspace_connects_nothing(
+    client, member
+):
+    client.post(CONNECT_URL, {"environment": "production", "my_domain": ""})
+    state = PendingAuthorization.objects.get().state
+    MembershipFactory(user=member.user)
+    member.delete()
+
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as salesforce:
+        response = client.get(CALLBACK_URL, {"state": state, "code": "abc"})
+
+    assert response.status_code == 400
+    assert len(salesforce.calls) == 0
+    assert not SalesforceConnection.objects.exists()
