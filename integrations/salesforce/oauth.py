@@ -216,13 +216,25 @@ def _token_request(*, login_host: str, data: dict[str, str]) -> dict:
     return body
 
 
+def _issued_at(value: object) -> datetime | None:
+    """Read `issued_at`, milliseconds since the epoch; None if it is not one."""
+    text = str(value)
+    if not (text.isascii() and text.isdigit()):
+        return None
+    try:
+        return datetime.fromtimestamp(int(text) / 1000, tz=UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
 def _token_response(body: dict) -> TokenResponse:
-    issued_at = None
-    if str(body.get("issued_at", "")).isdigit():
-        issued_at = datetime.fromtimestamp(int(body["issued_at"]) / 1000, tz=UTC)
-    for key in ("instance_url", "id"):
+    for key in ("access_token", "instance_url", "id"):
         if not isinstance(body.get(key), str) or not body[key]:
             raise OAuthError("bad_response", f"the token response has no {key}")
+    if not isinstance(body.get("refresh_token") or "", str):
+        raise OAuthError(
+            "bad_response", "the token response's refresh_token is not text"
+        )
     # Both are fetched with the access token, and the API is called at the
     # instance URL from then on: an address outside Salesforce gets nothing.
     for key in ("instance_url", "id"):
@@ -237,7 +249,7 @@ def _token_response(body: dict) -> TokenResponse:
         refresh_token=body.get("refresh_token") or None,
         instance_url=body["instance_url"].rstrip("/"),
         identity_url=body["id"],
-        issued_at=issued_at,
+        issued_at=_issued_at(body.get("issued_at", "")),
     )
 
 

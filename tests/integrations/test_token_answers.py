@@ -1,10 +1,12 @@
 """Token answers pointing somewhere Trig must not send a token."""
 
 import re
+from datetime import timedelta
 
 import pytest
 import responses
 from django.urls import reverse
+from django.utils import timezone
 
 from integrations.models import PendingAuthorization, SalesforceConnection
 from integrations.salesforce.client import SalesforceTransientError
@@ -62,20 +64,24 @@ def salesforce():
         yield mock
 
 
-@pytest.mark.parametrize("answer", HOSTILE)
-def test_it_sends_no_token_where_a_token_answer_points_outside_salesforce(
-    client, member, salesforce, answer
-):
+def _callback(client, salesforce, answer: dict):
+    """Start a connect and come back with Salesforce's token answer."""
     client.post(
         reverse("integrations:salesforce-connect"),
         {"environment": "production", "my_domain": ""},
     )
     state = PendingAuthorization.objects.get().state
     salesforce.add(responses.POST, TOKEN_URL, json={**GOOD, **answer})
-
-    response = client.get(
+    return client.get(
         reverse("integrations:salesforce-callback"), {"state": state, "code": "abc"}
     )
+
+
+@pytest.mark.parametrize("answer", HOSTILE)
+def test_it_sends_no_token_where_a_token_answer_points_outside_salesforce(
+    client, member, salesforce, answer
+):
+    response = _callback(client, salesforce, answer)
 
     assert response.status_code == 400
     assert "Salesforce refused the connection" in response.content.decode()
@@ -95,3 +101,26 @@ def test_a_refresh_pointing_outside_salesforce_changes_nothing(salesforce, answe
     assert connection.access_token == "old"
     assert connection.instance_url == "https://acme.my.salesforce.com"
     assert connection.status == SalesforceConnection.Status.CONNECTED
+
+
+@pytest.mark.parametrize("issued_at", ["9" * 30, 99999999999999999, "²", "soon"])
+def test_an_issue_time_that_is_no_time_is_taken_as_now(
+    client, member, salesforce, issued_at
+):
+    response = _callback(client, salesforce, {"issued_at": issued_at})
+
+    connection = SalesforceConnection.objects.get()
+    assert response.status_code == 302
+    assert connection.token_issued_at > timezone.now() - timedelta(minutes=1)
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [{"access_token": {"token": "x"}}, {"access_token": 5}, {"refresh_token": ["x"]}],
+)
+def test_a_token_that_is_not_text_is_refused(client, member, salesforce, answer):
+    response = _callback(client, salesforce, answer)
+
+    assert response.status_code == 400
+    assert "Salesforce refused the connection" in response.content.decode()
+    assert not SalesforceConnection.objects.exists()
