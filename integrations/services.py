@@ -167,8 +167,10 @@ def authorization_complete(
             "login_host": pending.login_host,
             "instance_url": token.instance_url,
             "user_id": token.user_id,
-            "username": identity.username,
-            "user_display_name": identity.display_name,
+            "username": _column_text(identity.username, field="username"),
+            "user_display_name": _column_text(
+                identity.display_name, field="user_display_name"
+            ),
             "access_token": token.access_token,
             "refresh_token": token.refresh_token,
             "token_issued_at": token.issued_at or timezone.now(),
@@ -190,6 +192,13 @@ def authorization_complete(
         created,
     )
     return connection, created
+
+
+def _column_text(value: str, *, field: str) -> str:
+    """Fit text Salesforce gave into a connection's column: PostgreSQL
+    refuses a NUL, and a value longer than the column."""
+    limit = SalesforceConnection._meta.get_field(field).max_length
+    return clean_text(value)[:limit]
 
 
 def connection_org_name_read(*, connection: SalesforceConnection) -> None:

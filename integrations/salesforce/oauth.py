@@ -333,9 +333,10 @@ def identity_fetch(*, identity_url: str, access_token: str) -> Identity:
         raise OAuthError("identity", "the identity URL gave no usable answer") from exc
     if not isinstance(body, dict):
         raise OAuthError("identity", "the identity URL gave no usable answer")
+    username, display_name = body.get("username"), body.get("display_name")
     return Identity(
-        username=str(body.get("username", "")),
-        display_name=str(body.get("display_name", "")),
+        username=username if isinstance(username, str) else "",
+        display_name=display_name if isinstance(display_name, str) else "",
     )
 
 

@@ -47,7 +47,12 @@ def member(client):
 
 
 @pytest.fixture
-def salesforce():
+def identity():
+    return {"username": "admin@acme.example", "display_name": "Admin"}
+
+
+@pytest.fixture
+def salesforce(identity):
     """Any host answering as Salesforce would, so that where Trig sends its
     requests is what decides the outcome."""
     with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
@@ -59,7 +64,7 @@ def salesforce():
         mock.add(
             responses.GET,
             re.compile(r".*"),
-            json={"username": "admin@acme.example", "display_name": "Admin"},
+            json=identity,
         )
         yield mock
 
@@ -124,3 +129,23 @@ def test_a_token_that_is_not_text_is_refused(client, member, salesforce, answer)
     assert response.status_code == 400
     assert "Salesforce refused the connection" in response.content.decode()
     assert not SalesforceConnection.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "identity",
+    [
+        {"username": "a" * 300, "display_name": "Ann\x00 Admin" * 30},
+        {"username": {"name": "admin"}, "display_name": 7},
+    ],
+)
+def test_who_connected_is_kept_as_text_that_fits_its_columns(
+    client, member, salesforce, identity
+):
+    response = _callback(client, salesforce, {})
+
+    connection = SalesforceConnection.objects.get()
+    assert response.status_code == 302
+    for name in ("username", "user_display_name"):
+        value = getattr(connection, name)
+        assert "\x00" not in value and "{" not in value
+        assert len(value) <= SalesforceConnection._meta.get_field(name).max_length
