@@ -2,7 +2,7 @@ from datetime import timedelta
 from urllib.parse import urlencode
 
 from django.contrib import admin, messages
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import QuerySet, Sum
 from django.forms.models import BaseInlineFormSet
 from django.http import HttpRequest, HttpResponse
@@ -33,7 +33,7 @@ from integrations.models import (
 )
 from integrations.salesforce.client import SalesforceClientError
 from integrations.salesforce.soql_build import QueryTooLong
-from integrations.services import connection_disconnect
+from integrations.services import connection_disconnect, connection_sync_request
 from integrations.sync.defaults import ATTRIBUTES
 from integrations.sync.plan import HIDDEN_WORDS, PlanError
 from integrations.sync.schedule import sync_enqueue
@@ -131,6 +131,7 @@ class SalesforceConnectionAdmin(admin.ModelAdmin):
         "last_recent_sync_at",
         "next_recent_sync_at",
         "sync_claimed_at",
+        "sync_requested_at",
         "api_usage_seen_at",
         "api_usage",
         "api_warning",
@@ -204,7 +205,9 @@ class SalesforceConnectionAdmin(admin.ModelAdmin):
             '<a href="{}" target="_blank">{}</a>', obj.instance_url, obj.instance_url
         )
 
-    @admin.action(description="Sync now (full)")
+    # Actions are offered to whoever may view the list; a sync spends the
+    # customer's API allocation, so it takes the right to change connections.
+    @admin.action(description="Sync now (full)", permissions=["change"])
     def sync_now(
         self, request: HttpRequest, queryset: QuerySet[SalesforceConnection]
     ) -> None:
@@ -217,12 +220,15 @@ class SalesforceConnectionAdmin(admin.ModelAdmin):
                     level=messages.WARNING,
                 )
                 continue
-            sync_enqueue(
-                connection=connection,
-                kind=SyncRun.Kind.FULL,
-                trigger=SyncRun.Trigger.MANUAL,
-            )
-            queued += 1
+            if connection_sync_request(connection=connection):
+                queued += 1
+            else:
+                self.message_user(
+                    request,
+                    f"{connection}: a sync asked for earlier has not finished yet; "
+                    "no other was queued.",
+                    level=messages.WARNING,
+                )
         if queued:
             self.message_user(request, f"Sync requested for {queued} connection(s).")
 
@@ -337,7 +343,9 @@ class FieldMappingFormSet(BaseInlineFormSet):
         )
         for form in self.forms:
             data = getattr(form, "cleaned_data", None)
-            if not data or data.get("DELETE"):
+            # A row refused on its own (no field named, say) shows why; it is
+            # not compared with the others.
+            if not data or data.get("DELETE") or form.errors:
                 continue
             field_name = data.get("salesforce_field") or ""
             if (
@@ -499,6 +507,10 @@ class ObjectMappingAdmin(admin.ModelAdmin):
 
     def preview_view(self, request: HttpRequest, pk: int) -> HttpResponse:
         mapping = get_object_or_404(ObjectMapping, pk=pk)
+        # admin_view() lets in any staff member; the preview shows the
+        # customer's records, so it asks what the mapping's own page asks.
+        if not self.has_view_permission(request, mapping):
+            raise PermissionDenied
         context = {
             **self.admin_site.each_context(request),
             "title": f"Preview of {mapping}",
@@ -511,7 +523,7 @@ class ObjectMappingAdmin(admin.ModelAdmin):
             context["error"] = str(exc)
         return TemplateResponse(request, "admin/integrations/preview.html", context)
 
-    @admin.action(description="Sync this object now")
+    @admin.action(description="Sync this object now", permissions=["change"])
     def sync_object_now(
         self, request: HttpRequest, queryset: QuerySet[ObjectMapping]
     ) -> None:

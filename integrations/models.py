@@ -76,6 +76,9 @@ class SalesforceConnection(models.Model):
     last_recent_sync_at = models.DateTimeField(null=True, blank=True)
     next_recent_sync_at = models.DateTimeField(null=True, blank=True)
     sync_claimed_at = models.DateTimeField(null=True, blank=True)
+    # A full sync someone asked for that has not ended yet: asking again
+    # meanwhile queues nothing more.
+    sync_requested_at = models.DateTimeField(null=True, blank=True)
 
     # The org's API usage as the last response reported it.
     api_usage_used = models.PositiveIntegerField(

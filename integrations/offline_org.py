@@ -59,10 +59,11 @@ def offline_org_connect(
     callback = {
         key: values[0] for key, values in parse_qs(urlsplit(location).query).items()
     }
-    return authorization_complete(
+    connection, _ = authorization_complete(
         user=user,
         state=callback.get("state", ""),
         code=callback.get("code", ""),
         error=callback.get("error", ""),
         error_description=callback.get("error_description", ""),
     )
+    return connection

@@ -1,4 +1,5 @@
 import logging
+import re
 import secrets
 from datetime import datetime, timedelta
 
@@ -6,11 +7,12 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.mail import send_mail
 from django.db import transaction
+from django.db.models import Q
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 
-from integrations.models import PendingAuthorization, SalesforceConnection
+from integrations.models import PendingAuthorization, SalesforceConnection, SyncRun
 from integrations.salesforce import oauth
 from integrations.salesforce.client import (
     ReconnectRequired,
@@ -19,6 +21,7 @@ from integrations.salesforce.client import (
     SalesforceTransientError,
 )
 from integrations.salesforce.http import host_of
+from integrations.sync.schedule import sync_enqueue
 from people.services import clean_text
 from trig_crm.models import Workspace
 from trig_crm.selectors import workspace_member_emails
@@ -26,6 +29,9 @@ from trig_crm.selectors import workspace_member_emails
 logger = logging.getLogger(__name__)
 
 AUTHORIZATION_TTL = timedelta(minutes=15)
+# The shape of the states `authorization_start` issues. Anything else is
+# refused before the lookup: PostgreSQL fails a query holding a NUL.
+_STATE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 class ConnectError(Exception):
@@ -74,14 +80,6 @@ def authorization_start(
     )
 
 
-def _is_salesforce_url(url: str) -> bool:
-    host = host_of(url)
-    allowed = {h.lower() for h in settings.SALESFORCE_EXTRA_LOGIN_HOSTS}
-    return host in allowed or host.split(":")[0].endswith(
-        (".salesforce.com", ".force.com")
-    )
-
-
 def authorization_complete(
     *,
     user: AbstractBaseUser,
@@ -89,8 +87,9 @@ def authorization_complete(
     code: str,
     error: str = "",
     error_description: str = "",
-) -> SalesforceConnection:
-    """Turn the callback of an authorization into a connection.
+) -> tuple[SalesforceConnection, bool]:
+    """Turn the callback of an authorization into a connection; True with it
+    if the org is new to the workspace, False if its connection was updated.
 
     The pending authorization is used up whatever happens, so a callback can
     never be replayed. Nothing is stored unless the whole exchange succeeds.
@@ -100,7 +99,7 @@ def authorization_complete(
             PendingAuthorization.objects.select_for_update(of=("self",))
             .filter(state=state, user=user, workspace__memberships__user=user)
             .first()
-            if state and user.is_authenticated
+            if _STATE.fullmatch(state) and user.is_authenticated
             else None
         )
         if pending is None:
@@ -134,12 +133,6 @@ def authorization_complete(
             code_verifier=pending.code_verifier,
             redirect_uri=pending.redirect_uri,
         )
-        if not _is_salesforce_url(token.identity_url) or not _is_salesforce_url(
-            token.instance_url
-        ):
-            raise ConnectError(
-                "Salesforce answered with an address outside Salesforce."
-            )
         identity = oauth.identity_fetch(
             identity_url=token.identity_url, access_token=token.access_token
         )
@@ -158,6 +151,14 @@ def authorization_complete(
             "the 'refresh_token' scope."
         )
 
+    # TODO: an org is one connection per workspace only. Connected from two
+    # workspaces it becomes two connections, each syncing the whole org and
+    # holding an approval of its own (which count toward the five per
+    # Salesforce user); neither workspace is told. And a reconnect that
+    # signs in to another org than the one being reconnected adds that org
+    # and leaves the first waiting: the pending authorization does not say
+    # which connection it reconnects. Both need a product decision (may
+    # workspaces share an org? refuse or ask on a mismatch?) before code.
     connection, created = SalesforceConnection.objects.update_or_create(
         workspace=pending.workspace,
         org_id=token.org_id,
@@ -166,8 +167,10 @@ def authorization_complete(
             "login_host": pending.login_host,
             "instance_url": token.instance_url,
             "user_id": token.user_id,
-            "username": identity.username,
-            "user_display_name": identity.display_name,
+            "username": _column_text(identity.username, field="username"),
+            "user_display_name": _column_text(
+                identity.display_name, field="user_display_name"
+            ),
             "access_token": token.access_token,
             "refresh_token": token.refresh_token,
             "token_issued_at": token.issued_at or timezone.now(),
@@ -188,7 +191,14 @@ def authorization_complete(
         connection.org_id,
         created,
     )
-    return connection
+    return connection, created
+
+
+def _column_text(value: str, *, field: str) -> str:
+    """Fit text Salesforce gave into a connection's column: PostgreSQL
+    refuses a NUL, and a value longer than the column."""
+    limit = SalesforceConnection._meta.get_field(field).max_length
+    return clean_text(value)[:limit]
 
 
 def connection_org_name_read(*, connection: SalesforceConnection) -> None:
@@ -387,10 +397,6 @@ def connection_refresh_token(
             )
             grant_error = exc
         else:
-            if not _is_salesforce_url(token.instance_url):
-                raise SalesforceTransientError(
-                    "Refreshing the access token gave an address outside Salesforce."
-                )
             locked.access_token = token.access_token
             # Some Connected App policies rotate the refresh token on every use.
             if token.refresh_token:
@@ -426,6 +432,43 @@ def connection_client(
         on_token_expired=lambda c: connection_refresh_token(connection=c),
         batch_size=batch_size,
     )
+
+
+# A request this old is taken to have been lost with its task: a requested
+# sync may wait for the one going (up to the task's 6-hour limit) and then
+# run as long itself.
+SYNC_REQUEST_TIMEOUT = timedelta(hours=12)
+
+
+def connection_sync_request(*, connection: SalesforceConnection) -> bool:
+    """Queue a full sync someone asked for; False if one asked for earlier
+    has not ended, in which case nothing more is queued.
+
+    Pressing "Sync now" again and again would otherwise queue a full sync
+    per press, each waiting for the one before and then reading the whole
+    org again.
+    """
+    now = timezone.now()
+    claimed = (
+        SalesforceConnection.objects.filter(pk=connection.pk)
+        .filter(
+            Q(sync_requested_at__isnull=True)
+            | Q(sync_requested_at__lt=now - SYNC_REQUEST_TIMEOUT)
+        )
+        .update(sync_requested_at=now)
+    )
+    if not claimed:
+        return False
+
+    sync_enqueue(
+        connection=connection, kind=SyncRun.Kind.FULL, trigger=SyncRun.Trigger.MANUAL
+    )
+    return True
+
+
+def connection_sync_request_end(*, connection_id: int) -> None:
+    """Let the next "Sync now" queue a sync again."""
+    SalesforceConnection.objects.filter(pk=connection_id).update(sync_requested_at=None)
 
 
 def connection_disconnect(*, connection: SalesforceConnection) -> bool:

@@ -1,10 +1,14 @@
 import logging
 
 from celery import shared_task
+from celery.exceptions import Retry
 from django.utils import timezone
 
 from integrations.models import SalesforceConnection, SyncRun
-from integrations.services import connection_reconnect_notify
+from integrations.services import (
+    connection_reconnect_notify,
+    connection_sync_request_end,
+)
 from integrations.sync.run import NOT_RUN, SyncAlreadyRunning, connection_sync
 from integrations.sync.schedule import sync_enqueue_due
 
@@ -41,6 +45,34 @@ def sync_connection(
     trigger: str = SyncRun.Trigger.SCHEDULE,
     object_names: list[str] | None = None,
 ) -> int | None:
+    # A full sync someone asked for ("Sync now"): until it ends, asking
+    # again queues nothing more. It ends here unless it waits for another.
+    requested = trigger == SyncRun.Trigger.MANUAL and not object_names
+    waiting = False
+    try:
+        return _sync_connection(
+            self,
+            connection_id,
+            kind=kind,
+            trigger=trigger,
+            object_names=object_names,
+        )
+    except Retry:
+        waiting = True
+        raise
+    finally:
+        if requested and not waiting:
+            connection_sync_request_end(connection_id=connection_id)
+
+
+def _sync_connection(
+    task,
+    connection_id: int,
+    *,
+    kind: str,
+    trigger: str,
+    object_names: list[str] | None,
+) -> int | None:
     connection = SalesforceConnection.objects.filter(pk=connection_id).first()
     if connection is None or not connection.is_usable:
         return None
@@ -53,12 +85,12 @@ def sync_connection(
             object_names=object_names,
         )
     except SyncAlreadyRunning as exc:
-        manual = trigger == SyncRun.Trigger.MANUAL and not self.request.is_eager
-        if manual and self.request.retries < MANUAL_WAIT_TRIES:
+        manual = trigger == SyncRun.Trigger.MANUAL and not task.request.is_eager
+        if manual and task.request.retries < MANUAL_WAIT_TRIES:
             logger.info(
                 "Sync waits for the one running connection_id=%s", connection_id
             )
-            raise self.retry(countdown=MANUAL_WAIT_SECONDS, exc=exc) from exc
+            raise task.retry(countdown=MANUAL_WAIT_SECONDS, exc=exc) from exc
         if manual:
             # Out of tries, Celery would fail the task with the exception; the
             # request is told on the connection's runs instead, where it was

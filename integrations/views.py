@@ -11,9 +11,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from integrations import selectors, services
 from integrations.forms import ConnectSalesforceForm
-from integrations.models import SyncRun
 from integrations.salesforce.oauth import LoginHostError
-from integrations.sync.schedule import sync_enqueue
 from trig_crm.selectors import workspace_for_user
 
 
@@ -61,10 +59,10 @@ def salesforce_connect(request: HttpRequest) -> HttpResponse:
     # Reconnecting: the org's own login host and environment, so that the
     # customer signs in where the grant was issued.
     reconnecting = None
-    if request.GET.get("connection", "").isdigit():
-        reconnecting = selectors.connection_get(
-            workspace=workspace, pk=int(request.GET["connection"])
-        )
+    pk = request.GET.get("connection", "")
+    # ASCII digits only: str.isdigit() also takes "²", which int() refuses.
+    if pk.isascii() and pk.isdigit():
+        reconnecting = selectors.connection_get(workspace=workspace, pk=int(pk))
     initial = {}
     if reconnecting is not None:
         initial = {
@@ -98,7 +96,7 @@ def salesforce_connect(request: HttpRequest) -> HttpResponse:
 @_members_only
 def salesforce_callback(request: HttpRequest) -> HttpResponse:
     try:
-        connection = services.authorization_complete(
+        connection, created = services.authorization_complete(
             user=request.user,
             state=request.GET.get("state", ""),
             code=request.GET.get("code", ""),
@@ -114,7 +112,20 @@ def salesforce_callback(request: HttpRequest) -> HttpResponse:
             {"reason": str(exc)},
             status=status,
         )
-    messages.success(request, "Salesforce is connected.")
+    if created:
+        messages.success(request, "Salesforce is connected.")
+    else:
+        # Each approval is a grant of its own, and Salesforce keeps five per
+        # user and app: connecting an org again evicts older ones unseen.
+        # https://help.salesforce.com/apex/HTViewSolution?id=000205876&language=en_US
+        messages.warning(
+            request,
+            f"{connection} was already connected here: its connection was "
+            "updated, and keeps what it imported. Salesforce keeps five "
+            "approvals of Trig per Salesforce user and revokes the oldest "
+            "without notice, so connect each org once, with a user no other "
+            "Trig connection uses.",
+        )
     return redirect("integrations:connection-detail", pk=connection.pk)
 
 
@@ -147,13 +158,14 @@ def connection_sync_now(request: HttpRequest, pk: int) -> HttpResponse:
         raise Http404("No such connection.")
     if not connection.is_usable:
         messages.error(request, "Reconnect the org before syncing it.")
-    else:
-        sync_enqueue(
-            connection=connection,
-            kind=SyncRun.Kind.FULL,
-            trigger=SyncRun.Trigger.MANUAL,
-        )
+    elif services.connection_sync_request(connection=connection):
         messages.success(request, "A sync has been requested.")
+    else:
+        messages.info(
+            request,
+            "A sync asked for earlier has not finished yet, so no other was "
+            "queued. Ask again once it has.",
+        )
     return redirect("integrations:connection-detail", pk=pk)
 
 

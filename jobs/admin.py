@@ -111,6 +111,10 @@ class ActionForm(forms.ModelForm):
         cleaned = super().clean()
         if self.errors or self.job is None or not cleaned.get("connection"):
             return cleaned
+        # A Job posted without a workspace is refused by its own form; its
+        # Actions have no workspace to be checked against.
+        if not self.job.workspace_id:
+            return cleaned
         action = self.instance
         for name in self.Meta.fields:
             setattr(action, name, cleaned.get(name))
@@ -352,7 +356,13 @@ class FieldWriteAdmin(_ReadOnlyAdmin):
     def value_shown(self, obj: FieldWrite) -> str:
         return _value_shown(obj)
 
-    @admin.action(description="Retry the selected failures")
+    # No one edits a write by hand (see `_ReadOnlyAdmin`), yet sending one
+    # again is a change in the customer's org: it takes the permission to
+    # change writes, which only a role given it holds.
+    def has_retry_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("jobs.change_fieldwrite")
+
+    @admin.action(description="Retry the selected failures", permissions=["retry"])
     def retry_selected(
         self, request: HttpRequest, queryset: QuerySet[FieldWrite]
     ) -> None:
@@ -485,7 +495,8 @@ class ApiKeyAdmin(admin.ModelAdmin):
             level=messages.WARNING,
         )
 
-    @admin.action(description="Revoke the selected keys")
+    # Actions are offered to whoever may view the list.
+    @admin.action(description="Revoke the selected keys", permissions=["change"])
     def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
         revoked = sum(services.api_key_revoke(api_key=key) for key in queryset)
         self.message_user(request, f"{revoked} key(s) revoked.")

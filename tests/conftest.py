@@ -29,3 +29,22 @@ def staff_client(client, django_user_model):
     )
     client.force_login(staff)
     return client
+
+
+@pytest.fixture
+def staff_who_may(client, django_user_model):
+    """Sign in a Trig representative holding only the permissions named."""
+    from django.contrib.auth.models import Permission
+
+    def sign_in(*codenames: str):
+        staff = django_user_model.objects.create_user(
+            username="viewer",
+            email="viewer@trig.example",
+            password="a-long-password",
+            is_staff=True,
+        )
+        staff.user_permissions.set(Permission.objects.filter(codename__in=codenames))
+        client.force_login(staff)
+        return client
+
+    return sign_in

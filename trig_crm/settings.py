@@ -44,6 +44,22 @@ CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 # callback when a script connects an org).
 SITE_URL = env.str("SITE_URL", default="http://127.0.0.1:8000")
 
+# ---------------------------------------------------------------- HTTPS
+
+# In production the session and CSRF cookies travel over HTTPS only. Behind
+# a proxy that ends TLS, set SECURE_PROXY_SSL_HEADER=HTTP_X_FORWARDED_PROTO
+# so that Django sees such requests as HTTPS: the OAuth callback URL sent to
+# Salesforce is built from the request and must be the https:// one the
+# Connected App lists.
+# https://docs.djangoproject.com/en/5.2/howto/deployment/checklist/#https
+SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=not IS_LOCAL)
+CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=not IS_LOCAL)
+_PROXY_SSL_HEADER = env.str("SECURE_PROXY_SSL_HEADER", default="")
+if _PROXY_SSL_HEADER:
+    SECURE_PROXY_SSL_HEADER = (_PROXY_SSL_HEADER, "https")
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=False)
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0)
+
 # ---------------------------------------------------------------- Applications
 
 INSTALLED_APPS = [

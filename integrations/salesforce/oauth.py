@@ -33,6 +33,14 @@ _LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
 _MY_DOMAIN = re.compile(rf"^{_LABEL}\.my\.salesforce\.com$")
 _SANDBOX_MY_DOMAIN = re.compile(rf"^{_LABEL}\.sandbox\.my\.salesforce\.com$")
 _LIGHTNING = re.compile(rf"^({_LABEL})(\.sandbox)?\.lightning\.force\.com$")
+# Where a token answer may point Trig, and so where its tokens may go.
+_SALESFORCE_DOMAINS = (".salesforce.com", ".force.com")
+_HOSTNAME = re.compile(rf"^{_LABEL}(?:\.{_LABEL})+$")
+
+# The identity URL names the org and the user: /id/<org Id>/<user Id>.
+# https://help.salesforce.com/s/articleView?id=xcloud.remoteaccess_using_openid.htm&type=5
+_RECORD_ID = r"[A-Za-z0-9]{15}(?:[A-Za-z0-9]{3})?"
+_IDENTITY_PATH = re.compile(rf"^/id/(?=00D){_RECORD_ID}/{_RECORD_ID}/?$")
 
 
 class LoginHostError(ValueError):
@@ -129,6 +137,29 @@ def _not_a_login_address(raw: str) -> LoginHostError:
     )
 
 
+def is_salesforce_url(url: str) -> bool:
+    """Tell whether a URL may be sent a token: HTTPS to a host of Salesforce
+    (or one of SALESFORCE_EXTRA_LOGIN_HOSTS), with no user part in front of
+    the host, which would make `x.salesforce.com:1@elsewhere` look like one.
+    """
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = parts.port
+    except ValueError:
+        return False
+    if parts.scheme != "https" or "@" in parts.netloc:
+        return False
+    netloc = f"{host}:{port}" if port else host
+    if netloc in {h.lower() for h in settings.SALESFORCE_EXTRA_LOGIN_HOSTS}:
+        return True
+    return (
+        port in (None, 443)
+        and bool(_HOSTNAME.match(host))
+        and host.endswith(_SALESFORCE_DOMAINS)
+    )
+
+
 def pkce_pair() -> tuple[str, str]:
     """Return a PKCE code verifier and its S256 challenge."""
     verifier = secrets.token_urlsafe(64)
@@ -185,21 +216,40 @@ def _token_request(*, login_host: str, data: dict[str, str]) -> dict:
     return body
 
 
+def _issued_at(value: object) -> datetime | None:
+    """Read `issued_at`, milliseconds since the epoch; None if it is not one."""
+    text = str(value)
+    if not (text.isascii() and text.isdigit()):
+        return None
+    try:
+        return datetime.fromtimestamp(int(text) / 1000, tz=UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
 def _token_response(body: dict) -> TokenResponse:
-    issued_at = None
-    if str(body.get("issued_at", "")).isdigit():
-        issued_at = datetime.fromtimestamp(int(body["issued_at"]) / 1000, tz=UTC)
-    for key in ("instance_url", "id"):
+    for key in ("access_token", "instance_url", "id"):
         if not isinstance(body.get(key), str) or not body[key]:
             raise OAuthError("bad_response", f"the token response has no {key}")
-    if urlsplit(body["instance_url"]).scheme != "https":
-        raise OAuthError("bad_response", "instance_url is not an HTTPS URL")
+    if not isinstance(body.get("refresh_token") or "", str):
+        raise OAuthError(
+            "bad_response", "the token response's refresh_token is not text"
+        )
+    # Both are fetched with the access token, and the API is called at the
+    # instance URL from then on: an address outside Salesforce gets nothing.
+    for key in ("instance_url", "id"):
+        if not is_salesforce_url(body[key]):
+            raise OAuthError(
+                "bad_response", f"{key} is not an HTTPS address of Salesforce"
+            )
+    if not _IDENTITY_PATH.match(urlsplit(body["id"]).path):
+        raise OAuthError("bad_response", "the identity URL names no org and user")
     return TokenResponse(
         access_token=body["access_token"],
         refresh_token=body.get("refresh_token") or None,
         instance_url=body["instance_url"].rstrip("/"),
         identity_url=body["id"],
-        issued_at=issued_at,
+        issued_at=_issued_at(body.get("issued_at", "")),
     )
 
 
@@ -283,9 +333,10 @@ def identity_fetch(*, identity_url: str, access_token: str) -> Identity:
         raise OAuthError("identity", "the identity URL gave no usable answer") from exc
     if not isinstance(body, dict):
         raise OAuthError("identity", "the identity URL gave no usable answer")
+    username, display_name = body.get("username"), body.get("display_name")
     return Identity(
-        username=str(body.get("username", "")),
-        display_name=str(body.get("display_name", "")),
+        username=username if isinstance(username, str) else "",
+        display_name=display_name if isinstance(display_name, str) else "",
     )
 
 

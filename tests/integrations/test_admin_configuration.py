@@ -114,6 +114,7 @@ def test_staff_add_a_custom_object_in_the_admin_and_sync_it_now(
             {"field_mappings-1-salesforce_field": "Contact__r"},
             "Guest_Review__c has no field Contact__r the connected user can see.",
         ),
+        ({"field_mappings-0-salesforce_field": "  "}, "This field is required."),
     ],
 )
 def test_the_admin_refuses_a_bad_configuration_with_the_reason(

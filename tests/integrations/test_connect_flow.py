@@ -72,6 +72,19 @@ def test_connecting_the_same_org_again_updates_its_connection(org, org_http, sig
     assert SalesforceConnection.objects.get().refresh_token != first_token
 
 
+def test_connecting_an_org_again_warns_that_older_approvals_get_revoked(
+    org, org_http, signed_in
+):
+    first = signed_in.get(_consent(_start(signed_in), "allow"), follow=True)
+
+    again = signed_in.get(_consent(_start(signed_in), "allow"), follow=True)
+
+    assert "Salesforce is connected." in first.content.decode()
+    page = again.content.decode()
+    assert "was already connected here" in page
+    assert "revokes the oldest without notice" in page
+
+
 def test_a_customer_who_denies_access_is_told_and_nothing_is_stored(
     org, org_http, signed_in
 ):

@@ -1,6 +1,7 @@
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+import responses
 from django.urls import reverse
 
 from integrations.models import PendingAuthorization, SalesforceConnection, SyncRun
@@ -183,3 +184,45 @@ def test_a_run_of_chosen_objects_is_shown_as_such(client, member, org_http):
     assert chosen.objects_asked == ["Contact"] and whole.objects_asked == []
     assert "<td>Full: Contact only</td>" in page
     assert "<td>Recent changes</td>" in page
+
+
+@pytest.mark.parametrize("state", ["a\x00b", "x" * 65, "has spaces", "é" * 43])
+def test_it_refuses_a_state_it_could_never_have_issued(client, member, state):
+    client.post(CONNECT_URL, {"environment": "production", "my_domain": ""})
+
+    response = client.get(CALLBACK_URL, {"state": state, "code": "abc"})
+
+    assert response.status_code == 400
+    assert (
+        "unknown, expired or was started by someone else" in response.content.decode()
+    )
+    assert PendingAuthorization.objects.count() == 1
+
+
+@pytest.mark.parametrize("connection", ["²", "٣", "1e3", "-1", "99999999999999999999"])
+def test_a_reconnect_link_naming_no_connection_offers_a_new_connection(
+    client, member, connection
+):
+    SalesforceConnectionFactory(workspace=member.workspace)
+
+    response = client.get(CONNECT_URL, {"connection": connection})
+
+    assert response.status_code == 200
+    assert response.context["reconnecting"] is None
+    assert response.context["form"].initial == {}
+
+
+def test_a_callback_after_the_member_left_the_workspace_connects_nothing(
+    client, member
+):
+    client.post(CONNECT_URL, {"environment": "production", "my_domain": ""})
+    state = PendingAuthorization.objects.get().state
+    MembershipFactory(user=member.user)
+    member.delete()
+
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as salesforce:
+        response = client.get(CALLBACK_URL, {"state": state, "code": "abc"})
+
+    assert response.status_code == 400
+    assert len(salesforce.calls) == 0
+    assert not SalesforceConnection.objects.exists()

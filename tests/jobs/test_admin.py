@@ -434,3 +434,52 @@ def test_it_shows_the_writes_of_an_event_and_a_run_in_a_fixed_number_of_queries(
 
     assert small_event_page == large_event_page
     assert small_run_page == large_run_page
+
+
+def test_staff_who_may_only_view_writes_cannot_send_them_again(
+    org, org_http, connection, people, staff_who_may, django_capture_on_commit_callbacks
+):
+    failed = FieldWriteFactory(
+        action=ActionFactory(connection=connection),
+        event=EventFactory(workspace=connection.workspace, person=people[0]),
+    )
+    org.writes.fail(people[0].salesforce_id, "FIELD_CUSTOM_VALIDATION_EXCEPTION")
+    connection_write_pending(connection=connection)
+    org_http.calls.reset()
+    client = staff_who_may("view_fieldwrite")
+
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(
+            reverse("admin:jobs_fieldwrite_changelist"),
+            {"action": "retry_selected", "_selected_action": [failed.pk]},
+        )
+
+    failed.refresh_from_db()
+    assert failed.status == FieldWrite.Status.FAILED
+    assert len(org_http.calls) == 0
+
+
+def test_staff_who_may_only_view_api_keys_cannot_revoke_one(member, staff_who_may):
+    from jobs.services import api_key_create
+
+    api_key, secret = api_key_create(workspace=member.workspace, name="In use")
+    client = staff_who_may("view_apikey")
+
+    client.post(
+        reverse("admin:jobs_apikey_changelist"),
+        {"action": "revoke", "_selected_action": [api_key.pk]},
+    )
+
+    assert api_key_authenticate(secret=secret) == api_key
+
+
+def test_a_job_posted_without_a_workspace_is_refused_with_the_form(
+    org_http, connection, staff_client
+):
+    form = {**_job_form(connection), "workspace": ""}
+
+    response = staff_client.post(reverse("admin:jobs_job_add"), form)
+
+    assert response.status_code == 200
+    assert "This field is required." in response.content.decode()
+    assert not Job.objects.exists()
