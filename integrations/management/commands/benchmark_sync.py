@@ -51,7 +51,7 @@ from people.models import CrmAccount, CrmRecord, Organisation, Owner, Person
 # The naive way saves one row per transaction, after a query for each link;
 # past this many records it would take most of the time budget, and its
 # rate no longer changes.
-NAIVE_LIMIT = 20_000
+NAIVE_LIMIT = 12_000
 STEPS = ("setup", "full", "recent", "naive", "floor")
 # The write floor inserts at most this many of the rows the full sync stored.
 FLOOR_LIMIT = 100_000
