@@ -18,20 +18,24 @@ Prep = Callable[[Any], Any]
 _NOTHING = object()
 
 
+def _plain(field: models.Field) -> tuple[type, ...]:
+    """Return the types of value a field stores as they are."""
+    if isinstance(field, models.CharField | models.TextField):
+        return (str,)
+    if isinstance(field, models.BooleanField):
+        return (bool,)
+    if isinstance(field, models.IntegerField | models.ForeignKey):
+        return (int,)
+    return ()
+
+
 def _prep(field: models.Field, connection: Any) -> Prep:
     """Return how to turn a field's Python value into the database's value.
 
     Text, numbers and booleans go as they are; anything else (dates, JSON,
     a value of a surprising type) through the field's own preparation.
     """
-    if isinstance(field, models.CharField | models.TextField):
-        plain: tuple[type, ...] = (str,)
-    elif isinstance(field, models.BooleanField):
-        plain = (bool,)
-    elif isinstance(field, models.IntegerField | models.ForeignKey):
-        plain = (int,)
-    else:
-        plain = ()
+    plain = _plain(field)
 
     # A batch often gives one column the same object in every row (the time
     # of the write, an empty dict): it is prepared once.
@@ -49,6 +53,18 @@ def _prep(field: models.Field, connection: Any) -> Prep:
     return prep
 
 
+def _default_is_fixed(field: models.Field) -> bool:
+    """Tell whether every default of the field is prepared to the same value.
+
+    No default gives None or ""; a default given as a value is that one
+    object; `dict` and `list` make equal empty ones. Any other callable (a
+    clock, a random Id) is called for each row.
+    """
+    if not field.has_default() or not callable(field.default):
+        return True
+    return field.default in (dict, list)
+
+
 @dataclass(frozen=True)
 class PreparedRows:
     """Rows of one model turned into the database's values, ready to insert."""
@@ -56,7 +72,8 @@ class PreparedRows:
     model: type[models.Model]
     alias: str
     fields: list[models.Field]
-    params: list[list[Any]]
+    # One sequence of values per row, in the order of `fields`.
+    params: list[Sequence[Any]]
 
 
 def rows_insert(model: type[models.Model], rows: Sequence[dict[str, Any]]) -> None:
@@ -83,33 +100,43 @@ def rows_prepare(
             unknown = ", ".join(sorted(row.keys() - known))
             raise ValueError(f"Not fields {model.__name__} writes: {unknown}")
     now = timezone.now()
-    columns = []
-    for f in fields:
-        prep = _prep(f, connection)
-        stamped = getattr(f, "auto_now", False) or getattr(f, "auto_now_add", False)
-        columns.append(
-            (
-                f.name,
-                f.attname,
-                prep,
-                # Defaults are made for each row: a default may be mutable.
-                (lambda: now) if stamped else f.get_default,
-            )
-        )
-    params = []
-    for row in rows:
-        values = []
-        for name, attname, prep, default in columns:
-            if attname in row:
-                value = row[attname]
-            elif name in row:
-                value = row[name]
-                value = value.pk if isinstance(value, models.Model) else value
-            else:
-                value = default()
-            values.append(prep(value))
-        params.append(values)
+    # Column by column: what is worked out once per field (how to prepare
+    # its values, its default) is not worked out again for every row.
+    columns = [_column(f, rows, connection=connection, now=now) for f in fields]
+    params: list[Sequence[Any]] = (
+        list(zip(*columns, strict=True)) if columns else [() for _ in rows]
+    )
     return PreparedRows(model=model, alias=alias, fields=fields, params=params)
+
+
+def _column(
+    field: models.Field, rows: Sequence[dict[str, Any]], *, connection: Any, now: Any
+) -> list[Any]:
+    """Return one field's database values, a row at a time."""
+    name, attname = field.name, field.attname
+    plain = _plain(field)
+    prep = _prep(field, connection)
+    stamped = getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False)
+    # Any other default is made for each row: it may be mutable.
+    fixed = stamped or _default_is_fixed(field)
+    fixed_value: Any = _NOTHING
+    prepared: list[Any] = []
+    append = prepared.append
+    for row in rows:
+        if attname in row:
+            value = row[attname]
+        elif name in row:
+            value = row[name]
+            value = value.pk if isinstance(value, models.Model) else value
+        elif fixed:
+            if fixed_value is _NOTHING:
+                fixed_value = prep(now if stamped else field.get_default())
+            append(fixed_value)
+            continue
+        else:
+            value = field.get_default()
+        append(value if value is None or type(value) in plain else prep(value))
+    return prepared
 
 
 def rows_write(prepared: PreparedRows) -> None:

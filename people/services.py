@@ -7,6 +7,7 @@ a batch whose records are all unchanged makes no write at all.
 
 import copy
 import logging
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -90,6 +91,12 @@ class _EmailValidator(EmailValidator):
     expression is the larger part of checking an address.
     """
 
+    # The same expression, compiled here: reaching Django's through its lazy
+    # wrapper costs more than matching it.
+    user_regex = re.compile(
+        EmailValidator.user_regex.pattern, EmailValidator.user_regex.flags
+    )
+
     def validate_domain_part(self, domain_part: str) -> bool:
         return _domain_part_valid(domain_part)
 
@@ -129,7 +136,12 @@ def _cleaner(model: type[models.Model], attribute: str) -> Cleaner:
     is_email = isinstance(model_field, models.EmailField)
 
     def text(value: Any, salesforce_id: str, problems: list[Problem]) -> str:
-        if isinstance(value, dict | list):
+        # Most values are text already: they are told apart first.
+        if type(value) is str:
+            text = clean_text(value)
+        elif value is None:
+            text = ""
+        elif isinstance(value, dict | list):
             problems.append(
                 Problem(
                     salesforce_id,
@@ -138,7 +150,8 @@ def _cleaner(model: type[models.Model], attribute: str) -> Cleaner:
                 )
             )
             return ""
-        text = clean_text("" if value is None else str(value))
+        else:
+            text = clean_text(str(value))
         if is_email and text:
             # An address is never cut: a cut address can be someone else's.
             try:
@@ -179,32 +192,37 @@ def _clean_json(value: Any) -> Any:
     return value
 
 
-def _clean_row(
-    *,
-    model: type[models.Model],
-    row: dict[str, Any],
-    attributes: Iterable[str],
-    problems: list[Problem],
-) -> dict[str, Any]:
-    salesforce_id = row["salesforce_id"]
-    values = {
-        name: _cleaner(model, name)(row.get(name), salesforce_id, problems)
-        for name in attributes
-    }
-    if "custom_values" in row:
-        values["custom_values"] = _clean_json(row["custom_values"])
-    if "deleted_at" in row:
-        values["deleted_at"] = row["deleted_at"]
-        # Read live, a merge's loser was restored from the recycle bin: it
-        # stands on its own again. What the merge handed over stays with the
-        # survivor, which has had it since.
-        if row["deleted_at"] is None and _is_mergeable(model):
-            values["merged_into_id"] = None
-    return values
+RowCleaner = Callable[[dict[str, Any], list[Problem]], dict[str, Any]]
 
 
-def _is_mergeable(model: type[models.Model]) -> bool:
-    return any(field.name == "merged_into" for field in model._meta.get_fields())
+@cache
+def _row_cleaner(model: type[models.Model], attributes: tuple[str, ...]) -> RowCleaner:
+    """Return how to clean the attributes a row carries, and what it says of
+    its deletion; made once per model and attributes, not once per row."""
+    cleaners = [(name, _cleaner(model, name)) for name in attributes]
+    is_mergeable = any(f.name == "merged_into" for f in model._meta.get_fields())
+
+    def clean(row: dict[str, Any], problems: list[Problem]) -> dict[str, Any]:
+        salesforce_id = row["salesforce_id"]
+        # An attribute missing from the row was not read (the field is hidden
+        # from the connected user): its stored value must stay as it is.
+        values = {
+            name: cleaner(row[name], salesforce_id, problems)
+            for name, cleaner in cleaners
+            if name in row
+        }
+        if "custom_values" in row:
+            values["custom_values"] = _clean_json(row["custom_values"])
+        if "deleted_at" in row:
+            values["deleted_at"] = row["deleted_at"]
+            # Read live, a merge's loser was restored from the recycle bin: it
+            # stands on its own again. What the merge handed over stays with
+            # the survivor, which has had it since.
+            if row["deleted_at"] is None and is_mergeable:
+                values["merged_into_id"] = None
+        return values
+
+    return clean
 
 
 def _write(
@@ -346,12 +364,6 @@ def _upsert(
     )
 
 
-def _present(row: dict[str, Any], attributes: list[str]) -> list[str]:
-    # An attribute missing from the row was not read (the field is hidden
-    # from the connected user): its stored value must stay as it is.
-    return [name for name in attributes if name in row]
-
-
 def _by_salesforce_id(rows: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     # A page should not hold an Id twice; if one does, the last copy wins.
     return {row["salesforce_id"]: row for row in rows}
@@ -372,13 +384,9 @@ def owner_upsert_batch(
     hook: WriteHook | None = None,
 ) -> BatchResult:
     result = BatchResult()
+    clean = _row_cleaner(Owner, ("name", "email"))
     cleaned = {
-        sf_id: _clean_row(
-            model=Owner,
-            row=row,
-            attributes=_present(row, ["name", "email"]),
-            problems=result.problems,
-        )
+        sf_id: clean(row, result.problems)
         for sf_id, row in _by_salesforce_id(rows).items()
     }
     _upsert(
@@ -444,15 +452,11 @@ def organisation_upsert_batch(
         ).select_related("organisation")
     }
 
+    clean = _row_cleaner(CrmAccount, ("name", "website", "industry"))
     cleaned: dict[str, dict[str, Any]] = {}
     domains: dict[str, str | None] = {}
     for sf_id, row in by_id.items():
-        values = _clean_row(
-            model=CrmAccount,
-            row=row,
-            attributes=_present(row, ["name", "website", "industry"]),
-            problems=result.problems,
-        )
+        values = clean(row, result.problems)
         if "owner_salesforce_id" in row:
             values["owner_id"] = owners.get(row["owner_salesforce_id"] or "")
         if "website" not in row:
@@ -592,14 +596,10 @@ def person_upsert_batch(
         ).values_list("salesforce_id", "organisation_id")
     )
 
+    clean = _row_cleaner(Person, tuple(PERSON_ATTRIBUTES))
     cleaned: dict[str, dict[str, Any]] = {}
     for sf_id, row in by_id.items():
-        values = _clean_row(
-            model=Person,
-            row=row,
-            attributes=_present(row, PERSON_ATTRIBUTES),
-            problems=result.problems,
-        )
+        values = clean(row, result.problems)
         if "last_name" in values and not values["last_name"]:
             result.problems.append(Problem(sf_id, "last_name", "empty"))
         if "owner_salesforce_id" in row:
@@ -664,16 +664,12 @@ def record_upsert_batch(
         connection=connection, salesforce_ids=wanted("account_salesforce_id")
     )
 
+    clean = _row_cleaner(
+        CrmRecord, ("name", "person_salesforce_id", "account_salesforce_id")
+    )
     cleaned: dict[str, dict[str, Any]] = {}
     for sf_id, row in by_id.items():
-        values = _clean_row(
-            model=CrmRecord,
-            row=row,
-            attributes=_present(
-                row, ["name", "person_salesforce_id", "account_salesforce_id"]
-            ),
-            problems=result.problems,
-        )
+        values = clean(row, result.problems)
         values["object_name"] = object_name
         if "owner_salesforce_id" in row:
             values["owner_id"] = owners.get(row["owner_salesforce_id"] or "")

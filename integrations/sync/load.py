@@ -58,8 +58,16 @@ def rows_from_records(
     is stored as empty and reported; the rest of the record is kept.
     """
     rows, problems, transform_failures = [], [], 0
-    fields = [
-        (fm, name, plan.schema.type_of(name))
+    # What each field needs, looked up once for the page, not once per value.
+    columns = [
+        (
+            name,
+            plan.schema.type_of(name),
+            fm.transform,
+            fm.transform_argument,
+            fm.attribute,
+            fm.value_name,
+        )
         for fm, name in plan.fields
         # Salesforce's own opt-out is applied below, as Salesforce holds it:
         # no transform may turn it into an opt-in.
@@ -70,7 +78,7 @@ def rows_from_records(
         )
     ]
     # Other fields mapped to the opt-out can only add opt-outs.
-    opt_out_mapped = any(fm.attribute == OPT_OUT for fm, _, _ in fields)
+    opt_out_mapped = any(attribute == OPT_OUT for *_, attribute, _ in columns)
     for record in records:
         record_id = record.get("Id")
         if not _is_id(record_id):
@@ -79,29 +87,27 @@ def rows_from_records(
             )
             continue
         row: dict[str, Any] = {"salesforce_id": record_id}
-        for field_mapping, name, field_type in fields:
+        for name, field_type, transform, argument, attribute, value_name in columns:
             raw = record.get(name)
             try:
-                if field_mapping.transform:
+                if transform:
                     value = transform_apply(
-                        name=field_mapping.transform,
-                        argument=field_mapping.transform_argument,
-                        value=raw,
+                        name=transform, argument=argument, value=raw
                     )
                 else:
                     value = typed_value(field_type, raw)
             except TransformError as exc:
                 transform_failures += 1
-                label = TRANSFORMS[field_mapping.transform].label
+                label = TRANSFORMS[transform].label
                 problems.append(Problem(record_id, name, f"{label}: {exc}"))
                 value = None
             except ValueError as exc:
                 problems.append(Problem(record_id, name, f"left empty: {exc}"))
                 value = None
-            if field_mapping.attribute:
-                row[field_mapping.attribute] = value
+            if attribute:
+                row[attribute] = value
             else:
-                row.setdefault("custom_values", {})[field_mapping.value_name] = value
+                row.setdefault("custom_values", {})[value_name] = value
         if plan.applies_opt_out:
             row[OPT_OUT] = _opt_out(
                 plan=plan,
@@ -117,11 +123,14 @@ def rows_from_records(
                 row["merged_into_salesforce_id"] = survivor
         for key, name in plan.lookups.items():
             value = record.get(name)
-            if value is not None and not _is_id(value):
+            if _is_id(value):
+                row[key] = value
+                continue
+            if value is not None:
                 problems.append(
                     Problem(record_id, key, "not a Salesforce Id; not linked")
                 )
-            row[key] = value if _is_id(value) else ""
+            row[key] = ""
         rows.append(row)
     return rows, problems, transform_failures
 

@@ -55,6 +55,26 @@ def test_insert_stores_every_kind_of_value_and_defaults_the_rest():
     assert second.owner is None
 
 
+def test_insert_makes_a_callable_default_again_for_each_row(monkeypatch):
+    connection = SalesforceConnectionFactory()
+    field = Person._meta.get_field("custom_values")
+    # Django keeps how to make the default once asked; it is put back after.
+    field.get_default()
+    made: list[int] = []
+
+    def numbered():
+        made.append(len(made) + 1)
+        return {"n": made[-1]}
+
+    monkeypatch.setattr(field, "default", numbered)
+    monkeypatch.delitem(field.__dict__, "_get_default")
+
+    rows_insert(Person, [_person(connection, "003A"), _person(connection, "003B")])
+
+    stored = dict(Person.objects.values_list("salesforce_id", "custom_values"))
+    assert stored == {"003A": {"n": 1}, "003B": {"n": 2}}
+
+
 def test_insert_accepts_a_model_instance_for_a_foreign_key_and_stamps_auto_now_add():
     connection = SalesforceConnectionFactory()
     rows_insert(Organisation, [{"workspace": connection.workspace, "name": "Acme"}])

@@ -3,9 +3,17 @@
 The org is served over HTTPS from this process, in a thread; every measured
 step runs in a child process (`--step`) with a throwaway SQLite database,
 so the peak RSS read for a full sync is the sync's own, without the org.
-The naive way reads and saves at most NAIVE_LIMIT Contacts. The write floor
-inserts again the people the full sync stored, and does nothing else: no
-sync can store them faster on this database.
+
+The naive way does the full sync's import as a simple program would, into a
+workspace and connection of its own: for each object the full sync read, in
+its order, one simple-salesforce `query_all` of the same fields; then for
+each record the same row the sync stores, each link (owner, person, the
+organisation of its Account or of its website's domain) found by one ORM
+query, and one `save()`. Past
+NAIVE_LIMIT records in all, it reads the same share of every object. It
+must store as many rows of each model as the full sync did, or the step
+fails. The write floor inserts again the people the full sync stored, and
+does nothing else: no sync can store them faster on this database.
 """
 
 import io
@@ -27,10 +35,23 @@ from urllib.parse import parse_qs, urlsplit, urlunsplit
 from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.utils import timezone
+from simple_salesforce import Salesforce
 
-# The naive way saves one row per transaction; past this many records it
-# would take most of the time budget, and its rate no longer changes.
-NAIVE_LIMIT = 10_000
+from integrations.models import ObjectMapping
+from integrations.salesforce.http import salesforce_session
+from integrations.salesforce.schema import StoredSchema
+from integrations.salesforce.soql_build import render_condition
+from integrations.sync.load import rows_stored_count
+from integrations.sync.plan import object_plan
+from integrations.transforms import transform_apply
+from people.domains import InvalidWebsite, domain_from_website
+from people.models import CrmAccount, CrmRecord, Organisation, Owner, Person
+
+# The naive way saves one row per transaction, after a query for each link;
+# past this many records it would take most of the time budget, and its
+# rate no longer changes.
+NAIVE_LIMIT = 12_000
 STEPS = ("setup", "full", "recent", "naive", "floor")
 # The write floor inserts at most this many of the rows the full sync stored.
 FLOOR_LIMIT = 100_000
@@ -350,13 +371,10 @@ def _peak_rss_kb() -> int:
 
 
 def _naive(*, connection, host: str) -> dict[str, Any]:
-    """Import Contacts the naive way: query_all, then one save() per record."""
+    """Run the naive import into a workspace of its own, and check its rows."""
     from django.contrib.auth import get_user_model
-    from simple_salesforce import Salesforce
 
     from integrations.offline_org import offline_org_connect
-    from integrations.salesforce.http import salesforce_session
-    from people.models import Person
     from trig_crm.models import Membership, Workspace
 
     # Its own workspace, so its rows meet none of the real sync's.
@@ -364,32 +382,212 @@ def _naive(*, connection, host: str) -> dict[str, Any]:
     user = get_user_model().objects.create_user(username="naive")
     Membership.objects.create(workspace=workspace, user=user)
     naive = offline_org_connect(workspace=workspace, user=user, login_host=host)
+    figures = naive_import(synced=connection, into=naive)
+    mismatches = naive_rows_compare(
+        synced=connection, naive=naive, limits=figures["limits"]
+    )
+    if mismatches:
+        raise RuntimeError(
+            "The naive import did not store what the full sync did: "
+            + "; ".join(mismatches)
+        )
+    return {"seconds": figures["seconds"], "records": figures["records"]}
+
+
+def naive_plans(*, synced) -> list[Any]:
+    """Plan a full read of each object the connection's full sync imports, in
+    its order, from the describes that sync stored."""
+    schema = StoredSchema(connection=synced)
+    return [
+        object_plan(mapping=mapping, schema=schema, cursor=None, is_full_sync=True)
+        for mapping in synced.object_mappings.filter(is_enabled=True)
+        if schema.has(mapping.object_name)
+    ]
+
+
+def naive_counts(*, plans: list[Any]) -> dict[str, int]:
+    """Count the rows the full sync stored of each planned object."""
+    counts = {}
+    for plan in plans:
+        count = rows_stored_count(mapping=plan.mapping, described=plan.schema)
+        if count is None:
+            raise CommandError(
+                f"{plan.schema.name} is stored as the same model as another "
+                "object; the naive import cannot tell their rows apart."
+            )
+        counts[plan.schema.name] = count
+    return counts
+
+
+def naive_limits(*, counts: dict[str, int]) -> dict[str, int | None]:
+    """Return how many records of each object the naive way reads: all (None)
+    when the full sync stored at most NAIVE_LIMIT in all, else the same share
+    of each object, so that every object is measured."""
+    total = sum(counts.values())
+    if total <= NAIVE_LIMIT:
+        return dict.fromkeys(counts)
+    return {
+        name: math.ceil(count * NAIVE_LIMIT / total) for name, count in counts.items()
+    }
+
+
+def naive_import(*, synced, into) -> dict[str, Any]:
+    """Import what the full sync of `synced` imports, the naive way, into the
+    connection `into`: per object, simple-salesforce's `query_all` of the
+    fields the sync reads, then per record one ORM query for each link and
+    one `save()`.
+
+    Returns the seconds taken, the records stored and each object's limit.
+    """
+    plans = naive_plans(synced=synced)
+    limits = naive_limits(counts=naive_counts(plans=plans))
+    # The statements a developer would have written by hand.
+    statements = []
+    for plan in plans:
+        statement = f"SELECT {', '.join(plan.select)} FROM {plan.schema.name}"
+        if plan.where is not None:
+            statement += f" WHERE {render_condition(plan.where)}"
+        if limits[plan.schema.name] is not None:
+            statement += f" LIMIT {limits[plan.schema.name]}"
+        statements.append(statement)
 
     started = time.perf_counter()
     sf = Salesforce(
-        instance_url=naive.instance_url,
-        session_id=naive.access_token,
+        instance_url=into.instance_url,
+        session_id=into.access_token,
         session=salesforce_session(),
     )
-    records = sf.query_all(
-        "SELECT Id, FirstName, LastName, Email, Phone, MailingCountry, Title, "
-        f"HasOptedOutOfEmail, AccountId FROM Contact LIMIT {NAIVE_LIMIT}"
-    )["records"]
-    for record in records:
-        Person(
-            workspace=workspace,
-            connection=naive,
-            salesforce_id=record["Id"],
-            first_name=record["FirstName"] or "",
-            last_name=record["LastName"] or "",
-            email=record["Email"] or "",
-            phone=record["Phone"] or "",
-            country=record["MailingCountry"] or "",
-            title=record["Title"] or "",
-            has_opted_out_of_email=record["HasOptedOutOfEmail"],
-            salesforce_account_id=record["AccountId"] or "",
-        ).save()
-    return {"seconds": time.perf_counter() - started, "records": len(records)}
+    records = 0
+    for plan, statement in zip(plans, statements, strict=True):
+        for record in sf.query_all(statement)["records"]:
+            _naive_save(plan=plan, record=record, into=into)
+            records += 1
+    return {
+        "seconds": time.perf_counter() - started,
+        "records": records,
+        "limits": limits,
+    }
+
+
+def _naive_save(*, plan: Any, record: dict[str, Any], into) -> None:
+    """Build the row the sync stores of one record, and save() it."""
+    target = plan.mapping.target
+    model = _model_of(plan)
+    row = model(
+        workspace_id=into.workspace_id,
+        connection=into,
+        salesforce_id=record["Id"],
+        synced_at=timezone.now(),
+    )
+    if target == ObjectMapping.Target.RECORD:
+        row.object_name = plan.schema.name
+    for field_mapping, name in plan.fields:
+        value = record[name]
+        if field_mapping.transform:
+            value = transform_apply(
+                name=field_mapping.transform,
+                argument=field_mapping.transform_argument,
+                value=value,
+            )
+        if not field_mapping.attribute:
+            row.custom_values[field_mapping.value_name] = value
+        elif value is None and not model._meta.get_field(field_mapping.attribute).null:
+            setattr(row, field_mapping.attribute, "")
+        else:
+            setattr(row, field_mapping.attribute, value)
+    if plan.opt_out_field is not None:
+        row.has_opted_out_of_email = record[plan.opt_out_field]
+
+    # Each link found by its own query, as the record arrives.
+    for key, name in plan.lookups.items():
+        linked = record[name] or ""
+        if key == "owner_salesforce_id":
+            row.owner_id = (
+                Owner.objects.filter(connection=into, salesforce_id=linked)
+                .values_list("pk", flat=True)
+                .first()
+                if linked
+                else None
+            )
+            continue
+        setattr(row, key, linked)
+        if key == "person_salesforce_id":
+            row.person_id = (
+                Person.objects.filter(connection=into, salesforce_id=linked)
+                .values_list("pk", flat=True)
+                .first()
+                if linked
+                else None
+            )
+        else:
+            row.organisation_id = (
+                CrmAccount.objects.filter(connection=into, salesforce_id=linked)
+                .values_list("organisation_id", flat=True)
+                .first()
+                if linked
+                else None
+            )
+    if target == ObjectMapping.Target.ORGANISATION:
+        try:
+            domain = domain_from_website(row.website)
+        except InvalidWebsite:
+            domain = None
+        if domain:
+            row.organisation, _ = Organisation.objects.get_or_create(
+                workspace_id=into.workspace_id,
+                domain=domain,
+                defaults={"name": row.name},
+            )
+        else:
+            row.organisation = Organisation.objects.create(
+                workspace_id=into.workspace_id, name=row.name
+            )
+    row.save()
+
+
+def naive_rows_compare(*, synced, naive, limits: dict[str, int | None]) -> list[str]:
+    """Say where the rows the naive import stored into `naive` differ in
+    number from those the full sync of `synced` stored, model by model; an
+    empty list when they agree.
+
+    An object read in part should have given as many rows as its limit;
+    organisations are compared only when every object was read whole.
+    """
+    plans = naive_plans(synced=synced)
+    counts = naive_counts(plans=plans)
+    expected: Counter[str] = Counter()
+    models = set()
+    for plan in plans:
+        model = _model_of(plan)
+        models.add(model)
+        limit = limits.get(plan.schema.name)
+        count = counts[plan.schema.name]
+        expected[model.__name__] += count if limit is None else min(count, limit)
+    found = {
+        model.__name__: model.objects.filter(connection=naive).count()
+        for model in models
+    }
+    if all(limit is None for limit in limits.values()):
+        expected["Organisation"] = Organisation.objects.filter(
+            workspace_id=synced.workspace_id
+        ).count()
+        found["Organisation"] = Organisation.objects.filter(
+            workspace_id=naive.workspace_id
+        ).count()
+    return [
+        f"{found[name]:,} {name} rows, where the full sync stored {expected[name]:,}"
+        for name in sorted(found)
+        if found[name] != expected[name]
+    ]
+
+
+def _model_of(plan: Any) -> Any:
+    return {
+        ObjectMapping.Target.OWNER: Owner,
+        ObjectMapping.Target.ORGANISATION: CrmAccount,
+        ObjectMapping.Target.PERSON: Person,
+        ObjectMapping.Target.RECORD: CrmRecord,
+    }[plan.mapping.target]
 
 
 def _floor(*, connection, host: str) -> dict[str, Any]:
@@ -403,7 +601,6 @@ def _floor(*, connection, host: str) -> dict[str, Any]:
     from django.contrib.auth import get_user_model
 
     from integrations.offline_org import offline_org_connect
-    from people.models import Person
     from people.rows import rows_prepare, rows_write
     from trig_crm.models import Membership, Workspace
 
