@@ -22,11 +22,11 @@ from people.rows import commit_without_waiting, rows_insert
 from people.services import BatchResult, Problem, WriteHook
 
 # https://help.salesforce.com/s/articleView?id=000385008&type=1
-_SALESFORCE_ID = re.compile(r"^[a-zA-Z0-9]{15}(?:[a-zA-Z0-9]{3})?$")
+_SALESFORCE_ID = re.compile(r"[a-zA-Z0-9]{15}(?:[a-zA-Z0-9]{3})?")
 
 
 def _is_id(value: Any) -> bool:
-    return isinstance(value, str) and bool(_SALESFORCE_ID.match(value))
+    return isinstance(value, str) and bool(_SALESFORCE_ID.fullmatch(value))
 
 
 def aware_datetime(value: Any) -> datetime | None:

@@ -203,6 +203,24 @@ def test_hostile_values_cost_the_value_not_the_run(faulty):
     assert run.records_failed == 1
 
 
+def test_an_id_with_a_line_break_after_it_is_no_id(faulty):
+    org, connection, _ = faulty
+    base = {"LastModifiedDate": "2026-01-01T00:00:00.000+0000", "LastName": "Kept"}
+    records = [
+        {**base, "Id": "0035g0000HOST11AAA\n"},
+        {**base, "Id": "0035g0000HOST12AAA", "AccountId": "0015g0000HOST12AAA\n"},
+    ]
+    _contacts_answer(org, "200 OK", "application/json", _contacts_page(records))
+
+    run = connection_sync(connection=connection)
+
+    assert list(Person.objects.values_list("salesforce_id", flat=True)) == [
+        "0035g0000HOST12AAA"
+    ]
+    assert Person.objects.get().salesforce_account_id == ""
+    assert run.records_failed == 1
+
+
 def test_people_whose_opt_out_cannot_be_read_are_never_emailable(
     org, org_http, connection
 ):
