@@ -29,6 +29,8 @@ from trig_crm.selectors import workspace_member_emails
 logger = logging.getLogger(__name__)
 
 AUTHORIZATION_TTL = timedelta(minutes=15)
+# What a completed authorization did.
+CONNECTED_NEW, RECONNECTED, CONNECTED_AGAIN = "new", "reconnected", "again"
 # The shape of the states `authorization_start` issues. Anything else is
 # refused before the lookup: PostgreSQL fails a query holding a NUL.
 _STATE = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -87,9 +89,10 @@ def authorization_complete(
     code: str,
     error: str = "",
     error_description: str = "",
-) -> tuple[SalesforceConnection, bool]:
-    """Turn the callback of an authorization into a connection; True with it
-    if the org is new to the workspace, False if its connection was updated.
+) -> tuple[SalesforceConnection, str]:
+    """Turn the callback of an authorization into a connection, and say what
+    it was: one of CONNECTED_NEW, RECONNECTED (a connection that needed it,
+    or was disconnected) or CONNECTED_AGAIN (one still working).
 
     The pending authorization is used up whatever happens, so a callback can
     never be replayed. Nothing is stored unless the whole exchange succeeds.
@@ -159,6 +162,11 @@ def authorization_complete(
     # and leaves the first waiting: the pending authorization does not say
     # which connection it reconnects. Both need a product decision (may
     # workspaces share an org? refuse or ask on a mismatch?) before code.
+    was_working = SalesforceConnection.objects.filter(
+        workspace=pending.workspace,
+        org_id=token.org_id,
+        status=SalesforceConnection.Status.CONNECTED,
+    ).exists()
     connection, created = SalesforceConnection.objects.update_or_create(
         workspace=pending.workspace,
         org_id=token.org_id,
@@ -191,7 +199,9 @@ def authorization_complete(
         connection.org_id,
         created,
     )
-    return connection, created
+    if created:
+        return connection, CONNECTED_NEW
+    return connection, CONNECTED_AGAIN if was_working else RECONNECTED
 
 
 def _column_text(value: str, *, field: str) -> str:

@@ -96,7 +96,7 @@ def salesforce_connect(request: HttpRequest) -> HttpResponse:
 @_members_only
 def salesforce_callback(request: HttpRequest) -> HttpResponse:
     try:
-        connection, created = services.authorization_complete(
+        connection, outcome = services.authorization_complete(
             user=request.user,
             state=request.GET.get("state", ""),
             code=request.GET.get("code", ""),
@@ -112,8 +112,10 @@ def salesforce_callback(request: HttpRequest) -> HttpResponse:
             {"reason": str(exc)},
             status=status,
         )
-    if created:
+    if outcome == services.CONNECTED_NEW:
         messages.success(request, "Salesforce is connected.")
+    elif outcome == services.RECONNECTED:
+        messages.success(request, f"{connection} is reconnected.")
     else:
         # Each approval is a grant of its own, and Salesforce keeps five per
         # user and app: connecting an org again evicts older ones unseen.

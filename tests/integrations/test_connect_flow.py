@@ -85,6 +85,24 @@ def test_connecting_an_org_again_warns_that_older_approvals_get_revoked(
     assert "revokes the oldest without notice" in page
 
 
+def test_reconnecting_an_org_that_needed_it_says_so_without_a_warning(
+    org, org_http, signed_in
+):
+    signed_in.get(_consent(_start(signed_in), "allow"))
+    SalesforceConnection.objects.update(
+        status=SalesforceConnection.Status.RECONNECT_REQUIRED
+    )
+
+    again = signed_in.get(_consent(_start(signed_in), "allow"), follow=True)
+
+    page = again.content.decode()
+    assert "is reconnected." in page
+    assert "was already connected here" not in page
+    assert SalesforceConnection.objects.get().status == (
+        SalesforceConnection.Status.CONNECTED
+    )
+
+
 def test_a_customer_who_denies_access_is_told_and_nothing_is_stored(
     org, org_http, signed_in
 ):
