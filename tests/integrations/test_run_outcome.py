@@ -48,6 +48,19 @@ def test_a_success_with_notes_is_shown_so_on_the_connection_page(
     assert "<td>Success, 1 note</td>" in page
 
 
+def test_it_words_the_summary_of_a_single_note_in_the_singular(
+    noted_run, connection, client, member
+):
+    client.force_login(member.user)
+
+    page = client.get(
+        reverse("integrations:connection-detail", args=[connection.pk])
+    ).content.decode()
+
+    assert noted_run.problem_count == 1
+    assert "What the 1 note says" in page
+
+
 def test_a_success_with_notes_is_shown_so_in_the_admin(noted_run, connection, client):
     staff = get_user_model().objects.create_superuser(
         username="rep", email="rep@trig.example", password="a-long-password"
