@@ -84,24 +84,35 @@ def clean_text(text: str) -> str:
     return text.encode("utf-8", "replace").decode("utf-8")
 
 
-class _EmailValidator(EmailValidator):
-    """Django's check of an address, with each domain checked once.
+def _compiled(lazy: Any) -> re.Pattern[str]:
+    return re.compile(lazy.pattern, lazy.flags)
+
+
+class _CompiledEmailValidator(EmailValidator):
+    """Django's check of an address, its expressions compiled on import.
+
+    Reaching Django's through their lazy wrapper costs more than matching
+    them, and the first address would pay for compiling the domain's
+    expression, larger than all the rest of a page's checks.
+    """
+
+    user_regex = _compiled(EmailValidator.user_regex)
+    domain_regex = _compiled(EmailValidator.domain_regex)
+    literal_regex = _compiled(EmailValidator.literal_regex)
+
+
+class _EmailValidator(_CompiledEmailValidator):
+    """The check of an address, with each domain checked once.
 
     A page of Contacts shares a few hundred domains; their regular
     expression is the larger part of checking an address.
     """
 
-    # The same expression, compiled here: reaching Django's through its lazy
-    # wrapper costs more than matching it.
-    user_regex = re.compile(
-        EmailValidator.user_regex.pattern, EmailValidator.user_regex.flags
-    )
-
     def validate_domain_part(self, domain_part: str) -> bool:
         return _domain_part_valid(domain_part)
 
 
-_plain_email_validator = EmailValidator()
+_plain_email_validator = _CompiledEmailValidator()
 
 
 @lru_cache(maxsize=4096)
@@ -298,7 +309,9 @@ def _upsert(
     attributes = sorted({name for values in rows.values() for name in values})
     existing = {
         obj.salesforce_id: obj
-        for obj in model.objects.filter(connection=connection, salesforce_id__in=rows)
+        for obj in model.objects.filter(
+            connection=connection, salesforce_id__among=rows
+        )
     }
     now = timezone.now()
     to_create: list[dict[str, Any]] = []
@@ -372,7 +385,7 @@ def _by_salesforce_id(rows: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any
 def _owner_pks(*, connection: SalesforceConnection, salesforce_ids: set[str]) -> dict:
     return dict(
         Owner.objects.filter(
-            connection=connection, salesforce_id__in=salesforce_ids
+            connection=connection, salesforce_id__among=salesforce_ids
         ).values_list("salesforce_id", "pk")
     )
 
@@ -405,7 +418,7 @@ def _organisations_for_domains(
     """Return organisation pks by domain, creating those not yet known."""
     known = dict(
         Organisation.objects.filter(
-            workspace_id=workspace_id, domain__in=names_by_domain
+            workspace_id=workspace_id, domain__among=names_by_domain
         ).values_list("domain", "pk")
     )
     missing = [
@@ -418,7 +431,7 @@ def _organisations_for_domains(
         Organisation.objects.bulk_create(missing, ignore_conflicts=True)
         known = dict(
             Organisation.objects.filter(
-                workspace_id=workspace_id, domain__in=names_by_domain
+                workspace_id=workspace_id, domain__among=names_by_domain
             ).values_list("domain", "pk")
         )
     return known
@@ -448,7 +461,7 @@ def organisation_upsert_batch(
     existing = {
         account.salesforce_id: account
         for account in CrmAccount.objects.filter(
-            connection=connection, salesforce_id__in=by_id
+            connection=connection, salesforce_id__among=by_id
         ).select_related("organisation")
     }
 
@@ -533,7 +546,7 @@ def _relink(*, rows: models.QuerySet, link: str, target: Subquery) -> int:
     stale = [pk for pk, current, wanted in linked if current != wanted]
     if not stale:
         return 0
-    return rows.model.objects.filter(pk__in=stale).update(**{link: target})
+    return rows.model.objects.filter(pk__among=stale).update(**{link: target})
 
 
 def _organisation_of(
@@ -552,7 +565,7 @@ def person_relink_organisations(
     """Point people at the organisation of their Account, where it changed."""
     return _relink(
         rows=Person.objects.filter(
-            connection=connection, salesforce_account_id__in=list(account_ids)
+            connection=connection, salesforce_account_id__among=list(account_ids)
         ),
         link="organisation_id",
         target=_organisation_of(connection, "salesforce_account_id"),
@@ -591,7 +604,9 @@ def person_upsert_batch(
     organisations = dict(
         CrmAccount.objects.filter(
             connection=connection,
-            salesforce_id__in={r.get("salesforce_account_id") for r in by_id.values()}
+            salesforce_id__among={
+                r.get("salesforce_account_id") for r in by_id.values()
+            }
             - {None, ""},
         ).values_list("salesforce_id", "organisation_id")
     )
@@ -625,7 +640,7 @@ def person_upsert_batch(
 def _person_pks(*, connection: SalesforceConnection, salesforce_ids: set[str]) -> dict:
     return dict(
         Person.objects.filter(
-            connection=connection, salesforce_id__in=salesforce_ids
+            connection=connection, salesforce_id__among=salesforce_ids
         ).values_list("salesforce_id", "pk")
     )
 
@@ -635,7 +650,7 @@ def _organisation_pks(
 ) -> dict:
     return dict(
         CrmAccount.objects.filter(
-            connection=connection, salesforce_id__in=salesforce_ids
+            connection=connection, salesforce_id__among=salesforce_ids
         ).values_list("salesforce_id", "organisation_id")
     )
 
@@ -705,7 +720,7 @@ def crm_record_relink(
     waiting = records.filter(person__isnull=True).exclude(person_salesforce_id="")
     if (person_ids := list(person_ids)) and waiting.exists():
         changed += _relink(
-            rows=waiting.filter(person_salesforce_id__in=person_ids),
+            rows=waiting.filter(person_salesforce_id__among=person_ids),
             link="person_id",
             target=Subquery(
                 Person.objects.filter(
@@ -716,7 +731,7 @@ def crm_record_relink(
         )
     if account_ids := list(account_ids):
         changed += _relink(
-            rows=records.filter(account_salesforce_id__in=account_ids),
+            rows=records.filter(account_salesforce_id__among=account_ids),
             link="organisation_id",
             target=_organisation_of(connection, "account_salesforce_id"),
         )
@@ -750,7 +765,7 @@ def merge_apply(
         obj.salesforce_id: obj
         for obj in model.objects.filter(
             connection=connection,
-            salesforce_id__in=[*survivors, *survivors.values()],
+            salesforce_id__among=[*survivors, *survivors.values()],
         )
     }
     moved = 0

@@ -384,7 +384,7 @@ def _opt_outs_apply(
     ):
         for start in range(0, len(ids), OPT_OUT_CHUNK):
             changed += (
-                people.filter(salesforce_id__in=ids[start : start + OPT_OUT_CHUNK])
+                people.filter(salesforce_id__among=ids[start : start + OPT_OUT_CHUNK])
                 .exclude(has_opted_out_of_email=True)
                 .exclude(has_opted_out_of_email=value)
                 .update(has_opted_out_of_email=value, synced_at=now)

@@ -401,8 +401,8 @@ class SignalWatch:
         people: dict[Any, Person] = {}
         if salesforce_ids or person_pks:
             found = Person.objects.filter(
-                Q(connection=self.run.connection, salesforce_id__in=salesforce_ids)
-                | Q(pk__in=person_pks)
+                Q(connection=self.run.connection, salesforce_id__among=salesforce_ids)
+                | Q(pk__among=person_pks)
             )
             for person in found:
                 people[person.pk] = person

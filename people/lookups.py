@@ -1,0 +1,59 @@
+"""`field__among=values`: `field__in=values` with the values as one parameter.
+
+A sync looks rows up by pages of 2,000 Salesforce Ids. Django's `in` gives
+each value a placeholder of its own, and building, binding and (on
+PostgreSQL, whose client-side binding parses the statement) reading those
+costs several times the lookup itself. Here the whole list is one
+parameter: a JSON array read by `json_each` on SQLite, an array compared
+with `= ANY` on PostgreSQL. Other databases get Django's `in`.
+https://www.sqlite.org/json1.html#jeach
+https://www.postgresql.org/docs/current/functions-comparisons.html#FUNCTIONS-COMPARISONS-ANY-SOME
+"""
+
+import json
+from typing import Any
+
+from django.core.exceptions import EmptyResultSet
+from django.db.models import CharField, TextField
+from django.db.models.lookups import In
+
+
+class Among(In):
+    lookup_name = "among"
+
+    def get_prep_lookup(self) -> Any:
+        if not self.rhs_is_direct_value():
+            return super().get_prep_lookup()
+        field = self.lhs.output_field
+        prep = field.get_prep_value
+        # Text for a text column is what the database takes: the field's own
+        # preparation, called for every Id, would cost more than the lookup.
+        plain = str if isinstance(field, CharField | TextField) else None
+        values = (v if type(v) is plain else prep(v) for v in self.rhs)
+        # NULL equals nothing, as with `in`; each value once.
+        return list(dict.fromkeys(v for v in values if v is not None))
+
+    def _one_parameter(self, compiler, connection) -> tuple[str, list[Any], list[Any]]:
+        if not self.rhs:
+            raise EmptyResultSet
+        field = self.lhs.output_field
+        plain = str if isinstance(field, CharField | TextField) else None
+        values = [
+            v if type(v) is plain else field.get_db_prep_value(v, connection, True)
+            for v in self.rhs
+        ]
+        lhs_sql, lhs_params = self.process_lhs(compiler, connection)
+        return lhs_sql, list(lhs_params), values
+
+    def as_sqlite(self, compiler, connection) -> tuple[str, list[Any]]:
+        if not self.rhs_is_direct_value():
+            return super().as_sql(compiler, connection)
+        lhs_sql, params, values = self._one_parameter(compiler, connection)
+        sql = f"{lhs_sql} IN (SELECT value FROM json_each(%s))"
+        return sql, [*params, json.dumps(values)]
+
+    def as_postgresql(self, compiler, connection) -> tuple[str, list[Any]]:
+        if not self.rhs_is_direct_value():
+            return super().as_sql(compiler, connection)
+        lhs_sql, params, values = self._one_parameter(compiler, connection)
+        return f"{lhs_sql} = ANY(%s)", [*params, values]

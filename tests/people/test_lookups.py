@@ -1,0 +1,98 @@
+import pytest
+from django.db import connection as db
+from django.db.models import Q
+from django.test.utils import CaptureQueriesContext
+
+from people.models import Organisation, Person
+from people.rows import rows_insert
+from tests.factories import SalesforceConnectionFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def _people(connection, count):
+    rows_insert(
+        Person,
+        [
+            {
+                "workspace_id": connection.workspace_id,
+                "connection_id": connection.pk,
+                "salesforce_id": f"003{n:015d}",
+            }
+            for n in range(count)
+        ],
+    )
+
+
+def test_among_finds_what_in_finds():
+    connection = SalesforceConnectionFactory()
+    _people(connection, 5)
+    wanted = ["003000000000000001", "003000000000000003", "003000000000000009"]
+
+    among = Person.objects.filter(connection=connection, salesforce_id__among=wanted)
+    plain = Person.objects.filter(connection=connection, salesforce_id__in=wanted)
+
+    assert sorted(p.salesforce_id for p in among) == sorted(
+        p.salesforce_id for p in plain
+    )
+    assert among.count() == 2
+
+
+def test_among_sends_all_values_as_one_parameter_past_sqlites_limit():
+    connection = SalesforceConnectionFactory()
+    _people(connection, 40_000)
+    wanted = {f"003{n:015d}" for n in range(0, 40_000, 2)}
+
+    query = Person.objects.filter(connection=connection, salesforce_id__among=wanted)
+
+    _sql, params = query.values("pk").query.sql_with_params()
+    found = set(query.values_list("salesforce_id", flat=True))
+
+    # The connection, and the Ids as one value.
+    assert len(params) == 2
+    assert found == wanted
+
+
+def test_among_drops_none_and_repeats_and_an_empty_list_asks_nothing():
+    connection = SalesforceConnectionFactory()
+    _people(connection, 2)
+    first = Person.objects.get(salesforce_id="003000000000000000")
+
+    with CaptureQueriesContext(db) as queries:
+        assert list(Person.objects.filter(pk__among=[])) == []
+    repeated = Person.objects.filter(pk__among=[first.pk, None, first.pk])
+
+    assert len(queries) == 0
+    assert list(repeated) == [first]
+
+
+def test_among_takes_text_outside_ascii_and_quotes():
+    connection = SalesforceConnectionFactory()
+    names = ["bücher.example", 'o"brien.example', "it's.example"]
+    for name in names:
+        Organisation.objects.create(workspace=connection.workspace, domain=name)
+
+    found = Organisation.objects.filter(domain__among=[*names, "other.example"])
+
+    assert sorted(o.domain for o in found) == sorted(names)
+
+
+def test_among_in_an_or_with_nothing_to_match_keeps_the_other_side():
+    connection = SalesforceConnectionFactory()
+    _people(connection, 2)
+    first = Person.objects.get(salesforce_id="003000000000000000")
+
+    found = Person.objects.filter(Q(salesforce_id__among=[]) | Q(pk__among=[first.pk]))
+
+    assert list(found) == [first]
+
+
+def test_among_takes_a_queryset_as_in_does():
+    connection = SalesforceConnectionFactory()
+    _people(connection, 3)
+
+    found = Person.objects.filter(
+        pk__among=Person.objects.filter(salesforce_id__endswith="1").values("pk")
+    )
+
+    assert [p.salesforce_id for p in found] == ["003000000000000001"]
