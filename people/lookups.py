@@ -4,10 +4,11 @@ A sync looks rows up by pages of 2,000 Salesforce Ids. Django's `in` gives
 each value a placeholder of its own, and building, binding and (on
 PostgreSQL, whose client-side binding parses the statement) reading those
 costs several times the lookup itself. Here the whole list is one
-parameter: a JSON array read by `json_each` on SQLite, an array compared
-with `= ANY` on PostgreSQL. Other databases get Django's `in`.
+parameter, a JSON array, read by `json_each` on SQLite and by
+`jsonb_array_elements_text` on PostgreSQL (faster than an array, which
+psycopg quotes value by value). Other databases get Django's `in`.
 https://www.sqlite.org/json1.html#jeach
-https://www.postgresql.org/docs/current/functions-comparisons.html#FUNCTIONS-COMPARISONS-ANY-SOME
+https://www.postgresql.org/docs/current/functions-json.html#FUNCTIONS-JSON-PROCESSING-TABLE
 """
 
 import json
@@ -56,4 +57,13 @@ class Among(In):
         if not self.rhs_is_direct_value():
             return super().as_sql(compiler, connection)
         lhs_sql, params, values = self._one_parameter(compiler, connection)
-        return f"{lhs_sql} = ANY(%s)", [*params, values]
+        field = self.lhs.output_field
+        # Text is compared as text: a cast to varchar(n) would cut a longer
+        # value until it matched.
+        text = isinstance(field, CharField | TextField)
+        value = "value" if text else f"value::{field.db_type(connection)}"
+        sql = (
+            f"{lhs_sql} IN (SELECT {value} "
+            "FROM jsonb_array_elements_text(%s::jsonb) AS value)"
+        )
+        return sql, [*params, json.dumps(values)]

@@ -96,3 +96,12 @@ def test_among_takes_a_queryset_as_in_does():
     )
 
     assert [p.salesforce_id for p in found] == ["003000000000000001"]
+
+
+def test_among_does_not_cut_a_longer_value_to_the_columns_length():
+    connection = SalesforceConnectionFactory()
+    _people(connection, 1)
+
+    found = Person.objects.filter(salesforce_id__among=["003000000000000000AAA"])
+
+    assert list(found) == []
