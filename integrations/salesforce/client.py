@@ -429,7 +429,13 @@ class SalesforceClient:
             session_id=self.connection.access_token,
             version=settings.SALESFORCE_API_VERSION,
             session=self._session,
+            # Plain dicts, decoded by json's own C code: simple-salesforce's
+            # default builds an OrderedDict for every record and attributes.
+            object_pairs_hook=None,
         )
+        # simple-salesforce asks for indented JSON, a larger answer to send
+        # and to read; nothing here shows an answer to a person.
+        sf.headers.pop("X-PrettyPrint", None)
         # https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/headers_queryoptions.htm
         if self._batch_size:
             sf.headers["Sforce-Query-Options"] = f"batchSize={self._batch_size}"

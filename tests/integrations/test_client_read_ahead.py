@@ -74,3 +74,18 @@ def test_a_page_refused_while_read_ahead_is_asked_again_the_usual_way(
     assert [c.response.status_code for c in more] == [401, 401, 200]
     token_calls = [c for c in org_http.calls if c.request.url.endswith("/token")]
     assert len(token_calls) == 1  # one refresh
+
+
+def test_pages_are_asked_for_unindented_and_come_as_plain_dicts(
+    org, org_http, connection
+):
+    client = connection_client(connection=connection, batch_size=200)
+
+    first, second = client.query_pages(soql=SOQL)
+
+    query_calls = [c for c in org_http.calls if "/query" in c.request.url]
+    assert len(query_calls) == 2
+    assert all("X-PrettyPrint" not in c.request.headers for c in query_calls)
+    # The first page is simple-salesforce's, the second the read-ahead's.
+    assert type(first[0]) is dict
+    assert type(second[0]) is dict
