@@ -4,11 +4,14 @@ A sync looks rows up by pages of 2,000 Salesforce Ids. Django's `in` gives
 each value a placeholder of its own, and building, binding and (on
 PostgreSQL, whose client-side binding parses the statement) reading those
 costs several times the lookup itself. Here the whole list is one
-parameter, a JSON array, read by `json_each` on SQLite and by
-`jsonb_array_elements_text` on PostgreSQL (faster than an array, which
-psycopg quotes value by value). Other databases get Django's `in`.
+parameter: a JSON array read by `json_each` on SQLite; on PostgreSQL, an
+array in its text form, written here in one go (psycopg would quote it
+value by value), compared with `= ANY`. Being a constant, the array is
+hashed: a lookup stays fast even when the planner, before it has counted a
+table just filled, expects one row and filters instead of using the index.
+Other databases get Django's `in`.
 https://www.sqlite.org/json1.html#jeach
-https://www.postgresql.org/docs/current/functions-json.html#FUNCTIONS-JSON-PROCESSING-TABLE
+https://www.postgresql.org/docs/current/functions-comparisons.html#FUNCTIONS-COMPARISONS-ANY-SOME
 """
 
 import json
@@ -58,12 +61,17 @@ class Among(In):
             return super().as_sql(compiler, connection)
         lhs_sql, params, values = self._one_parameter(compiler, connection)
         field = self.lhs.output_field
-        # Text is compared as text: a cast to varchar(n) would cut a longer
-        # value until it matched.
         text = isinstance(field, CharField | TextField)
-        value = "value" if text else f"value::{field.db_type(connection)}"
-        sql = (
-            f"{lhs_sql} IN (SELECT {value} "
-            "FROM jsonb_array_elements_text(%s::jsonb) AS value)"
-        )
-        return sql, [*params, json.dumps(values)]
+        element = "text" if text else field.db_type(connection)
+        return f"{lhs_sql} = ANY(%s::{element}[])", [*params, _array_literal(values)]
+
+
+def _array_literal(values: list[Any]) -> str:
+    """Return PostgreSQL's text form of an array, every element quoted.
+
+    https://www.postgresql.org/docs/current/arrays.html#ARRAYS-IO
+    """
+    quoted = (
+        '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values
+    )
+    return "{" + ",".join(quoted) + "}"

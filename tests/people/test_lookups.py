@@ -66,9 +66,17 @@ def test_among_drops_none_and_repeats_and_an_empty_list_asks_nothing():
     assert list(repeated) == [first]
 
 
-def test_among_takes_text_outside_ascii_and_quotes():
+def test_among_takes_text_with_quotes_braces_and_more():
     connection = SalesforceConnectionFactory()
-    names = ["bücher.example", 'o"brien.example', "it's.example"]
+    names = [
+        "bücher.example",
+        'o"brien.example',
+        "it's.example",
+        "back\\slash.example",
+        "{braces},comma.example",
+        "NULL",
+        " spaced ",
+    ]
     for name in names:
         Organisation.objects.create(workspace=connection.workspace, domain=name)
 
