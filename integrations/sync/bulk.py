@@ -405,14 +405,16 @@ def _converter(candidate: BulkCandidate):
         if schema.type_of(name) in COMPOUND_TYPES
     }
     mapped = set(candidate.fields)
-    types: dict[str, str] = {}
+    # Each column's conversion, chosen once from the header: a result page
+    # holds up to millions of cells.
+    columns: list[tuple[str, Callable[[str], Any]]] = []
 
     def convert(header: list[str], values: list[str]) -> Record:
-        if not types:
-            types.update({name: schema.type_of(name) for name in header})
+        if not columns:
+            columns.extend((name, _cell(schema.type_of(name))) for name in header)
         record = {
-            name: _value(types[name], value)
-            for name, value in zip(header, values, strict=True)
+            name: cell(value)
+            for (name, cell), value in zip(columns, values, strict=True)
         }
         for compound, parts in compounds.items():
             nested = {
@@ -430,24 +432,43 @@ def _converter(candidate: BulkCandidate):
     return convert
 
 
-def _value(field_type: str, text: str) -> Any:
-    """Return a CSV cell as REST's JSON would have it.
+_BOOLEANS = {"true": True, "false": False}
+_NUMBERS: dict[str, Callable[[str], Any]] = {
+    "int": int,
+    "double": float,
+    "currency": float,
+    "percent": float,
+}
+
+
+def _cell(field_type: str) -> Callable[[str], Any]:
+    """Return how to read a CSV cell of a type as REST's JSON would have it.
 
     Bulk writes null as an empty cell, booleans as true/false and
-    datetimes in UTC with a Z; REST writes `...+0000`.
+    datetimes in UTC with a Z; REST writes `...+0000`. A cell that is not
+    of its type stays text: the record's conversion then leaves that value
+    empty and reports it, as for a REST value.
     """
-    if text == "":
-        return None
-    # A cell that is not of its type stays text: the record's conversion
-    # then leaves that value empty and reports it, as for a REST value.
     if field_type == "boolean":
-        return {"true": True, "false": False}.get(text, text)
-    number = {"int": int, "double": float, "currency": float, "percent": float}
-    if field_type in number:
-        try:
-            return number[field_type](text)
-        except ValueError:
-            return text
-    if field_type == "datetime" and text.endswith("Z"):
-        return text.removesuffix("Z") + "+0000"
-    return text
+        return lambda text: None if text == "" else _BOOLEANS.get(text, text)
+    if field_type in _NUMBERS:
+        number = _NUMBERS[field_type]
+
+        def numeric(text: str) -> Any:
+            if text == "":
+                return None
+            try:
+                return number(text)
+            except ValueError:
+                return text
+
+        return numeric
+    if field_type == "datetime":
+
+        def stamp(text: str) -> Any:
+            if text == "":
+                return None
+            return text.removesuffix("Z") + "+0000" if text.endswith("Z") else text
+
+        return stamp
+    return lambda text: text or None

@@ -12,6 +12,7 @@ from integrations.salesforce.client import _text_lines
 from integrations.salesforce.emulator import OfflineOrg
 from integrations.salesforce.emulator import bulk as emulator_bulk
 from integrations.salesforce.emulator.testing import mocked
+from integrations.sync.bulk import _cell as cell_reader
 from integrations.sync.run import connection_sync, sync_claim
 from people.models import CrmAccount, Person
 from tests.conftest import OFFLINE_HOST
@@ -617,3 +618,26 @@ def test_a_long_wait_for_a_bulk_job_keeps_the_runs_claim(member, settings, monke
     assert len(hours) > 3
     assert others and all(claim is None for claim in others)
     assert run.status == SyncRun.Status.SUCCESS
+
+
+@pytest.mark.parametrize(
+    ("field_type", "text", "value"),
+    [
+        ("string", "", None),
+        ("string", "Acme", "Acme"),
+        ("boolean", "true", True),
+        ("boolean", "false", False),
+        ("boolean", "", None),
+        ("boolean", "maybe", "maybe"),
+        ("int", "42", 42),
+        ("currency", "1250.5", 1250.5),
+        ("percent", "", None),
+        ("double", "many", "many"),
+        ("datetime", "2026-01-02T03:04:05.000Z", "2026-01-02T03:04:05.000+0000"),
+        ("datetime", "2026-01-02T03:04:05.000+0000", "2026-01-02T03:04:05.000+0000"),
+        ("date", "2026-01-02", "2026-01-02"),
+    ],
+)
+def test_a_cell_reads_as_rests_json_would_have_it(field_type, text, value):
+    assert cell_reader(field_type)(text) == value
+    assert type(cell_reader(field_type)(text)) is type(value)
