@@ -12,6 +12,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.timesince import timesince
+from django.utils.translation import ngettext
 
 from integrations.admin_forms import (
     FieldMappingForm,
@@ -230,7 +231,15 @@ class SalesforceConnectionAdmin(admin.ModelAdmin):
                     level=messages.WARNING,
                 )
         if queued:
-            self.message_user(request, f"Sync requested for {queued} connection(s).")
+            self.message_user(
+                request,
+                ngettext(
+                    "Full sync requested for %(count)d connection.",
+                    "Full sync requested for %(count)d connections.",
+                    queued,
+                )
+                % {"count": queued},
+            )
 
 
 @admin.register(SyncRun)

@@ -161,7 +161,7 @@ def connection_sync_now(request: HttpRequest, pk: int) -> HttpResponse:
     if not connection.is_usable:
         messages.error(request, "Reconnect the org before syncing it.")
     elif services.connection_sync_request(connection=connection):
-        messages.success(request, "A sync has been requested.")
+        messages.success(request, "A full sync has been requested.")
     else:
         messages.info(
             request,

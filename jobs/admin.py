@@ -9,6 +9,7 @@ from django.forms.models import BaseInlineFormSet
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
+from django.utils.translation import ngettext
 
 from integrations.models import SalesforceConnection
 from integrations.salesforce.client import SalesforceClientError
@@ -368,13 +369,26 @@ class FieldWriteAdmin(_ReadOnlyAdmin):
     ) -> None:
         queued = services.writes_retry(writes=queryset)
         left_alone = queryset.count() - queued
-        self.message_user(request, f"{queued} failed write(s) queued again.")
+        self.message_user(
+            request,
+            ngettext(
+                "%(count)d failed write queued again.",
+                "%(count)d failed writes queued again.",
+                queued,
+            )
+            % {"count": queued},
+        )
         if left_alone:
             self.message_user(
                 request,
-                f"{left_alone} selected write(s) were left as they are: only "
-                "failures are retried, a written value is never sent twice, and "
-                "a value the event does not give has nothing to send.",
+                ngettext(
+                    "%(count)d selected write was left as it is",
+                    "%(count)d selected writes were left as they are",
+                    left_alone,
+                )
+                % {"count": left_alone}
+                + ": only failures are retried, a written value is never sent "
+                "twice, and a value the event does not give has nothing to send.",
                 level=messages.WARNING,
             )
 
@@ -499,4 +513,8 @@ class ApiKeyAdmin(admin.ModelAdmin):
     @admin.action(description="Revoke the selected keys", permissions=["change"])
     def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
         revoked = sum(services.api_key_revoke(api_key=key) for key in queryset)
-        self.message_user(request, f"{revoked} key(s) revoked.")
+        self.message_user(
+            request,
+            ngettext("%(count)d key revoked.", "%(count)d keys revoked.", revoked)
+            % {"count": revoked},
+        )

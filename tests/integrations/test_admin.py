@@ -23,6 +23,7 @@ def test_sync_now_in_the_admin_runs_a_full_sync(
 
     run = SyncRun.objects.get()
     assert response.status_code == 200
+    assert "Full sync requested for 1 connection." in response.content.decode()
     assert run.trigger == SyncRun.Trigger.MANUAL and run.kind == SyncRun.Kind.FULL
     assert run.status == SyncRun.Status.SUCCESS
     assert Person.objects.count() == org.store.count("Contact")

@@ -228,7 +228,8 @@ def test_retrying_selected_failures_resends_only_the_failures(
 
     failed.refresh_from_db()
     page = response.content.decode()
-    assert "1 failed write(s) queued again." in page
+    assert "1 failed write queued again." in page
+    assert "1 selected write was left as it is: only failures are retried" in page
     assert "a written value is never sent twice" in page
     assert failed.status == FieldWrite.Status.WRITTEN
     assert org.writes.updates_of(people[0].salesforce_id) == [
@@ -277,12 +278,14 @@ def test_an_api_key_is_revoked_from_the_admin(member, staff_client):
 
     api_key, secret = api_key_create(workspace=member.workspace, name="Old")
 
-    staff_client.post(
+    response = staff_client.post(
         reverse("admin:jobs_apikey_changelist"),
         {"action": "revoke", "_selected_action": [api_key.pk]},
+        follow=True,
     )
 
     assert api_key_authenticate(secret=secret) is None
+    assert "1 key revoked." in response.content.decode()
 
 
 @pytest.mark.parametrize("model", ["event", "rejectedevent", "fieldwrite", "jobrun"])
