@@ -24,18 +24,35 @@ from django.db.models.lookups import In
 
 class Among(In):
     lookup_name = "among"
+    # Set when the values are ready to be sent as one parameter; otherwise
+    # they are kept as given, for the field's own `in`.
+    one_parameter = False
 
     def get_prep_lookup(self) -> Any:
         if not self.rhs_is_direct_value():
             return super().get_prep_lookup()
+        values = list(self.rhs)
+        # An expression among the values (F("name"), Value(...)) is compiled
+        # by `in`; prepared here, it would become the text of its repr.
+        if any(type(v) is not str and hasattr(v, "resolve_expression") for v in values):
+            return values
+        self.one_parameter = True
         field = self.lhs.output_field
         prep = field.get_prep_value
         # Text for a text column is what the database takes: the field's own
         # preparation, called for every Id, would cost more than the lookup.
         plain = str if isinstance(field, CharField | TextField) else None
-        values = (v if type(v) is plain else prep(v) for v in self.rhs)
+        prepared = (v if type(v) is plain else prep(v) for v in values)
         # NULL equals nothing, as with `in`; each value once.
-        return list(dict.fromkeys(v for v in values if v is not None))
+        return list(dict.fromkeys(v for v in prepared if v is not None))
+
+    def as_sql(self, compiler, connection) -> tuple[str, list[Any]]:
+        if self.rhs_is_direct_value() and not self.one_parameter:
+            # Built here, from the left-hand side as it is now (relabelled in
+            # a subquery), so that it compiles as `field__in` would.
+            in_ = self.lhs.get_lookup("in")(self.lhs, self.rhs)
+            return compiler.compile(in_)
+        return super().as_sql(compiler, connection)
 
     def _one_parameter(self, compiler, connection) -> tuple[str, list[Any], list[Any]]:
         if not self.rhs:
@@ -50,15 +67,15 @@ class Among(In):
         return lhs_sql, list(lhs_params), values
 
     def as_sqlite(self, compiler, connection) -> tuple[str, list[Any]]:
-        if not self.rhs_is_direct_value():
-            return super().as_sql(compiler, connection)
+        if not self.one_parameter:
+            return self.as_sql(compiler, connection)
         lhs_sql, params, values = self._one_parameter(compiler, connection)
         sql = f"{lhs_sql} IN (SELECT value FROM json_each(%s))"
         return sql, [*params, json.dumps(values)]
 
     def as_postgresql(self, compiler, connection) -> tuple[str, list[Any]]:
-        if not self.rhs_is_direct_value():
-            return super().as_sql(compiler, connection)
+        if not self.one_parameter:
+            return self.as_sql(compiler, connection)
         lhs_sql, params, values = self._one_parameter(compiler, connection)
         field = self.lhs.output_field
         text = isinstance(field, CharField | TextField)

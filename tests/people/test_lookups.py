@@ -1,6 +1,6 @@
 import pytest
 from django.db import connection as db
-from django.db.models import Q
+from django.db.models import F, Q
 from django.test.utils import CaptureQueriesContext
 
 from people.models import Organisation, Person
@@ -113,3 +113,17 @@ def test_among_does_not_cut_a_longer_value_to_the_columns_length():
     found = Person.objects.filter(salesforce_id__among=["003000000000000000AAA"])
 
     assert list(found) == []
+
+
+def test_among_compares_with_an_expression_among_the_values_as_in_does():
+    connection = SalesforceConnectionFactory()
+    same = Organisation.objects.create(
+        workspace=connection.workspace, name="a.example", domain="a.example"
+    )
+    Organisation.objects.create(
+        workspace=connection.workspace, name="Other", domain="b.example"
+    )
+
+    found = Organisation.objects.filter(domain__among=[F("name"), "c.example"])
+
+    assert list(found) == [same]
