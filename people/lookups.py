@@ -9,7 +9,8 @@ array in its text form, written here in one go (psycopg would quote it
 value by value), compared with `= ANY`. Being a constant, the array is
 hashed: a lookup stays fast even when the planner, before it has counted a
 table just filled, expects one row and filters instead of using the index.
-Other databases get Django's `in`.
+Other databases, and fields that hold neither text nor integers, get
+Django's `in`.
 https://www.sqlite.org/json1.html#jeach
 https://www.postgresql.org/docs/current/functions-comparisons.html#FUNCTIONS-COMPARISONS-ANY-SOME
 """
@@ -18,7 +19,7 @@ import json
 from typing import Any
 
 from django.core.exceptions import EmptyResultSet
-from django.db.models import CharField, TextField
+from django.db.models import CharField, IntegerField, TextField
 from django.db.models.lookups import In
 
 
@@ -32,12 +33,17 @@ class Among(In):
         if not self.rhs_is_direct_value():
             return super().get_prep_lookup()
         values = list(self.rhs)
+        field = self.lhs.output_field
+        # Text and integers, what rows are looked up by, read back from JSON
+        # and an array as they were; other values may not (decimals, bytes,
+        # JSON, whose key transforms have an `in` of their own).
+        if not isinstance(field, CharField | TextField | IntegerField):
+            return values
         # An expression among the values (F("name"), Value(...)) is compiled
         # by `in`; prepared here, it would become the text of its repr.
         if any(type(v) is not str and hasattr(v, "resolve_expression") for v in values):
             return values
         self.one_parameter = True
-        field = self.lhs.output_field
         prep = field.get_prep_value
         # Text for a text column is what the database takes: the field's own
         # preparation, called for every Id, would cost more than the lookup.

@@ -127,3 +127,15 @@ def test_among_compares_with_an_expression_among_the_values_as_in_does():
     found = Organisation.objects.filter(domain__among=[F("name"), "c.example"])
 
     assert list(found) == [same]
+
+
+def test_among_on_a_json_key_compares_as_in_does():
+    connection = SalesforceConnectionFactory()
+    _people(connection, 2)
+    first = Person.objects.get(salesforce_id="003000000000000000")
+    first.custom_values = {"Industry": "Tech"}
+    first.save()
+
+    found = Person.objects.filter(custom_values__Industry__among=["Tech", "Retail"])
+
+    assert list(found) == [first]
