@@ -45,10 +45,14 @@ class Among(In):
             return values
         self.one_parameter = True
         prep = field.get_prep_value
-        # Text for a text column is what the database takes: the field's own
-        # preparation, called for every Id, would cost more than the lookup.
-        plain = str if isinstance(field, CharField | TextField) else None
-        prepared = (v if type(v) is plain else prep(v) for v in values)
+        if isinstance(field, CharField | TextField):
+            # Text for a text column is what the database takes: the field's
+            # own preparation, called for every Id, would cost more than the
+            # lookup. Other values end as plain text, what `in` sends: a str
+            # subclass (an Enum's member) may have a str() of its own.
+            prepared = (v if type(v) is str else _plain(prep(v)) for v in values)
+        else:
+            prepared = (prep(v) for v in values)
         # NULL equals nothing, as with `in`; each value once.
         return list(dict.fromkeys(v for v in prepared if v is not None))
 
@@ -87,6 +91,11 @@ class Among(In):
         text = isinstance(field, CharField | TextField)
         element = "text" if text else field.db_type(connection)
         return f"{lhs_sql} = ANY(%s::{element}[])", [*params, _array_literal(values)]
+
+
+def _plain(text: str | None) -> str | None:
+    """Return the text of a str subclass as a str, whatever its __str__."""
+    return None if text is None else str.__str__(text)
 
 
 def _array_literal(values: list[Any]) -> str:

@@ -1,3 +1,5 @@
+from enum import Enum
+
 import pytest
 from django.db import connection as db
 from django.db.models import F, Q
@@ -139,3 +141,19 @@ def test_among_on_a_json_key_compares_as_in_does():
     found = Person.objects.filter(custom_values__Industry__among=["Tech", "Retail"])
 
     assert list(found) == [first]
+
+
+# Not a StrEnum: the str() of this member is its name, "_Domain.EXAMPLE".
+class _Domain(str, Enum):  # noqa: UP042
+    EXAMPLE = "a.example"
+
+
+def test_among_compares_a_str_enum_member_by_its_value_as_in_does():
+    connection = SalesforceConnectionFactory()
+    organisation = Organisation.objects.create(
+        workspace=connection.workspace, domain="a.example"
+    )
+
+    found = Organisation.objects.filter(domain__among=[_Domain.EXAMPLE])
+
+    assert list(found) == [organisation]
