@@ -88,8 +88,17 @@ class Among(In):
             return self.as_sql(compiler, connection)
         lhs_sql, params, values = self._one_parameter(compiler, connection)
         field = self.lhs.output_field
-        text = isinstance(field, CharField | TextField)
-        element = "text" if text else field.db_type(connection)
+        if isinstance(field, CharField | TextField):
+            element = "text"
+        else:
+            element = field.db_type(connection)
+            # A number out of the column's range equals none of its values,
+            # as with `in`; cast in the array, it would fail the query.
+            kind = field.get_internal_type()
+            low, high = connection.ops.integer_field_range(kind)
+            values = [v for v in values if low <= v <= high]
+            if not values:
+                raise EmptyResultSet
         return f"{lhs_sql} = ANY(%s::{element}[])", [*params, _array_literal(values)]
 
 

@@ -157,3 +157,15 @@ def test_among_compares_a_str_enum_member_by_its_value_as_in_does():
     found = Organisation.objects.filter(domain__among=[_Domain.EXAMPLE])
 
     assert list(found) == [organisation]
+
+
+def test_among_passes_over_a_number_the_column_cannot_hold():
+    connection = SalesforceConnectionFactory()
+    _people(connection, 1)
+    first = Person.objects.get()
+
+    found = Person.objects.filter(pk__among=[first.pk, 2**63])
+    beyond = Person.objects.filter(pk__among=[2**63])
+
+    assert list(found) == [first]
+    assert list(beyond) == []
