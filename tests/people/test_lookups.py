@@ -169,3 +169,16 @@ def test_among_passes_over_a_number_the_column_cannot_hold():
 
     assert list(found) == [first]
     assert list(beyond) == []
+
+
+@pytest.mark.skipif(db.vendor != "sqlite", reason="PostgreSQL text holds no NUL")
+def test_among_does_not_cut_a_value_at_a_nul_character():
+    connection = SalesforceConnectionFactory()
+    with_nul = Organisation.objects.create(
+        workspace=connection.workspace, domain="a\x00b.example"
+    )
+    Organisation.objects.create(workspace=connection.workspace, domain="a")
+
+    found = Organisation.objects.filter(domain__among=["a\x00b.example"])
+
+    assert list(found) == [with_nul]
