@@ -33,15 +33,17 @@ class Among(In):
         if not self.rhs_is_direct_value():
             return super().get_prep_lookup()
         values = list(self.rhs)
+        # An expression among the values (F("name"), Value(...)) is left to
+        # `in`, which keeps the list as one expression that a subquery
+        # relabels; prepared here, it would become the text of its repr.
+        if any(type(v) is not str and hasattr(v, "resolve_expression") for v in values):
+            self.rhs = values
+            return super().get_prep_lookup()
         field = self.lhs.output_field
         # Text and integers, what rows are looked up by, read back from JSON
         # and an array as they were; other values may not (decimals, bytes,
         # JSON, whose key transforms have an `in` of their own).
         if not isinstance(field, CharField | TextField | IntegerField):
-            return values
-        # An expression among the values (F("name"), Value(...)) is compiled
-        # by `in`; prepared here, it would become the text of its repr.
-        if any(type(v) is not str and hasattr(v, "resolve_expression") for v in values):
             return values
         self.one_parameter = True
         prep = field.get_prep_value

@@ -182,3 +182,18 @@ def test_among_does_not_cut_a_value_at_a_nul_character():
     found = Organisation.objects.filter(domain__among=["a\x00b.example"])
 
     assert list(found) == [with_nul]
+
+
+def test_among_with_an_expression_among_the_values_works_in_a_subquery():
+    connection = SalesforceConnectionFactory()
+    _people(connection, 2)
+    first = Person.objects.get(salesforce_id="003000000000000000")
+    first.organisation = Organisation.objects.create(
+        workspace=connection.workspace, name="a.example", domain="a.example"
+    )
+    first.save()
+    same = Organisation.objects.filter(domain__among=[F("name")])
+
+    found = Person.objects.filter(organisation__in=same)
+
+    assert list(found) == [first]
