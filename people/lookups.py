@@ -79,7 +79,8 @@ class Among(In):
         return lhs_sql, list(lhs_params), values
 
     def as_sqlite(self, compiler, connection) -> tuple[str, list[Any]]:
-        if not self.one_parameter:
+        # A bilateral transform (applied to each value too) is left to `in`.
+        if not self.one_parameter or self.bilateral_transforms:
             return self.as_sql(compiler, connection)
         lhs_sql, params, values = self._one_parameter(compiler, connection)
         array = json.dumps(values)
@@ -91,7 +92,7 @@ class Among(In):
         return sql, [*params, array]
 
     def as_postgresql(self, compiler, connection) -> tuple[str, list[Any]]:
-        if not self.one_parameter:
+        if not self.one_parameter or self.bilateral_transforms:
             return self.as_sql(compiler, connection)
         lhs_sql, params, values = self._one_parameter(compiler, connection)
         field = self.lhs.output_field

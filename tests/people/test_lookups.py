@@ -2,8 +2,8 @@ from enum import Enum
 
 import pytest
 from django.db import connection as db
-from django.db.models import F, Q
-from django.test.utils import CaptureQueriesContext
+from django.db.models import CharField, F, Q, Transform
+from django.test.utils import CaptureQueriesContext, register_lookup
 
 from people.models import Organisation, Person
 from people.rows import rows_insert
@@ -197,3 +197,23 @@ def test_among_with_an_expression_among_the_values_works_in_a_subquery():
     found = Person.objects.filter(organisation__in=same)
 
     assert list(found) == [first]
+
+
+class _UpperBoth(Transform):
+    lookup_name = "upper_both"
+    function = "UPPER"
+    bilateral = True
+
+
+def test_among_applies_a_bilateral_transform_to_the_values_as_in_does():
+    connection = SalesforceConnectionFactory()
+    organisation = Organisation.objects.create(
+        workspace=connection.workspace, domain="a.example"
+    )
+
+    with register_lookup(CharField, _UpperBoth):
+        found = list(
+            Organisation.objects.filter(domain__upper_both__among=["A.Example"])
+        )
+
+    assert found == [organisation]
