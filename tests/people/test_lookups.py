@@ -1,7 +1,9 @@
+from enum import Enum
+
 import pytest
 from django.db import connection as db
-from django.db.models import Q
-from django.test.utils import CaptureQueriesContext
+from django.db.models import CharField, F, Q, Transform
+from django.test.utils import CaptureQueriesContext, register_lookup
 
 from people.models import Organisation, Person
 from people.rows import rows_insert
@@ -113,3 +115,105 @@ def test_among_does_not_cut_a_longer_value_to_the_columns_length():
     found = Person.objects.filter(salesforce_id__among=["003000000000000000AAA"])
 
     assert list(found) == []
+
+
+def test_among_compares_with_an_expression_among_the_values_as_in_does():
+    connection = SalesforceConnectionFactory()
+    same = Organisation.objects.create(
+        workspace=connection.workspace, name="a.example", domain="a.example"
+    )
+    Organisation.objects.create(
+        workspace=connection.workspace, name="Other", domain="b.example"
+    )
+
+    found = Organisation.objects.filter(domain__among=[F("name"), "c.example"])
+
+    assert list(found) == [same]
+
+
+def test_among_on_a_json_key_compares_as_in_does():
+    connection = SalesforceConnectionFactory()
+    _people(connection, 2)
+    first = Person.objects.get(salesforce_id="003000000000000000")
+    first.custom_values = {"Industry": "Tech"}
+    first.save()
+
+    found = Person.objects.filter(custom_values__Industry__among=["Tech", "Retail"])
+
+    assert list(found) == [first]
+
+
+# Not a StrEnum: the str() of this member is its name, "_Domain.EXAMPLE".
+class _Domain(str, Enum):  # noqa: UP042
+    EXAMPLE = "a.example"
+
+
+def test_among_compares_a_str_enum_member_by_its_value_as_in_does():
+    connection = SalesforceConnectionFactory()
+    organisation = Organisation.objects.create(
+        workspace=connection.workspace, domain="a.example"
+    )
+
+    found = Organisation.objects.filter(domain__among=[_Domain.EXAMPLE])
+
+    assert list(found) == [organisation]
+
+
+def test_among_passes_over_a_number_the_column_cannot_hold():
+    connection = SalesforceConnectionFactory()
+    _people(connection, 1)
+    first = Person.objects.get()
+
+    found = Person.objects.filter(pk__among=[first.pk, 2**63])
+    beyond = Person.objects.filter(pk__among=[2**63])
+
+    assert list(found) == [first]
+    assert list(beyond) == []
+
+
+@pytest.mark.skipif(db.vendor != "sqlite", reason="PostgreSQL text holds no NUL")
+def test_among_does_not_cut_a_value_at_a_nul_character():
+    connection = SalesforceConnectionFactory()
+    with_nul = Organisation.objects.create(
+        workspace=connection.workspace, domain="a\x00b.example"
+    )
+    Organisation.objects.create(workspace=connection.workspace, domain="a")
+
+    found = Organisation.objects.filter(domain__among=["a\x00b.example"])
+
+    assert list(found) == [with_nul]
+
+
+def test_among_with_an_expression_among_the_values_works_in_a_subquery():
+    connection = SalesforceConnectionFactory()
+    _people(connection, 2)
+    first = Person.objects.get(salesforce_id="003000000000000000")
+    first.organisation = Organisation.objects.create(
+        workspace=connection.workspace, name="a.example", domain="a.example"
+    )
+    first.save()
+    same = Organisation.objects.filter(domain__among=[F("name")])
+
+    found = Person.objects.filter(organisation__in=same)
+
+    assert list(found) == [first]
+
+
+class _UpperBoth(Transform):
+    lookup_name = "upper_both"
+    function = "UPPER"
+    bilateral = True
+
+
+def test_among_applies_a_bilateral_transform_to_the_values_as_in_does():
+    connection = SalesforceConnectionFactory()
+    organisation = Organisation.objects.create(
+        workspace=connection.workspace, domain="a.example"
+    )
+
+    with register_lookup(CharField, _UpperBoth):
+        found = list(
+            Organisation.objects.filter(domain__upper_both__among=["A.Example"])
+        )
+
+    assert found == [organisation]
