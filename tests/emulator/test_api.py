@@ -167,3 +167,20 @@ def test_it_refuses_methods_a_resource_does_not_take(api):
 
     assert response.status_code == 405
     assert error_code(response) == "METHOD_NOT_ALLOWED"
+
+
+def test_a_records_address_shows_its_fields_as_trigs_links_expect(mock, org):
+    contact = org.store.records("Contact")[0]
+    org.store.lookup(contact["Id"])[1]["LastName"] = "<script>x</script>"
+
+    page = requests.get(f"{BASE_URL}/{contact['Id']}")
+    short = requests.get(f"{BASE_URL}/{contact['Id'][:15]}")
+    unknown = requests.get(f"{BASE_URL}/003000000000000AAA")
+
+    assert page.status_code == 200
+    assert page.headers["Content-Type"].startswith("text/html")
+    assert f"Contact {contact['Id']}" in page.text
+    assert "&lt;script&gt;x&lt;/script&gt;" in page.text
+    assert "<script>" not in page.text
+    assert short.status_code == 200 and f"Contact {contact['Id']}" in short.text
+    assert unknown.status_code == 404

@@ -464,6 +464,29 @@ class OfflineOrg:
         response.headers["Cache-Control"] = "no-cache,no-store"
         return response
 
+    def _record_page(self, request: Request, record_id: str) -> Response:
+        """Show a record's fields at its address, as Salesforce shows a
+        record at `https://<instance>/<Id>`, for links to it from Trig."""
+        with self.store.lock:
+            found = self.store.lookup(record_id)
+            if found is None:
+                return Response("Not Found", status=404, content_type="text/plain")
+            object_name, record = found
+            fields = sorted(
+                (name, value) for name, value in record.items() if name != "attributes"
+            )
+        title = html.escape(f"{object_name} {record.get('Id', record_id)}")
+        rows = "".join(
+            f"<tr><th>{html.escape(name)}</th><td>{html.escape(_shown(value))}</td></tr>"
+            for name, value in fields
+        )
+        page = (
+            f"<!doctype html><meta charset=utf-8><title>{title}</title>"
+            f"<h1>{title}</h1><p>The offline org's record, as it holds it now."
+            f"</p><table>{rows}</table>"
+        )
+        return Response(page, content_type="text/html;charset=utf-8")
+
     def _revoke(self, request: Request) -> Response:
         # https://help.salesforce.com/s/articleView?id=sf.remoteaccess_revoke_token.htm&type=5
         token = request.form.get("token") or request.args.get("token") or ""
@@ -1070,6 +1093,8 @@ def _url_map() -> Map:
         Rule(f"{data}/queryAll/", endpoint="query_all", methods=["GET"]),
         Rule(f"{data}/queryAll/<locator>", endpoint="query_all_more", methods=["GET"]),
         Rule(f"{data}/<path:rest>", endpoint="not_found"),
+        # A record's page, as Trig's links to records lead to it.
+        Rule("/<record_id>", endpoint="record_page", methods=["GET"]),
     ]
     return Map(rules, strict_slashes=False, merge_slashes=False)
 
@@ -1156,3 +1181,11 @@ _ERROR_PAGE = """<!doctype html>
 </body>
 </html>
 """
+
+
+def _shown(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, dict | list):
+        return json.dumps(value, ensure_ascii=False)
+    return str(value)
