@@ -855,14 +855,32 @@ def missing_rows(
     anti-join, whatever the size of the org.
     https://help.salesforce.com/s/articleView?id=000385008&type=1
     """
-    rows = live_rows(
+    rows = unwritten_rows(
+        connection=connection,
+        model=model,
+        written_since=written_since,
+        object_name=object_name,
+        key_prefix=key_prefix,
+    )
+    found = seen.filter(salesforce_id=OuterRef("salesforce_id"))
+    return rows.filter(~Exists(found))
+
+
+def unwritten_rows(
+    *,
+    connection: SalesforceConnection,
+    model: type[models.Model],
+    written_since: datetime,
+    object_name: str | None = None,
+    key_prefix: str = "",
+) -> models.QuerySet:
+    """Return the live rows of an object not written since `written_since`."""
+    return live_rows(
         model=model,
         connection_id=connection.pk,
         object_name=object_name,
         key_prefix=key_prefix,
     ).filter(Q(synced_at__lt=written_since) | Q(synced_at__isnull=True))
-    found = seen.filter(salesforce_id=OuterRef("salesforce_id"))
-    return rows.filter(~Exists(found))
 
 
 def mark_missing_deleted(**kwargs: Any) -> int:

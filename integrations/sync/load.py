@@ -248,16 +248,20 @@ def rows_mark_missing(
     """
     model = _MODELS[plan.mapping.target]
     seen = SeenRecord.objects.filter(run=run, object_name=plan.schema.name)
-    _statistics_refresh(SeenRecord, model)
+    rows = {
+        "connection": run.connection,
+        "model": model,
+        "written_since": run.started_at,
+        "object_name": _object_name_kept(plan.mapping, plan.schema),
+        "key_prefix": plan.schema.key_prefix,
+    }
     try:
-        missing = people_services.missing_rows(
-            connection=run.connection,
-            model=model,
-            seen=seen,
-            written_since=run.started_at,
-            object_name=_object_name_kept(plan.mapping, plan.schema),
-            key_prefix=plan.schema.key_prefix,
-        )
+        # Every row this read wrote (a first import): none can be missing,
+        # and counting the table for the planner would be time lost.
+        if not people_services.unwritten_rows(**rows).exists():
+            return 0
+        _statistics_refresh(SeenRecord, model)
+        missing = people_services.missing_rows(seen=seen, **rows)
         if plan.is_filtered:
             return _mark_gone(
                 plan=plan,

@@ -4,6 +4,8 @@ the deleted-records resource, with its short, old and unsupported windows."""
 from datetime import timedelta
 
 import pytest
+from django.db import connection as db
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from integrations.models import ObjectMapping, SalesforceConnection, SyncRun
@@ -145,3 +147,24 @@ def test_a_deletion_purged_from_the_recycle_bin_is_found_by_the_next_full_sync(
     assert full.records_deleted == 1
     assert full.drift_repaired == 1
     assert _replication_calls(org_http) == []
+
+
+def test_a_first_import_looks_for_no_missing_rows_and_the_next_full_sync_does(
+    org, org_http, connection
+):
+    with CaptureQueriesContext(db) as first:
+        connection_sync(connection=connection)
+    gone = org.store.records("Contact")[0]["Id"]
+    org.store.delete(gone)
+    org.store.empty_recycle_bin()
+    with CaptureQueriesContext(db) as second:
+        run = connection_sync(connection=connection)
+
+    def anti_joins(queries):
+        return [q for q in queries if "NOT EXISTS" in q["sql"]]
+
+    # Every row the first import holds, it wrote: nothing can be missing.
+    assert anti_joins(first.captured_queries) == []
+    assert anti_joins(second.captured_queries)
+    assert Person.objects.get(salesforce_id=gone).deleted_at is not None
+    assert run.records_deleted == 1
