@@ -12,6 +12,9 @@ def _salesforce_link(obj) -> str:
 class _SyncedAdmin(admin.ModelAdmin):
     """Rows written by the sync: shown, searchable, never edited by hand."""
 
+    # A row's own page links to its record in Salesforce, as the list does.
+    readonly_fields = ["salesforce_link"]
+
     def has_add_permission(self, request) -> bool:
         return False
 

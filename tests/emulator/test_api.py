@@ -184,3 +184,11 @@ def test_a_records_address_shows_its_fields_as_trigs_links_expect(mock, org):
     assert "<script>" not in page.text
     assert short.status_code == 200 and f"Contact {contact['Id']}" in short.text
     assert unknown.status_code == 404
+
+
+def test_the_orgs_address_says_what_it_is_and_what_it_holds(mock, org):
+    page = requests.get(f"{BASE_URL}/")
+
+    assert page.status_code == 200
+    assert org.org_id in page.text
+    assert f"<th>Contact</th><td>{org.store.count('Contact'):,}</td>" in page.text

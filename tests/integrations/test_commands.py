@@ -20,7 +20,7 @@ def test_salesforce_sync_runs_a_full_sync_and_prints_a_summary(
         f"Full sync success: {run.records_fetched} fetched, {run.records_created} "
         f"created, 0 updated, 0 unchanged, 0 failed, {run.problem_count} "
         f"note{'' if run.problem_count == 1 else 's'}, 0 signals raised, "
-        f"{run.api_calls} API calls"
+        f"{run.api_calls} API call{'' if run.api_calls == 1 else 's'}"
     )
 
 

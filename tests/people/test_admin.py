@@ -59,3 +59,20 @@ def test_it_shows_a_runs_notes_as_a_table_and_offers_no_add_for_synced_rows(
     assert '"problem"' not in page
     assert cursor_add.status_code == 403
     assert organisation_add.status_code == 403
+
+
+def test_a_synced_rows_own_page_links_to_its_record_in_salesforce(staff_client):
+    from people.models import Person
+
+    connection = SalesforceConnectionFactory()
+    person = Person.objects.create(
+        workspace=connection.workspace,
+        connection=connection,
+        salesforce_id="0035g00003fjSVoAAM",
+    )
+
+    page = staff_client.get(
+        reverse("admin:people_person_change", args=[person.pk])
+    ).content.decode()
+
+    assert 'href="https://acme.my.salesforce.com/0035g00003fjSVoAAM"' in page

@@ -65,7 +65,7 @@ class Command(BaseCommand):
             f"{run.records_failed} failed, {run.problem_count} "
             f"note{'' if run.problem_count == 1 else 's'}, {run.signals_raised} "
             f"signal{'' if run.signals_raised == 1 else 's'} raised, "
-            f"{run.api_calls} API calls"
+            f"{run.api_calls} API call{'' if run.api_calls == 1 else 's'}"
         )
         self.stdout.write(summary)
         if run.status == SyncRun.Status.FAILED:

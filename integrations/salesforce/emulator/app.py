@@ -464,6 +464,25 @@ class OfflineOrg:
         response.headers["Cache-Control"] = "no-cache,no-store"
         return response
 
+    def _home(self, request: Request) -> Response:
+        """Say what this is at the org's address, where Trig's link to the
+        org leads, with the records it holds."""
+        with self.store.lock:
+            counts = [
+                (name, self.store.count(name))
+                for name in ("Account", "Contact", "Opportunity", "Lead", "User")
+            ]
+        title = html.escape(f"{self.org_name} ({self.org_id})")
+        rows = "".join(
+            f"<tr><th>{name}</th><td>{count:,}</td></tr>" for name, count in counts
+        )
+        page = (
+            f"<!doctype html><meta charset=utf-8><title>{title}</title>"
+            f"<h1>{title}</h1><p>The offline Salesforce org. A record's page is "
+            f"at /&lt;its Id&gt;.</p><table>{rows}</table>"
+        )
+        return Response(page, content_type="text/html;charset=utf-8")
+
     def _record_page(self, request: Request, record_id: str) -> Response:
         """Show a record's fields at its address, as Salesforce shows a
         record at `https://<instance>/<Id>`, for links to it from Trig."""
@@ -1093,6 +1112,7 @@ def _url_map() -> Map:
         Rule(f"{data}/queryAll/", endpoint="query_all", methods=["GET"]),
         Rule(f"{data}/queryAll/<locator>", endpoint="query_all_more", methods=["GET"]),
         Rule(f"{data}/<path:rest>", endpoint="not_found"),
+        Rule("/", endpoint="home", methods=["GET"]),
         # A record's page, as Trig's links to records lead to it.
         Rule("/<record_id>", endpoint="record_page", methods=["GET"]),
     ]
