@@ -75,6 +75,7 @@ _DEFAULTS = [
         50,
         ("ConvertedContactId", "", "OwnerId"),
         [
+            ("Name", "name"),
             ("FirstName", ""),
             ("LastName", ""),
             ("Email", ""),

@@ -89,6 +89,17 @@ def test_it_maps_each_default_field(org, org_http, connection):
     assert (person.owner.name, person.owner.email) == (owner["Name"], owner["Email"])
 
 
+def test_leads_and_opportunities_are_named_as_salesforce_names_them(
+    org, org_http, connection
+):
+    connection_sync(connection=connection)
+
+    for object_name in ("Lead", "Opportunity"):
+        for record in org.store.records(object_name):
+            stored = CrmRecord.objects.get(salesforce_id=record["Id"])
+            assert stored.name == record["Name"]
+
+
 def test_it_reads_every_page_of_a_query(org, org_http, connection):
     for n in range(600):
         org.store.insert(
