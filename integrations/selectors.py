@@ -27,9 +27,9 @@ def sync_run_recent(
 
 
 def object_mapping_stamps(*, connection: SalesforceConnection) -> list[dict]:
-    """Each imported object, what it becomes, the stamp its recent changes
-    are read by (the one in use once read, else the configured one) and its
-    mapped fields the last read left out."""
+    """Each imported object in the order a sync reads them, what it becomes,
+    the stamp its recent changes are read by (the one in use once read, else
+    the configured one) and its mapped fields the last read left out."""
     in_use = dict(
         SyncCursor.objects.filter(connection=connection).values_list(
             "object_name", "field_name"
@@ -45,7 +45,7 @@ def object_mapping_stamps(*, connection: SalesforceConnection) -> list[dict]:
         }
         for mapping in ObjectMapping.objects.filter(
             connection=connection, is_enabled=True
-        ).order_by("object_name")
+        ).order_by("position", "pk")
     ]
 
 

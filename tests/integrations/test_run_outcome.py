@@ -1,5 +1,7 @@
 """How a sync run's outcome reads: a success that left notes says so."""
 
+import re
+
 import pytest
 from django.contrib.auth import get_user_model
 from django.urls import reverse
@@ -127,3 +129,27 @@ def test_it_groups_notes_and_counts_those_not_kept():
 
     assert grouped == [("Contact.Phone: bad", 2), ("Read in full.", 1)]
     assert run.notes_not_kept == 2
+
+
+def test_the_connection_page_lists_imported_objects_in_the_order_they_are_read(
+    org, org_http, connection, client, member
+):
+    connection_sync(connection=connection)
+    client.force_login(member.user)
+
+    page = client.get(
+        reverse("integrations:connection-detail", args=[connection.pk])
+    ).content.decode()
+
+    imported = page.split("What is imported", 1)[1].split("Recent syncs", 1)[0]
+    names = [
+        name
+        for name in re.findall(r"<tr><td>(\w+)</td>", imported)
+        if name in {"User", "Account", "Contact", "Opportunity", "Lead"}
+    ]
+    read_order = list(
+        ObjectMapping.objects.filter(connection=connection).values_list(
+            "object_name", flat=True
+        )
+    )
+    assert names == read_order == ["User", "Account", "Contact", "Opportunity", "Lead"]
