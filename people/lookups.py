@@ -28,6 +28,7 @@ class Among(In):
     # Set when the values are ready to be sent as one parameter; otherwise
     # they are kept as given, for the field's own `in`.
     one_parameter = False
+    is_text = False
 
     def get_prep_lookup(self) -> Any:
         if not self.rhs_is_direct_value():
@@ -46,8 +47,9 @@ class Among(In):
         if not isinstance(field, CharField | TextField | IntegerField):
             return values
         self.one_parameter = True
+        self.is_text = isinstance(field, CharField | TextField)
         prep = field.get_prep_value
-        if isinstance(field, CharField | TextField):
+        if self.is_text:
             # Text for a text column is what the database takes: the field's
             # own preparation, called for every Id, would cost more than the
             # lookup. Other values end as plain text, what `in` sends: a str
@@ -67,16 +69,11 @@ class Among(In):
         return super().as_sql(compiler, connection)
 
     def _one_parameter(self, compiler, connection) -> tuple[str, list[Any], list[Any]]:
+        # Prepared text and integers are what the database takes as they are.
         if not self.rhs:
             raise EmptyResultSet
-        field = self.lhs.output_field
-        plain = str if isinstance(field, CharField | TextField) else None
-        values = [
-            v if type(v) is plain else field.get_db_prep_value(v, connection, True)
-            for v in self.rhs
-        ]
         lhs_sql, lhs_params = self.process_lhs(compiler, connection)
-        return lhs_sql, list(lhs_params), values
+        return lhs_sql, list(lhs_params), list(self.rhs)
 
     def as_sqlite(self, compiler, connection) -> tuple[str, list[Any]]:
         # A bilateral transform (applied to each value too) is left to `in`.
@@ -95,10 +92,10 @@ class Among(In):
         if not self.one_parameter or self.bilateral_transforms:
             return self.as_sql(compiler, connection)
         lhs_sql, params, values = self._one_parameter(compiler, connection)
-        field = self.lhs.output_field
-        if isinstance(field, CharField | TextField):
+        if self.is_text:
             element = "text"
         else:
+            field = self.lhs.output_field
             element = field.db_type(connection)
             # A number out of the column's range equals none of its values,
             # as with `in`; cast in the array, it would fail the query.
